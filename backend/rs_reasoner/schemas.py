@@ -1,0 +1,114 @@
+"""Request and option models shared by the CLI, the pipeline and the HTTP API."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: Upper bound on the working grid of one job (pixels after resampling); beyond this the
+#: request is refused with advice to pick a coarser resolution or a smaller extent.
+MAX_WORKING_PIXELS = 400_000_000
+
+
+class Mode(str, Enum):
+    """How the query is interpreted."""
+
+    reasoning = "reasoning"
+    open_vocabulary = "open_vocabulary"
+    auto = "auto"
+
+
+class Extent(BaseModel):
+    """A rectangle in some CRS. ``crs`` is anything pyproj understands (EPSG:4326, WKT,
+    PROJ string); ``None`` means the raster's own CRS (or pixel/line space for rasters
+    without georeferencing)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+    crs: str | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Extent:
+        vals = (self.xmin, self.ymin, self.xmax, self.ymax)
+        if any(v != v or v in (float("inf"), float("-inf")) for v in vals):
+            raise ValueError("extent coordinates must be finite numbers")
+        if not (self.xmax > self.xmin and self.ymax > self.ymin):
+            raise ValueError(
+                "extent must have xmax > xmin and ymax > ymin "
+                f"(got {self.xmin}, {self.ymin}, {self.xmax}, {self.ymax})"
+            )
+        return self
+
+
+class SegmentOptions(BaseModel):
+    """Knobs of one segmentation run. Distances and areas are in the raster CRS's units."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bands: list[int] | None = Field(
+        None,
+        description="1-based band indexes to use as R,G,B (1 or 3 bands). "
+        "Default: bands whose colour interpretation is RGB, else the first three; "
+        "a single band is replicated.",
+    )
+    resolution: float | None = Field(
+        None, gt=0, description="Target ground resolution in raster CRS units per pixel."
+    )
+    score_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    min_area: float = Field(0.0, ge=0.0, description="Drop polygons smaller than this (map units²).")
+    simplify: float = Field(0.0, ge=0.0, description="Simplification tolerance (map units).")
+    tile_size: int = Field(1024, ge=64, le=8192, description="Tile edge in working pixels.")
+    overlap: int = Field(128, ge=0, le=2048, description="Context margin around each tile.")
+
+    @field_validator("bands")
+    @classmethod
+    def _bands(cls, v: list[int] | None) -> list[int] | None:
+        if v is None:
+            return v
+        if len(v) not in (1, 3):
+            raise ValueError(f"give 1 or 3 bands, not {len(v)}")
+        if any(b < 1 for b in v):
+            raise ValueError("band indexes start at 1")
+        return v
+
+    @model_validator(mode="after")
+    def _overlap(self) -> SegmentOptions:
+        if 2 * self.overlap >= self.tile_size:
+            raise ValueError("overlap must be less than half the tile size")
+        return self
+
+
+class SegmentRequest(BaseModel):
+    """One segmentation job: a raster, an area, a query and options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    raster: str | None = Field(None, description="Path of a raster GDAL can open.")
+    upload_id: str | None = Field(None, description="Id returned by POST /uploads.")
+    extent: Extent | None = Field(None, description="Area to segment; default: whole raster.")
+    query: str = Field(..., description="What to segment: class names or a sentence.")
+    mode: Mode = Mode.auto
+    model: str | None = Field(None, description="Segmenter name; default: the mode's default.")
+    output_crs: str | None = Field(None, description="CRS of the polygons; default: raster's.")
+    options: SegmentOptions = Field(default_factory=SegmentOptions)
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("query is empty: describe what to segment, e.g. 'buildings, water'")
+        if len(v) > 2000:
+            raise ValueError("query is longer than 2000 characters")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SegmentRequest:
+        if (self.raster is None) == (self.upload_id is None):
+            raise ValueError("give exactly one of 'raster' (a path) or 'upload_id'")
+        return self

@@ -1,0 +1,130 @@
+"""Maps segmenter names to implementations and the weights they need.
+
+Segmenters are registered by modules (built-in ones below), by installed packages through
+the ``rs_reasoner.segmenters`` entry-point group, or by modules named in the environment
+variable ``RS_REASONER_SEGMENTER_MODULES`` (comma-separated; how tests add theirs).
+Implementations are imported only when a model is created, so listing models is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+
+from rs_reasoner.errors import UnknownModelError
+from rs_reasoner.schemas import Mode
+from rs_reasoner.segmenters.base import Segmenter
+from rs_reasoner.weights import WeightSpec
+
+ENV_MODULES = "RS_REASONER_SEGMENTER_MODULES"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered segmenter.
+
+    Attributes:
+        name: Short unique name used in requests (``--model``).
+        modes: Modes it serves.
+        description: One line for ``rs-reasoner models list`` and the plugin.
+        factory: ``"module:callable"`` returning a Segmenter; called with ``device=``.
+        weights: Weights it needs (empty for weight-free segmenters).
+        default_for: Modes for which it is the default model.
+        priority: Higher wins when several models claim the same default mode.
+    """
+
+    name: str
+    modes: tuple[Mode, ...]
+    description: str
+    factory: str | Callable[..., Segmenter]
+    weights: tuple[WeightSpec, ...] = ()
+    default_for: tuple[Mode, ...] = ()
+    priority: int = 0
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+_SPECS: dict[str, ModelSpec] = {}
+_LOCK = threading.Lock()
+_LOADED_PLUGINS = False
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Register (or replace) a segmenter spec.
+
+    Args:
+        spec: The model's spec.
+
+    Returns:
+        The spec, so modules can keep a handle.
+    """
+    with _LOCK:
+        _SPECS[spec.name] = spec
+    return spec
+
+
+def _load_plugins() -> None:
+    global _LOADED_PLUGINS
+    if _LOADED_PLUGINS:
+        return
+    _LOADED_PLUGINS = True
+    importlib.import_module("rs_reasoner.segmenters.builtin")
+    for ep in entry_points(group="rs_reasoner.segmenters"):
+        ep.load()
+    for mod in filter(None, (m.strip() for m in os.environ.get(ENV_MODULES, "").split(","))):
+        importlib.import_module(mod)
+
+
+def specs() -> list[ModelSpec]:
+    """All registered specs, sorted by name."""
+    _load_plugins()
+    return sorted(_SPECS.values(), key=lambda s: s.name)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Look up a spec by name.
+
+    Raises:
+        UnknownModelError: With the list of known names.
+    """
+    _load_plugins()
+    try:
+        return _SPECS[name]
+    except KeyError:
+        known = ", ".join(sorted(_SPECS)) or "none"
+        raise UnknownModelError(
+            f"Unknown model '{name}'.", f"Known models: {known} (see 'rs-reasoner models list')."
+        ) from None
+
+
+def default_for(mode: Mode) -> ModelSpec:
+    """The default model for a mode (highest priority among those claiming it)."""
+    candidates = [s for s in specs() if mode in s.default_for]
+    if not candidates:
+        candidates = [s for s in specs() if mode in s.modes]
+    if not candidates:
+        raise UnknownModelError(
+            f"No model is installed for mode '{mode.value}'.",
+            "See 'rs-reasoner models list' for what is available.",
+        )
+    return max(candidates, key=lambda s: s.priority)
+
+
+def create(spec: ModelSpec, device: str = "cpu") -> Segmenter:
+    """Instantiate a segmenter (loads its weights).
+
+    Args:
+        spec: The model spec.
+        device: Torch device string (``"cuda"``, ``"cpu"``).
+
+    Returns:
+        A ready segmenter.
+    """
+    factory = spec.factory
+    if isinstance(factory, str):
+        module, _, attr = factory.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+    return factory(device=device)

@@ -1,0 +1,110 @@
+"""Segmenters registered only for tests (via RS_REASONER_SEGMENTER_MODULES).
+
+They are deterministic colour rules, so tests know exactly which pixels must come back:
+``bright`` = mean of RGB >= 128, ``red``/``green``/``blue`` = that channel >= 128 and the
+other two < 128. ``test-slow`` sleeps per tile (for cancel tests); ``test-reasoning``
+sees the whole extent and returns the largest bright blob plus a reasoning text.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy import ndimage
+
+from rs_reasoner.errors import InvalidRequestError
+from rs_reasoner.schemas import Mode
+from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
+from rs_reasoner.segmenters.registry import ModelSpec, register
+
+RULES = ("bright", "red", "green", "blue")
+
+
+def colour_mask(image: np.ndarray, rule: str) -> np.ndarray:
+    """Pixels of ``image`` (H, W, 3 uint8) that match a colour rule."""
+    high = image >= 128
+    if rule == "bright":
+        return image.astype(np.float32).mean(axis=2) >= 128
+    idx = {"red": 0, "green": 1, "blue": 2}[rule]
+    others = [i for i in range(3) if i != idx]
+    return high[..., idx] & ~high[..., others[0]] & ~high[..., others[1]]
+
+
+class ColourSegmenter(Segmenter):
+    """Labels pixels by colour rules named in the query's classes."""
+
+    def __init__(self, device: str = "cpu", delay: float = 0.0) -> None:
+        self.device = device
+        self.delay = delay
+        self.calls = 0
+
+    def segment(
+        self, image: np.ndarray, valid: np.ndarray, query: SegmentationQuery
+    ) -> TileResult:
+        self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
+        labels = np.zeros(image.shape[:2], np.int32)
+        names: list[str] = []
+        for k, synonyms in enumerate(query.classes, start=1):
+            rule = next((s for s in synonyms if s in RULES), None)
+            if rule is None:
+                raise InvalidRequestError(
+                    f"test segmenter knows only {', '.join(RULES)}; got {synonyms[0]!r}"
+                )
+            labels[(labels == 0) & colour_mask(image, rule) & valid] = k
+            names.append(synonyms[0])
+        scores = np.where(labels > 0, 0.9, 0.1).astype(np.float32)
+        return TileResult(labels=labels, scores=scores, class_names=names)
+
+
+class WholeExtentSegmenter(Segmenter):
+    """Reasoning stand-in: picks the largest bright component of the whole extent."""
+
+    whole_extent = True
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+
+    def segment(
+        self, image: np.ndarray, valid: np.ndarray, query: SegmentationQuery
+    ) -> TileResult:
+        comp, n = ndimage.label(colour_mask(image, "bright") & valid)
+        labels = np.zeros(image.shape[:2], np.int32)
+        if n:
+            sizes = np.bincount(comp.ravel())[1:]
+            labels[comp == int(np.argmax(sizes)) + 1] = 1
+        scores = np.where(labels > 0, 0.8, 0.2).astype(np.float32)
+        text = f"The largest bright object answers '{query.text}'."
+        return TileResult(labels=labels, scores=scores, class_names=[query.text], text=text)
+
+
+register(
+    ModelSpec(
+        name="test-colour",
+        modes=(Mode.open_vocabulary,),
+        description="Test only: colour rules (bright, red, green, blue).",
+        factory=ColourSegmenter,
+        default_for=(Mode.open_vocabulary,),
+        priority=100,
+    )
+)
+register(
+    ModelSpec(
+        name="test-slow",
+        modes=(Mode.open_vocabulary,),
+        description="Test only: colour rules, 0.5 s per tile.",
+        factory=lambda device="cpu": ColourSegmenter(device=device, delay=0.5),
+    )
+)
+register(
+    ModelSpec(
+        name="test-reasoning",
+        modes=(Mode.reasoning,),
+        description="Test only: whole-extent stand-in for a reasoning model.",
+        factory=WholeExtentSegmenter,
+        default_for=(Mode.reasoning,),
+        priority=100,
+    )
+)
