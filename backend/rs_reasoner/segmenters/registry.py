@@ -123,8 +123,13 @@ def create(spec: ModelSpec, device: str = "cpu") -> Segmenter:
     Returns:
         A ready segmenter.
     """
+    return resolve_factory(spec)(device=device)
+
+
+def resolve_factory(spec: ModelSpec) -> Callable[..., Segmenter]:
+    """The spec's factory, importing its module if given as ``"module:attr"``."""
     factory = spec.factory
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
         factory = getattr(importlib.import_module(module), attr)
-    return factory(device=device)
+    return factory

@@ -1,0 +1,242 @@
+"""The ``rs-reasoner`` command: segment, serve, models."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from rs_reasoner import __version__
+from rs_reasoner.errors import RsReasonerError
+
+EPILOG_SEGMENT = """examples:
+  rs-reasoner segment scene.tif --query "buildings, roads, water" --out polygons.gpkg
+  rs-reasoner segment scene.tif --query "trees" --model index-baseline \\
+      --extent 368000 3285000 369000 3286000 --extent-crs EPSG:32617 \\
+      --out trees.shp --preview trees.png
+The output format follows the extension: .gpkg, .shp or .geojson."""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rs-reasoner",
+        description="Segment remote-sensing rasters by description; get georeferenced polygons.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    seg = sub.add_parser(
+        "segment",
+        help="segment a raster and write polygons",
+        description="Segment a raster for a query and write the polygons to a vector file.",
+        epilog=EPILOG_SEGMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    seg.add_argument("raster", help="raster file GDAL can open (GeoTIFF, COG, VRT, ...)")
+    seg.add_argument("--query", "-q", required=True, help="class names or a sentence")
+    seg.add_argument(
+        "--mode",
+        choices=["auto", "reasoning", "open_vocabulary"],
+        default="auto",
+        help="auto: class lists → open_vocabulary, sentences → reasoning (default: auto)",
+    )
+    seg.add_argument("--model", help="segmenter name (see 'rs-reasoner models list')")
+    seg.add_argument(
+        "--extent",
+        nargs=4,
+        type=float,
+        metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
+        help="area to segment (default: the whole raster)",
+    )
+    seg.add_argument("--extent-crs", help="CRS of --extent, e.g. EPSG:4326 (default: raster's)")
+    seg.add_argument("--bands", nargs="+", type=int, help="1 or 3 band numbers used as R G B")
+    seg.add_argument("--resolution", type=float, help="target ground resolution (map units/px)")
+    seg.add_argument("--score-threshold", type=float, default=0.5, help="default: 0.5")
+    seg.add_argument("--min-area", type=float, default=0.0, help="drop polygons below (map units²)")
+    seg.add_argument("--simplify", type=float, default=0.0, help="tolerance in map units")
+    seg.add_argument("--tile-size", type=int, default=1024, help="tile edge in pixels")
+    seg.add_argument("--overlap", type=int, default=128, help="context margin around tiles")
+    seg.add_argument("--output-crs", help="write polygons in this CRS (default: raster's)")
+    seg.add_argument("--out", "-o", required=True, type=Path, help=".gpkg, .shp or .geojson")
+    seg.add_argument("--preview", type=Path, help="also write a PNG of polygons over the image")
+    seg.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    seg.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    srv = sub.add_parser(
+        "serve",
+        help="run the local backend service for the QGIS plugin",
+        description="Serve the HTTP API on loopback. A random token is generated at every "
+        "start and written, with the port and pid, to the state file the plugin reads.",
+    )
+    srv.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=0, help="port (default: 0 = a free port)")
+    srv.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow binding a non-loopback address (exposes the service to the network)",
+    )
+    srv.add_argument("--state-file", type=Path, help="where to write port/token/pid")
+    srv.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+    mdl = sub.add_parser("models", help="list, download or check model weights")
+    msub = mdl.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    msub.add_parser("list", help="list models, their modes and whether weights are present")
+    pull = msub.add_parser("pull", help="download a model's weights into the Hugging Face cache")
+    pull.add_argument("name")
+    ver = msub.add_parser("verify", help="check that a model's weights are present and load")
+    ver.add_argument("name", nargs="?", help="default: every model")
+    return parser
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from rs_reasoner.pipeline import SegmentationPipeline
+    from rs_reasoner.schemas import Extent, SegmentOptions, SegmentRequest
+    from rs_reasoner.vector.writers import check_output_path, write_vector
+
+    extent = None
+    if args.extent:
+        xmin, ymin, xmax, ymax = args.extent
+        extent = Extent(xmin=xmin, ymin=ymin, xmax=xmax, ymax=ymax, crs=args.extent_crs)
+    elif args.extent_crs:
+        raise RsReasonerError("--extent-crs given without --extent.", "Add --extent.")
+    request = SegmentRequest(
+        raster=str(args.raster),
+        extent=extent,
+        query=args.query,
+        mode=args.mode,
+        model=args.model,
+        output_crs=args.output_crs,
+        options=SegmentOptions(
+            bands=args.bands,
+            resolution=args.resolution,
+            score_threshold=args.score_threshold,
+            min_area=args.min_area,
+            simplify=args.simplify,
+            tile_size=args.tile_size,
+            overlap=args.overlap,
+        ),
+    )
+    check_output_path(args.out)
+    pipeline = SegmentationPipeline(device=args.device)
+    pipeline.validate(request, request.raster)
+    bar = tqdm(total=100, disable=args.quiet, unit="%", bar_format="{desc}: {bar} {n:.0f}%")
+
+    def progress(stage: str, fraction: float, message: str | None) -> None:
+        bar.set_description_str(stage if not message else f"{stage} ({message})")
+        bar.n = round(100 * fraction)
+        bar.refresh()
+
+    try:
+        result = pipeline.run(request, request.raster, progress=progress)
+    finally:
+        bar.close()
+    write_vector(result.polygons, args.out)
+    print(f"{len(result.polygons)} polygons ({result.model}, {result.mode.value}) → {args.out}")
+    if result.reasoning:
+        print(f"reasoning: {result.reasoning}")
+    if args.preview:
+        from rs_reasoner.job_preview import write_job_preview
+
+        write_job_preview(request, result, args.preview)
+        print(f"preview → {args.preview}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from rs_reasoner.service.server import serve
+
+    serve(
+        host=args.host,
+        port=args.port,
+        allow_remote=args.allow_remote,
+        state_file=args.state_file,
+        device=args.device,
+    )
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from rs_reasoner import weights
+    from rs_reasoner.segmenters import registry
+
+    if args.models_command == "list":
+        for spec in registry.specs():
+            defaults = ",".join(m.value for m in spec.default_for) or "-"
+            if spec.weights:
+                present = all(weights.is_available(w) for w in spec.weights)
+                status = "weights present" if present else "weights missing"
+            else:
+                status = "no weights needed"
+            print(f"{spec.name:24} {','.join(m.value for m in spec.modes):28} "
+                  f"default for: {defaults:28} {status}")
+            print(f"{'':24} {spec.description}")
+            for w in spec.weights:
+                print(f"{'':24}   {w.repo_id}{'/' + w.filename if w.filename else ''}"
+                      f"  ({w.purpose or 'weights'})")
+        return 0
+    if args.models_command == "pull":
+        spec = registry.get_spec(args.name)
+        if not spec.weights:
+            print(f"{spec.name} needs no weights.")
+        for w in spec.weights:
+            path = weights.resolve(w, spec.name, allow_download=True)
+            print(f"{w.repo_id}: {path}")
+        return 0
+    names = [args.name] if args.name else [s.name for s in registry.specs()]
+    failed = 0
+    for name in names:
+        spec = registry.get_spec(name)
+        try:
+            for w in spec.weights:
+                weights.resolve(w, spec.name)
+            if args.name:  # loading every model at once could exhaust GPU memory
+                registry.create(spec, device="cpu").close()
+            print(f"{name}: ok")
+        except RsReasonerError as exc:
+            failed += 1
+            print(f"{name}: {exc}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _format_validation(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rs-reasoner`` console script.
+
+    Args:
+        argv: Arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        Exit status: 0 ok, 1 failure, 2 user error.
+    """
+    args = _build_parser().parse_args(argv)
+    handlers = {"segment": _segment, "serve": _serve, "models": _models}
+    try:
+        return handlers[args.command](args)
+    except RsReasonerError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"error: {_format_validation(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; no output written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""One segmentation job: read the extent, run the segmenter tile by tile, vectorise.
+
+The pipeline knows the segmenter interface and nothing of any model's internals. It is
+shared by the CLI and the service; the service keeps one instance so loaded models stay
+resident between jobs.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning
+
+from rs_reasoner.errors import ExtentError, InvalidRequestError, JobCancelled
+from rs_reasoner.query import resolve_mode, split_classes
+from rs_reasoner.raster import ExtentReader, open_raster
+from rs_reasoner.schemas import Mode, SegmentRequest
+from rs_reasoner.segmenters import registry
+from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
+from rs_reasoner.tiling import Stitcher, plan_tiles
+from rs_reasoner.vector import reproject, vectorize
+
+#: (stage, fraction 0..1, message or None)
+ProgressFn = Callable[[str, float, str | None], None]
+
+#: Largest extent (working pixels) handed at once to a whole-extent segmenter.
+MAX_WHOLE_EXTENT_PIXELS = 100_000_000
+
+
+@dataclass
+class SegmentationResult:
+    """What a job produces.
+
+    Attributes:
+        polygons: One row per polygon, in the output CRS.
+        model: Name of the segmenter that ran.
+        mode: The mode it ran in (``auto`` resolved).
+        reasoning: The model's reasoning text, if any.
+        messages: Notes for the job log.
+    """
+
+    polygons: gpd.GeoDataFrame
+    model: str
+    mode: Mode
+    reasoning: str | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    spec: registry.ModelSpec
+    query: SegmentationQuery
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when a CUDA GPU is usable, else ``cpu``.
+
+    Args:
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Returns:
+        A torch device string.
+    """
+    if device != "auto":
+        return device
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@contextmanager
+def open_dataset(path: str) -> Iterator[rasterio.DatasetReader]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        ds = open_raster(path)
+    try:
+        yield ds
+    finally:
+        ds.close()
+
+
+class SegmentationPipeline:
+    """Runs segmentation requests; keeps loaded models resident.
+
+    Args:
+        device: Torch device for models (``auto`` picks CUDA when present).
+    """
+
+    def __init__(self, device: str = "auto") -> None:
+        self._requested_device = device
+        self._device: str | None = None
+        self._models: dict[str, Segmenter] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def device(self) -> str:
+        """The resolved device (imports torch on first use)."""
+        if self._device is None:
+            self._device = resolve_device(self._requested_device)
+        return self._device
+
+    def loaded_models(self) -> list[str]:
+        """Names of the models currently in memory."""
+        with self._lock:
+            return sorted(self._models)
+
+    def _plan(self, request: SegmentRequest) -> _Plan:
+        mode = resolve_mode(request.query, request.mode)
+        if request.model:
+            spec = registry.get_spec(request.model)
+            if mode not in spec.modes:
+                if request.mode is not Mode.auto:
+                    raise InvalidRequestError(
+                        f"Model '{spec.name}' does not do {mode.value} segmentation.",
+                        f"It does: {', '.join(m.value for m in spec.modes)}.",
+                    )
+                mode = spec.modes[0]  # the user picked the model; auto follows it
+        else:
+            spec = registry.default_for(mode)
+        classes = split_classes(request.query) if mode is Mode.open_vocabulary else ()
+        query = SegmentationQuery(
+            text=request.query, mode=mode, classes=classes, options=request.options
+        )
+        return _Plan(spec=spec, query=query)
+
+    def _reader(self, ds: rasterio.DatasetReader, request: SegmentRequest) -> ExtentReader:
+        return ExtentReader.open(
+            ds, request.extent, bands=request.options.bands, resolution=request.options.resolution
+        )
+
+    def validate(self, request: SegmentRequest, raster_path: str) -> None:
+        """Cheap checks that let the service answer a bad request with a 4xx at once.
+
+        Args:
+            request: The request.
+            raster_path: The raster to read (the request's path or an upload).
+
+        Raises:
+            RsReasonerError: What is wrong and how to fix it.
+        """
+        plan = self._plan(request)
+        with open_dataset(raster_path) as ds:
+            reader = self._reader(ds, request)
+            self._check_whole_extent(plan, reader)
+        if request.output_crs is not None:
+            from pyproj import CRS
+            from pyproj.exceptions import CRSError
+
+            try:
+                CRS.from_user_input(request.output_crs)
+            except CRSError:
+                raise InvalidRequestError(
+                    f"output_crs {request.output_crs!r} is not a CRS.",
+                    "Use e.g. 'EPSG:4326' or a WKT string.",
+                ) from None
+
+    @staticmethod
+    def _check_whole_extent(plan: _Plan, reader: ExtentReader, whole: bool | None = None) -> None:
+        if whole is None:
+            whole = getattr(registry.resolve_factory(plan.spec), "whole_extent", False)
+        if whole and reader.height * reader.width > MAX_WHOLE_EXTENT_PIXELS:
+            raise ExtentError(
+                f"The extent is {reader.width}x{reader.height} pixels; model "
+                f"'{plan.spec.name}' looks at the whole extent and takes at most "
+                f"{MAX_WHOLE_EXTENT_PIXELS:,} pixels.",
+                "Choose a coarser ground resolution or a smaller extent.",
+            )
+
+    def _model(self, spec: registry.ModelSpec) -> Segmenter:
+        with self._lock:
+            model = self._models.get(spec.name)
+            if model is None:
+                model = registry.create(spec, device=self.device)
+                self._models[spec.name] = model
+            return model
+
+    def unload(self, name: str | None = None) -> None:
+        """Free one model (or all) and its memory."""
+        with self._lock:
+            names = [name] if name else list(self._models)
+            for n in names:
+                model = self._models.pop(n, None)
+                if model is not None:
+                    model.close()
+
+    def run(
+        self,
+        request: SegmentRequest,
+        raster_path: str,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> SegmentationResult:
+        """Run one request.
+
+        Args:
+            request: The request.
+            raster_path: The raster to read (the request's path or an upload).
+            progress: Called with (stage, fraction, message) as work advances.
+            cancel: When set, the job stops after the current tile.
+
+        Returns:
+            The polygons and what produced them.
+
+        Raises:
+            JobCancelled: When ``cancel`` was set.
+            RsReasonerError: For user errors (bad raster, extent, query).
+        """
+        report = progress or (lambda stage, fraction, message: None)
+
+        def check_cancel() -> None:
+            if cancel is not None and cancel.is_set():
+                raise JobCancelled()
+
+        plan = self._plan(request)
+        messages = [f"model {plan.spec.name}, mode {plan.query.mode.value}"]
+        report("loading model", 0.0, f"loading {plan.spec.name}")
+        model = self._model(plan.spec)
+        check_cancel()
+        with open_dataset(raster_path) as ds:
+            reader = self._reader(ds, request)
+            messages.append(
+                f"extent {reader.width}x{reader.height} working pixels, bands {reader.bands}"
+            )
+            if model.whole_extent:
+                self._check_whole_extent(plan, reader, whole=True)
+                report("segmenting", 0.0, "whole extent")
+                image, valid = reader.read_extent()
+                result = model.segment(image, valid, plan.query)
+                valid_map = valid
+                report("segmenting", 1.0, None)
+            else:
+                result, valid_map = self._tiled(model, reader, plan.query, report, check_cancel)
+        check_cancel()
+        report("vectorising", 1.0, None)
+        labels = np.where(result.scores >= request.options.score_threshold, result.labels, 0)
+        polygons = vectorize(
+            labels,
+            result.scores,
+            result.class_names,
+            reader.transform,
+            reader.crs,
+            valid=valid_map,
+            instances=result.instances,
+            min_area=request.options.min_area,
+            simplify=request.options.simplify,
+            attributes={
+                "query": request.query,
+                "mode": plan.query.mode.value,
+                "model": plan.spec.name,
+                "reasoning": result.text or "",
+            },
+        )
+        if request.output_crs is not None:
+            if reader.crs is None:
+                raise InvalidRequestError(
+                    "The raster has no CRS, so its polygons cannot be reprojected.",
+                    "Leave output_crs empty or georeference the raster first.",
+                )
+            polygons = reproject(polygons, request.output_crs)
+        messages.append(f"{len(polygons)} polygons")
+        report("done", 1.0, f"{len(polygons)} polygons")
+        return SegmentationResult(
+            polygons=polygons,
+            model=plan.spec.name,
+            mode=plan.query.mode,
+            reasoning=result.text,
+            messages=messages,
+        )
+
+    @staticmethod
+    def _tiled(
+        model: Segmenter,
+        reader: ExtentReader,
+        query: SegmentationQuery,
+        report: ProgressFn,
+        check_cancel: Callable[[], None],
+    ) -> tuple[TileResult, np.ndarray]:
+        opts = query.options
+        row0, col0, row1, col1 = reader.window
+        tiles = plan_tiles(row0, col0, row1, col1, opts.tile_size, opts.overlap)
+        stitcher = Stitcher(row0, col0, row1, col1)
+        valid_map = np.zeros((row1 - row0, col1 - col0), dtype=bool)
+        for i, tile in enumerate(tiles):
+            check_cancel()
+            r0, c0, r1, c1 = tile.read_window
+            image, valid = reader.read(r0, c0, r1, c1)
+            result = model.segment(image, valid, query)
+            stitcher.add(tile, result)
+            cr0, cc0, cr1, cc1 = tile.core
+            valid_map[cr0 - row0 : cr1 - row0, cc0 - col0 : cc1 - col0] = valid[
+                cr0 - r0 : cr1 - r0, cc0 - c0 : cc1 - c0
+            ]
+            report("segmenting", (i + 1) / len(tiles), f"tile {i + 1}/{len(tiles)}")
+        return stitcher.result(), valid_map
