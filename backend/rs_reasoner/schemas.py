@@ -60,7 +60,7 @@ class SegmentOptions(BaseModel):
         None, gt=0, description="Target ground resolution in raster CRS units per pixel."
     )
     score_threshold: float = Field(0.5, ge=0.0, le=1.0)
-    min_area: float = Field(0.0, ge=0.0, description="Drop polygons smaller than this (map units²).")
+    min_area: float = Field(0.0, ge=0.0, description="Drop smaller polygons (map units²).")
     simplify: float = Field(0.0, ge=0.0, description="Simplification tolerance (map units).")
     tile_size: int = Field(1024, ge=64, le=8192, description="Tile edge in working pixels.")
     overlap: int = Field(128, ge=0, le=2048, description="Context margin around each tile.")

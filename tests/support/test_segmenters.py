@@ -108,3 +108,22 @@ register(
         priority=100,
     )
 )
+
+
+class GreedySegmenter(ColourSegmenter):
+    """Ignores ``valid``: proves the pipeline itself keeps polygons off NoData."""
+
+    def segment(
+        self, image: np.ndarray, valid: np.ndarray, query: SegmentationQuery
+    ) -> TileResult:
+        return super().segment(image, np.ones_like(valid), query)
+
+
+register(
+    ModelSpec(
+        name="test-greedy",
+        modes=(Mode.open_vocabulary,),
+        description="Test only: colour rules that ignore the NoData mask.",
+        factory=GreedySegmenter,
+    )
+)

@@ -1,0 +1,209 @@
+"""End-to-end behaviour of the pipeline on real GeoTIFFs (test-only segmenters)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from pyproj import CRS, Transformer
+from rasterio.enums import ColorInterp
+from rasterio.features import shapes
+from shapely.geometry import box, shape
+from shapely.ops import unary_union
+
+from rs_reasoner.errors import ExtentError, JobCancelled
+from rs_reasoner.pipeline import SegmentationPipeline
+from rs_reasoner.schemas import Extent, SegmentOptions, SegmentRequest
+from tests.support.rasters import (
+    CUSTOM_WKT,
+    UTM_CRS,
+    UTM_TRANSFORM,
+    scene_with_squares,
+    write_geotiff,
+)
+
+PIXEL = 2.0  # UTM_TRANSFORM pixel size
+
+
+def square_box(row: int, col: int, size: int, transform=UTM_TRANSFORM):
+    """Map-coordinate box of a pixel square."""
+    x0, y0 = transform @ (col, row)
+    x1, y1 = transform @ (col + size, row + size)
+    return box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+
+
+def run(path: Path, query: str = "bright", **kw) -> object:
+    options = kw.pop("options", {})
+    request = SegmentRequest(raster=str(path), query=query, options=SegmentOptions(**options), **kw)
+    pipeline = SegmentationPipeline(device="cpu")
+    pipeline.validate(request, str(path))
+    return pipeline.run(request, str(path))
+
+
+def assert_same_box(geom, expected, tol: float = PIXEL / 2) -> None:
+    got = np.array(geom.bounds)
+    assert np.abs(got - np.array(expected.bounds)).max() <= tol, (geom.bounds, expected.bounds)
+    assert geom.symmetric_difference(expected).area <= tol * expected.length
+
+
+def test_known_square_comes_back_at_its_map_coordinates(tmp_path: Path) -> None:
+    path = write_geotiff(tmp_path / "a.tif", scene_with_squares(squares=[(50, 60, 40)]))
+    result = run(path)
+    gdf = result.polygons
+    assert len(gdf) == 1
+    assert CRS.from_user_input(gdf.crs) == CRS.from_user_input(UTM_CRS)
+    assert_same_box(gdf.geometry.iloc[0], square_box(50, 60, 40))
+    row = gdf.iloc[0]
+    assert (row["label"], row["query"], row["mode"], row["model"]) == (
+        "bright", "bright", "open_vocabulary", "test-colour",
+    )
+    assert row["score"] == pytest.approx(0.9)
+
+
+def test_extent_in_another_crs_selects_the_right_window(tmp_path: Path) -> None:
+    path = write_geotiff(
+        tmp_path / "a.tif", scene_with_squares(squares=[(20, 20, 30), (200, 300, 30)])
+    )
+    # An EPSG:4326 extent around the second square only.
+    target = square_box(190, 290, 50)
+    to_wgs84 = Transformer.from_crs(UTM_CRS, "EPSG:4326", always_xy=True)
+    xmin, ymin, xmax, ymax = to_wgs84.transform_bounds(*target.bounds)
+    extent = Extent(xmin=xmin, ymin=ymin, xmax=xmax, ymax=ymax, crs="EPSG:4326")
+    gdf = run(path, extent=extent).polygons
+    assert len(gdf) == 1
+    assert_same_box(gdf.geometry.iloc[0], square_box(200, 300, 30))
+
+
+def test_object_crossing_tile_edges_is_one_polygon(tmp_path: Path) -> None:
+    # 128 px tiles with 16 px context: cores every 96 px, so this square spans 4 tiles.
+    path = write_geotiff(tmp_path / "a.tif", scene_with_squares(squares=[(70, 80, 60)]))
+    gdf = run(path, options={"tile_size": 128, "overlap": 16}).polygons
+    assert len(gdf) == 1
+    assert_same_box(gdf.geometry.iloc[0], square_box(70, 80, 60))
+
+
+def test_moving_the_extent_a_few_pixels_keeps_the_result(tmp_path: Path) -> None:
+    data = scene_with_squares(height=400, width=400, squares=[(150, 140, 50), (260, 250, 20)])
+    path = write_geotiff(tmp_path / "a.tif", data)
+    x0, y0 = UTM_TRANSFORM @ (40, 360)
+    x1, y1 = UTM_TRANSFORM @ (360, 40)
+    results = []
+    for shift in (0, 3, -5):
+        d = shift * PIXEL
+        extent = Extent(xmin=x0 + d, ymin=y0 + d, xmax=x1 + d, ymax=y1 + d)
+        gdf = run(path, extent=extent, options={"tile_size": 128, "overlap": 16}).polygons
+        results.append(unary_union(list(gdf.geometry)))
+    assert results[0].equals(results[1]) and results[0].equals(results[2])
+
+
+def test_nodata_never_gets_a_polygon(tmp_path: Path) -> None:
+    data = scene_with_squares(squares=[(40, 40, 80)], value=230)
+    data[:, :, :70] = 255  # NoData strip, bright: a careless segmenter would take it
+    path = write_geotiff(tmp_path / "a.tif", data, nodata=255)
+    gdf = run(path, model="test-greedy", options={"simplify": 3.0}).polygons
+    nodata_area = box(*(UTM_TRANSFORM @ (0, 300)), *(UTM_TRANSFORM @ (70, 0)))
+    assert len(gdf) == 1
+    assert gdf.geometry.iloc[0].intersection(nodata_area).area == pytest.approx(0, abs=1e-6)
+    # What is left of the square: rows 40-120, columns 70-120.
+    expected = box(*(UTM_TRANSFORM @ (70, 120)), *(UTM_TRANSFORM @ (120, 40)))
+    assert_same_box(gdf.geometry.iloc[0], expected)
+
+
+def test_uint16_four_band_raster_uses_rgb_and_is_stretched(tmp_path: Path) -> None:
+    data = scene_with_squares(squares=[(30, 30, 25)], background=300, value=2900, bands=4,
+                              dtype="uint16")
+    data[3] = 100  # a dark NIR band that must not be picked
+    path = write_geotiff(
+        tmp_path / "a.tif", data,
+        colorinterp=[ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined],
+    )
+    gdf = run(path).polygons
+    assert len(gdf) == 1
+    assert_same_box(gdf.geometry.iloc[0], square_box(30, 30, 25))
+
+
+def test_single_band_raster_with_custom_wkt(tmp_path: Path) -> None:
+    data = scene_with_squares(squares=[(10, 10, 20)], bands=1)
+    path = write_geotiff(tmp_path / "a.tif", data, crs=CUSTOM_WKT)
+    gdf = run(path).polygons
+    assert CRS.from_user_input(gdf.crs).equals(CRS.from_wkt(CUSTOM_WKT))
+    assert_same_box(gdf.geometry.iloc[0], square_box(10, 10, 20))
+
+
+def test_non_georeferenced_raster_gives_pixel_coordinates(tmp_path: Path) -> None:
+    data = scene_with_squares(squares=[(10, 20, 30)])
+    path = write_geotiff(tmp_path / "a.tif", data, crs=None, transform=None)
+    gdf = run(path).polygons
+    assert gdf.crs is None
+    # GDAL's default geotransform for such files flips y: rows go down, y = -row.
+    geom = gdf.geometry.iloc[0]
+    assert geom.area == pytest.approx(30 * 30)
+    assert sorted(abs(v) for v in geom.bounds) == sorted([20, 10, 50, 40])
+
+
+def test_output_crs_reprojects(tmp_path: Path) -> None:
+    path = write_geotiff(tmp_path / "a.tif", scene_with_squares(squares=[(50, 60, 40)]))
+    gdf = run(path, output_crs="EPSG:4326").polygons
+    assert CRS.from_user_input(gdf.crs) == CRS.from_epsg(4326)
+    to_utm = Transformer.from_crs("EPSG:4326", UTM_CRS, always_xy=True)
+    back = to_utm.transform_bounds(*gdf.geometry.iloc[0].bounds)
+    assert np.allclose(back, square_box(50, 60, 40).bounds, atol=PIXEL / 2)
+
+
+def test_score_threshold_drops_low_scores(tmp_path: Path) -> None:
+    path = write_geotiff(tmp_path / "a.tif", scene_with_squares())
+    assert len(run(path, options={"score_threshold": 0.95}).polygons) == 0
+
+
+def test_whole_extent_segmenter_returns_reasoning(tmp_path: Path) -> None:
+    data = scene_with_squares(squares=[(10, 10, 10), (100, 100, 30)])
+    path = write_geotiff(tmp_path / "a.tif", data)
+    result = run(path, query="the largest bright building in the scene")
+    assert result.mode.value == "reasoning" and result.model == "test-reasoning"
+    gdf = result.polygons
+    assert len(gdf) == 1
+    assert_same_box(gdf.geometry.iloc[0], square_box(100, 100, 30))
+    assert "largest bright object" in gdf.iloc[0]["reasoning"]
+
+
+def test_cancel_stops_between_tiles(tmp_path: Path) -> None:
+    path = write_geotiff(tmp_path / "a.tif", scene_with_squares(height=512, width=512))
+    request = SegmentRequest(raster=str(path), query="bright", model="test-slow",
+                             options=SegmentOptions(tile_size=128, overlap=16))
+    cancel = threading.Event()
+    stages: list[str] = []
+
+    def progress(stage: str, fraction: float, message: str | None) -> None:
+        stages.append(stage)
+        if stage == "segmenting":
+            cancel.set()
+
+    with pytest.raises(JobCancelled):
+        SegmentationPipeline(device="cpu").run(request, str(path), progress, cancel)
+    assert stages.count("segmenting") == 1  # stopped after the first tile
+
+
+def test_extent_outside_raster_is_refused_before_running(tmp_path: Path) -> None:
+    path = write_geotiff(tmp_path / "a.tif", scene_with_squares())
+    request = SegmentRequest(raster=str(path), query="bright",
+                             extent=Extent(xmin=0, ymin=0, xmax=10, ymax=10))
+    with pytest.raises(ExtentError):
+        SegmentationPipeline(device="cpu").validate(request, str(path))
+
+
+def test_real_landsat_scene_keeps_off_its_nodata_collar(shared_data: Path) -> None:
+    path = shared_data / "landsat_rgb_utm18n.tif"
+    result = run(path, query="water", model="index-baseline", options={"min_area": 1e5})
+    gdf = result.polygons
+    assert len(gdf) > 0
+    with rasterio.open(path) as ds:
+        assert CRS.from_user_input(gdf.crs) == CRS.from_user_input(ds.crs)
+        mask = ds.dataset_mask()
+        data_area = unary_union(
+            [shape(g) for g, v in shapes(mask, mask=mask > 0, transform=ds.transform)]
+        )
+    outside = unary_union(list(gdf.geometry)).difference(data_area)
+    assert outside.area < 1e-6 * data_area.area
