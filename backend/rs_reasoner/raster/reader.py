@@ -1,0 +1,289 @@
+"""Reading an extent of a raster as 8-bit RGB windows of a working grid.
+
+The working grid is the source grid scaled by ``scale`` (source pixels per working pixel)
+and anchored at the raster origin: working pixel (r, c) covers source pixels
+``[r*scale, (r+1)*scale)``. Reads take global working-grid windows, so tiles planned on a
+lattice anchored at working pixel (0, 0) read the same pixels whatever the extent.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.windows import Window
+
+from rs_reasoner.errors import ExtentError, RasterError
+from rs_reasoner.raster.bands import select_bands
+from rs_reasoner.raster.source import raster_transform
+from rs_reasoner.raster.stretch import apply_stretch, stretch_params
+from rs_reasoner.raster.window import extent_to_window, working_shape
+from rs_reasoner.schemas import MAX_WORKING_PIXELS, Extent
+
+#: Long side of the decimated read that the stretch percentiles are computed from.
+STATS_SIZE = 1024
+
+#: Scales this close to 1 are read natively (no resampling for float noise).
+_SCALE_EPS = 1e-9
+
+#: (working start, working end, source start, source end) along one axis.
+_Piece = tuple[int, int, float, float]
+
+
+def source_pixel_size(ds: rasterio.DatasetReader) -> float:
+    """The raster's pixel width in CRS units (1 for rasters without georeferencing).
+
+    Args:
+        ds: The raster.
+
+    Returns:
+        Length of one pixel step along a row (``abs(a)`` for north-up rasters; rotation
+        aware otherwise). The working grid uses one scale for both axes.
+    """
+    t = raster_transform(ds)
+    return math.hypot(t.a, t.d)
+
+
+def _axis_pieces(w0: int, w1: int, n_src: int, n_work: int, scale: float) -> list[_Piece]:
+    """Split a working range (inside the raster) into reads GDAL can map exactly.
+
+    GDAL clips a source window that runs past the raster and stretches what is left over
+    the output, so the last working pixel, when only partly covered by source pixels, is
+    read on its own from the part that exists.
+    """
+    full = min(n_work, math.floor(n_src / scale + 1e-6))  # working pixels wholly inside
+    pieces: list[_Piece] = []
+    if min(w1, full) > w0:
+        pieces.append((w0, min(w1, full), w0 * scale, min(w1, full) * scale))
+    if w1 > full and full < n_work:
+        pieces.append((full, full + 1, full * scale, float(n_src)))
+    return pieces
+
+
+class ExtentReader:
+    """Reads windows of a raster's working grid as stretched RGB plus validity.
+
+    Create with :meth:`open`. The stretch is computed once for the extent, so all tiles
+    of a job share it and no seams appear between them.
+
+    Attributes:
+        ds: The open raster (the caller closes it).
+        bands: The three 1-based bands read as R, G, B.
+        scale: Source pixels per working pixel.
+        window: The extent on the working grid, (row0, col0, row1, col1).
+        lo, hi: Per-band values mapped to 0 and 255.
+    """
+
+    def __init__(
+        self,
+        ds: rasterio.DatasetReader,
+        bands: list[int],
+        scale: float,
+        window: tuple[int, int, int, int],
+        lo: np.ndarray,
+        hi: np.ndarray,
+    ) -> None:
+        self.ds = ds
+        self.bands = list(bands)
+        self.scale = scale
+        self.window = window
+        self.lo = lo
+        self.hi = hi
+        self._unique = list(dict.fromkeys(self.bands))  # read a replicated band once
+        self._dtype = np.result_type(*[ds.dtypes[b - 1] for b in self._unique])
+        self._nodata = [ds.nodatavals[b - 1] for b in self._unique]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            self._all_valid = all(
+                ds.mask_flag_enums[b - 1] == [MaskFlags.all_valid] for b in self._unique
+            )
+
+    @classmethod
+    def open(
+        cls,
+        ds: rasterio.DatasetReader,
+        extent: Extent | None,
+        bands: list[int] | None = None,
+        resolution: float | None = None,
+    ) -> ExtentReader:
+        """Place the extent on the working grid and compute its stretch.
+
+        Args:
+            ds: The raster.
+            extent: The area (any CRS) or None for the whole raster.
+            bands: 1 or 3 band numbers, or None for the default choice.
+            resolution: Working ground resolution in raster CRS units per pixel, or None
+                for the native one.
+
+        Returns:
+            A reader.
+
+        Raises:
+            ExtentError: The extent misses the raster, or its working grid is too large.
+            RasterError: The bands cannot be shown as an image (complex values).
+            InvalidRequestError: A band number the raster lacks.
+        """
+        chosen = select_bands(ds, bands)
+        complex_bands = [b for b in chosen if np.dtype(ds.dtypes[b - 1]).kind == "c"]
+        if complex_bands:
+            raise RasterError(
+                f"Band(s) {sorted(set(complex_bands))} hold complex values (e.g. radar SLC), "
+                "which cannot be shown as an image.",
+                "Derive amplitude or intensity first (e.g. gdal_calc.py or a VRT).",
+            )
+        pixel = source_pixel_size(ds)
+        scale = 1.0 if resolution is None else resolution / pixel
+        if abs(scale - 1.0) < _SCALE_EPS:
+            scale = 1.0
+        if not (math.isfinite(scale) and scale > 0):
+            raise ExtentError(f"Resolution {resolution} is not usable.", "Give a positive number.")
+        window = extent_to_window(ds, extent, scale)
+        row0, col0, row1, col1 = window
+        pixels = (row1 - row0) * (col1 - col0)
+        if pixels > MAX_WORKING_PIXELS:
+            # Pixel count falls with the square of the resolution.
+            suggested = pixel * scale * math.sqrt(pixels / MAX_WORKING_PIXELS) * 1.01
+            raise ExtentError(
+                f"The extent is {col1 - col0} x {row1 - row0} = {pixels:,} working pixels at "
+                f"resolution {pixel * scale:.6g}, more than the {MAX_WORKING_PIXELS:,} one "
+                "job may process.",
+                f"Choose a coarser ground resolution (at least {suggested:.6g} map units per "
+                "pixel) or a smaller extent.",
+            )
+        reader = cls(ds, chosen, scale, window, np.zeros(3), np.full(3, 255.0))
+        reader.lo, reader.hi = reader._statistics()
+        return reader
+
+    @property
+    def height(self) -> int:
+        """Rows of the extent on the working grid."""
+        return self.window[2] - self.window[0]
+
+    @property
+    def width(self) -> int:
+        """Columns of the extent on the working grid."""
+        return self.window[3] - self.window[1]
+
+    @property
+    def crs(self) -> CRS | None:
+        """The raster's CRS (None without one)."""
+        return self.ds.crs
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """(rows, cols) of the whole raster on the working grid."""
+        return working_shape(self.ds, self.scale)
+
+    @property
+    def grid_transform(self) -> Affine:
+        """Affine of the working grid (its pixel (0, 0) is the raster's top-left)."""
+        return raster_transform(self.ds) @ Affine.scale(self.scale)
+
+    @property
+    def transform(self) -> Affine:
+        """Affine of the extent's top-left working pixel (for extent-sized arrays)."""
+        return self.grid_transform @ Affine.translation(self.window[1], self.window[0])
+
+    def _statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Stretch range from a decimated read of the extent's valid pixels."""
+        if self._dtype == np.uint8:
+            return stretch_params(np.zeros((3, 0), np.uint8), self._dtype)  # no read needed
+        row0, col0, row1, col1 = self.window
+        s = self.scale
+        sr0, sc0 = row0 * s, col0 * s
+        sr1, sc1 = min(row1 * s, self.ds.height), min(col1 * s, self.ds.width)
+        factor = max(1.0, max(sr1 - sr0, sc1 - sc0) / STATS_SIZE)
+        shape = (max(1, round((sr1 - sr0) / factor)), max(1, round((sc1 - sc0) / factor)))
+        # Nearest keeps real pixel values and lets GDAL use overviews (cheap on COGs).
+        data, valid = self._read_source(
+            Window(sc0, sr0, sc1 - sc0, sr1 - sr0), shape, Resampling.nearest
+        )
+        samples = data[:, valid]
+        return stretch_params(samples[[self._unique.index(b) for b in self.bands]], self._dtype)
+
+    def _read_source(
+        self, window: Window, shape: tuple[int, int], resampling: Resampling
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Unique bands (len(unique), *shape) and validity of a source window."""
+        count = len(self._unique)
+        try:
+            data = self.ds.read(
+                self._unique,
+                window=window,
+                out_shape=(count, *shape),
+                resampling=resampling,
+                out_dtype=self._dtype,
+            )
+            if self._all_valid:
+                valid = np.ones(shape, dtype=bool)
+            else:
+                # Band masks cover nodata, internal masks and alpha bands alike.
+                masks = self.ds.read_masks(
+                    self._unique,
+                    window=window,
+                    out_shape=(count, *shape),
+                    resampling=Resampling.nearest,
+                )
+                valid = (masks > 0).all(axis=0)
+        except RasterioError as exc:
+            # rasterio's own message only points at the GDAL error it chained.
+            reason = exc.__cause__ or exc
+            raise RasterError(
+                f"Pixels of {self.ds.name} cannot be read: {reason}",
+                "The file may be damaged or incomplete; check it with gdalinfo -checksum.",
+            ) from None
+        for i, nodata in enumerate(self._nodata):
+            if nodata is not None and not math.isnan(nodata):
+                valid &= data[i] != nodata
+        if data.dtype.kind == "f":
+            valid &= np.isfinite(data).all(axis=0)
+        return data, valid
+
+    def read(self, row0: int, col0: int, row1: int, col1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Read a window of the working grid, in global coordinates.
+
+        The window may extend beyond the raster (outside is invalid and 0) and beyond the
+        extent (inside the raster that context is read like any other pixel). Only the
+        window's source pixels are read.
+
+        Args:
+            row0, col0, row1, col1: Window on the working grid, end-exclusive.
+
+        Returns:
+            (image (H, W, 3) uint8 RGB, valid (H, W) bool); invalid pixels (NoData, masked,
+            NaN/inf, outside the raster) are 0 in the image.
+        """
+        if row1 <= row0 or col1 <= col0:
+            raise ValueError(f"empty window {(row0, col0, row1, col1)}")
+        shape = (row1 - row0, col1 - col0)
+        data = np.zeros((len(self._unique), *shape), dtype=self._dtype)
+        valid = np.zeros(shape, dtype=bool)
+        rows, cols = self.grid_shape
+        r0, c0, r1, c1 = max(row0, 0), max(col0, 0), min(row1, rows), min(col1, cols)
+        if r1 > r0 and c1 > c0:
+            native = self.scale == 1.0
+            resampling = Resampling.nearest if native else Resampling.bilinear
+            row_pieces = _axis_pieces(r0, r1, self.ds.height, rows, self.scale)
+            col_pieces = _axis_pieces(c0, c1, self.ds.width, cols, self.scale)
+            for wr0, wr1, sr0, sr1 in row_pieces:
+                for wc0, wc1, sc0, sc1 in col_pieces:
+                    part, ok = self._read_source(
+                        Window(sc0, sr0, sc1 - sc0, sr1 - sr0), (wr1 - wr0, wc1 - wc0), resampling
+                    )
+                    dst = (slice(wr0 - row0, wr1 - row0), slice(wc0 - col0, wc1 - col0))
+                    data[(slice(None), *dst)] = part
+                    valid[dst] = ok
+        order = [self._unique.index(b) for b in self.bands]
+        image = apply_stretch(data[order], self.lo, self.hi)
+        image[~valid] = 0
+        return image, valid
+
+    def read_extent(self) -> tuple[np.ndarray, np.ndarray]:
+        """Read the whole extent window (see :meth:`read`)."""
+        return self.read(*self.window)

@@ -1,0 +1,263 @@
+"""``rs-reasoner serve``: run the HTTP API on loopback with a fresh token.
+
+The socket is bound here (so ``--port 0`` yields a free port known before anything is
+announced), uvicorn serves on it, and once it accepts connections the state file
+(port, token, pid) is written for clients. SIGINT/SIGTERM shut down cleanly and remove the
+state file (if it still names this process).
+
+Run without the CLI (tests, automation)::
+
+    python -m rs_reasoner.service.server --port 0 --state-file /tmp/backend.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from rs_reasoner import __version__
+from rs_reasoner.errors import RsReasonerError
+from rs_reasoner.service.state import (
+    default_state_path,
+    pid_alive,
+    read_state,
+    remove_state,
+    write_state,
+)
+
+log = logging.getLogger("rs_reasoner.service")
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ``::1``."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_host(host: str, allow_remote: bool = False) -> None:
+    """Refuse a non-loopback bind address unless explicitly allowed.
+
+    Raises:
+        RsReasonerError: The host is not loopback and ``allow_remote`` is False.
+    """
+    if is_loopback(host) or allow_remote:
+        return
+    raise RsReasonerError(
+        f"Refusing to listen on '{host}': it is not a loopback address, so other machines "
+        "could reach the backend.",
+        "Use --host 127.0.0.1 (the default), or add --allow-remote if you really want "
+        "the service on the network (requests still need the token).",
+    )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    address = "127.0.0.1" if host.strip().lower() == "localhost" else host.strip().strip("[]")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if os.name != "nt":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+        sock.listen(128)  # connections made before uvicorn starts wait in the backlog
+    except OSError as exc:
+        sock.close()
+        raise RsReasonerError(
+            f"Cannot listen on {address} port {port}: {exc.strerror or exc}.",
+            "Pick another port with --port, or --port 0 for any free one.",
+        ) from None
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _setup_logging() -> None:
+    if log.handlers or logging.getLogger().handlers or logging.getLogger("rs_reasoner").handlers:
+        return
+    try:
+        from uvicorn.logging import DefaultFormatter
+
+        formatter: logging.Formatter = DefaultFormatter("%(levelprefix)s %(message)s")
+    except ImportError:  # pragma: no cover
+        formatter = logging.Formatter("%(levelname)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    pkg = logging.getLogger("rs_reasoner")
+    pkg.addHandler(handler)
+    pkg.setLevel(logging.INFO)
+    pkg.propagate = False
+
+
+def _make_server_class() -> type:
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        """uvicorn.Server that announces itself once serving and exits cleanly on signals
+        (stock uvicorn re-raises SIGINT/SIGTERM after shutdown)."""
+
+        on_started: Callable[[], None] | None = None
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and not self.should_exit and self.on_started is not None:
+                self.on_started()
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = [signal.SIGINT, signal.SIGTERM]
+            if hasattr(signal, "SIGBREAK"):  # Windows Ctrl+Break
+                handled.append(signal.SIGBREAK)
+            originals = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in originals.items():
+                    signal.signal(sig, handler)
+
+    return _Server
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    allow_remote: bool = False,
+    state_file: Path | str | None = None,
+    device: str = "auto",
+) -> None:
+    """Serve the API until SIGINT/SIGTERM.
+
+    Args:
+        host: Bind address; must be loopback unless ``allow_remote``.
+        port: Port; 0 picks a free one.
+        allow_remote: Allow a non-loopback ``host``.
+        state_file: Where to write port/token/pid (default:
+            :func:`~rs_reasoner.service.state.default_state_path`).
+        device: Torch device for the models (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
+
+    Raises:
+        RsReasonerError: Non-loopback host without ``allow_remote``, port unavailable, or
+            the server failed to start.
+    """
+    check_host(host, allow_remote)
+    _setup_logging()
+    state_path = Path(state_file).expanduser() if state_file else default_state_path()
+    previous = read_state(state_path)
+    if previous and previous.get("pid") != os.getpid() and pid_alive(previous.get("pid")):
+        log.warning(
+            "state file %s names another running backend (pid %s); taking it over",
+            state_path,
+            previous.get("pid"),
+        )
+
+    sock = _bind(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    token = secrets.token_urlsafe(32)
+    pid = os.getpid()
+    upload_dir: Path | None = None
+    try:
+        import platformdirs
+        import uvicorn
+
+        from rs_reasoner.pipeline import SegmentationPipeline
+        from rs_reasoner.service.app import create_app, gpu_info
+
+        uploads_root = Path(platformdirs.user_cache_dir("rs-reasoner")) / "uploads"
+        uploads_root.mkdir(parents=True, exist_ok=True)
+        upload_dir = Path(tempfile.mkdtemp(prefix=f"{pid}-", dir=uploads_root))
+        pipeline = SegmentationPipeline(device=device)
+        # Resolve the device now (imports torch for "auto"), so /health answers at once.
+        gpu = gpu_info(pipeline.device)
+        log.info(
+            "device: %s%s",
+            pipeline.device,
+            f" ({gpu['gpu_name']}, {gpu['gpu_memory_total'] / 1024**3:.1f} GiB)"
+            if gpu["gpu_name"]
+            else "",
+        )
+        app = create_app(pipeline, token, upload_dir)
+        config = uvicorn.Config(
+            app,
+            log_level="info",
+            access_log=False,  # the plugin polls; one line per poll drowns the log
+            timeout_graceful_shutdown=5,
+            lifespan="on",
+        )
+        server = _make_server_class()(config)
+
+        def announce() -> None:
+            try:
+                write_state(state_path, bound_host, bound_port, token, pid, __version__)
+            except OSError as exc:
+                raise RsReasonerError(
+                    f"Cannot write the state file {state_path}: {exc.strerror or exc}.",
+                    "Pass --state-file with a writable path.",
+                ) from None
+            log.info(
+                "RS Reasoner backend on %s (state file: %s)",
+                _url(bound_host, bound_port),
+                state_path,
+            )
+
+        server.on_started = announce
+        server.run(sockets=[sock])
+        if not server.started:
+            raise RsReasonerError(
+                "The backend failed to start.", "See the messages above for the cause."
+            )
+    finally:
+        remove_state(state_path, pid)
+        if upload_dir is not None:
+            shutil.rmtree(upload_dir, ignore_errors=True)
+        sock.close()
+    log.info("RS Reasoner backend stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m rs_reasoner.service.server``: the same flags as ``rs-reasoner serve``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m rs_reasoner.service.server", description="Run the RS Reasoner backend."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port (default: 0 = a free port)")
+    parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback host")
+    parser.add_argument("--state-file", type=Path, help="where to write port/token/pid")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    args = parser.parse_args(argv)
+    try:
+        serve(
+            host=args.host,
+            port=args.port,
+            allow_remote=args.allow_remote,
+            state_file=args.state_file,
+            device=args.device,
+        )
+    except RsReasonerError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""ExtentReader: working grid, stretch, validity, boundless global-coordinate reads."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from pyproj import Transformer
+from rasterio.enums import ColorInterp as CI
+from rasterio.errors import NotGeoreferencedWarning
+
+from rs_reasoner.errors import ExtentError, RasterError
+from rs_reasoner.raster import ExtentReader, open_raster
+from rs_reasoner.schemas import MAX_WORKING_PIXELS, Extent
+from tests.support.rasters import UTM_CRS, UTM_TRANSFORM, scene_with_squares, write_geotiff
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def shared(name: str) -> Path:
+    if not (SHARED / name).is_file():
+        pytest.skip(f"shared sample raster {SHARED / name} not found")
+    return SHARED / name
+
+
+def pixel_extent(row0, col0, row1, col1, transform=UTM_TRANSFORM, crs=None) -> Extent:
+    x0, y0 = transform @ (col0, row1)
+    x1, y1 = transform @ (col1, row0)
+    return Extent(xmin=min(x0, x1), ymin=min(y0, y1), xmax=max(x0, x1), ymax=max(y0, y1),
+                  crs=crs)
+
+
+def column_ramp(height: int = 300, width: int = 400, bands: int = 3) -> np.ndarray:
+    """uint8 image whose value is column // 2 (0..199): resampling results are predictable."""
+    return np.tile((np.arange(width) // 2).astype(np.uint8), (bands, height, 1))
+
+
+class RecordingDataset:
+    """Wraps a dataset and records the windows and output shapes of pixel reads."""
+
+    def __init__(self, ds) -> None:
+        self._ds = ds
+        self.reads: list[tuple] = []
+
+    def __getattr__(self, name):
+        return getattr(self._ds, name)
+
+    def read(self, *args, **kw):
+        self.reads.append((kw.get("window"), kw.get("out_shape")))
+        return self._ds.read(*args, **kw)
+
+    def read_masks(self, *args, **kw):
+        self.reads.append((kw.get("window"), kw.get("out_shape")))
+        return self._ds.read_masks(*args, **kw)
+
+
+def test_uint8_extent_keeps_values_and_reads_global_coordinates(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    data = rng.integers(1, 255, (3, 300, 400), dtype=np.uint8)
+    with open_raster(write_geotiff(tmp_path / "a.tif", data)) as ds:
+        reader = ExtentReader.open(ds, pixel_extent(100, 120, 180, 260))
+        assert reader.window == (100, 120, 180, 260) and reader.bands == [1, 2, 3]
+        assert (reader.height, reader.width) == (80, 140)
+        assert reader.transform == UTM_TRANSFORM @ Affine.translation(120, 100)
+        assert reader.crs == ds.crs
+        image, valid = reader.read_extent()
+        assert image.dtype == np.uint8 and image.shape == (80, 140, 3) and valid.all()
+        assert (image == np.moveaxis(data[:, 100:180, 120:260], 0, -1)).all()
+        # Reads are in global working-grid coordinates, not relative to the extent;
+        # context outside the extent but inside the raster is real data.
+        image, valid = reader.read(0, 0, 10, 10)
+        assert valid.all() and (image == np.moveaxis(data[:, :10, :10], 0, -1)).all()
+
+
+def test_outside_the_raster_is_invalid_and_black(tmp_path: Path) -> None:
+    data = scene_with_squares(height=100, width=120, background=50)
+    with open_raster(write_geotiff(tmp_path / "a.tif", data)) as ds:
+        reader = ExtentReader.open(ds, None)
+        image, valid = reader.read(-5, -8, 50, 50)
+        assert image.shape == (55, 58, 3)
+        assert not valid[:5].any() and not valid[:, :8].any() and valid[5:, 8:].all()
+        assert (image[~valid] == 0).all() and (image[valid] > 0).all()
+        image, valid = reader.read(90, 110, 130, 150)  # past the bottom-right corner
+        assert valid[:10, :10].all() and valid.sum() == 100
+        image, valid = reader.read(500, 500, 510, 520)  # wholly outside
+        assert not valid.any() and not image.any()
+
+
+def test_nodata_border_is_invalid(tmp_path: Path) -> None:
+    data = scene_with_squares(height=100, width=120)
+    data[:, :, :10] = 0
+    data[:, -3:, :] = 0
+    with open_raster(write_geotiff(tmp_path / "a.tif", data, nodata=0)) as ds:
+        image, valid = ExtentReader.open(ds, None).read_extent()
+        assert not valid[:, :10].any() and not valid[-3:].any()
+        assert valid[:-3, 10:].all()
+
+
+def test_internal_mask_and_alpha_band(tmp_path: Path) -> None:
+    data = scene_with_squares(height=64, width=64)
+    path = write_geotiff(tmp_path / "m.tif", data)
+    mask = np.full((64, 64), 255, np.uint8)
+    mask[20:30, 5:60] = 0
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "r+") as dst:
+        dst.write_mask(mask)
+    with open_raster(path) as ds:
+        _, valid = ExtentReader.open(ds, None).read_extent()
+        assert (valid == (mask > 0)).all()
+    rgba = np.concatenate([data, mask[None]])
+    path = write_geotiff(tmp_path / "a.tif", rgba,
+                         colorinterp=[CI.red, CI.green, CI.blue, CI.alpha])
+    with open_raster(path) as ds:
+        reader = ExtentReader.open(ds, None)
+        assert reader.bands == [1, 2, 3]
+        image, valid = reader.read_extent()
+        assert (valid == (mask > 0)).all() and (image[~valid] == 0).all()
+
+
+def test_nan_and_float_nodata_are_invalid(tmp_path: Path) -> None:
+    data = np.ones((1, 40, 40), np.float32)
+    data[0, 5, 5] = np.nan
+    data[0, 6, 6] = np.inf
+    data[0, 7, 7] = -9999.0
+    for nodata in (None, -9999.0, float("nan")):
+        path = write_geotiff(tmp_path / f"f{nodata}.tif", data, nodata=nodata)
+        with open_raster(path) as ds:
+            _, valid = ExtentReader.open(ds, None).read_extent()
+            assert not valid[5, 5] and not valid[6, 6]
+            assert valid[7, 7] == (nodata != -9999.0)
+            assert valid.sum() == 40 * 40 - 2 - (nodata == -9999.0)
+
+
+def test_uint16_rgbn_is_stretched_from_valid_pixels_of_the_extent(tmp_path: Path) -> None:
+    data = np.zeros((4, 200, 200), np.uint16)
+    ramp = np.tile(np.arange(1000, 3000, 10, dtype=np.uint16), (100, 1))  # 100 x 200
+    data[0, :100], data[1, :100], data[2, :100] = ramp, ramp + 500, ramp + 1000
+    data[3] = 60000  # NIR: must not be picked
+    data[:3, 100:] = 65000  # bright field below the extent: must not skew the stretch
+    data[:3, :10, :10] = 0  # NoData inside the extent: excluded from the percentiles
+    path = write_geotiff(tmp_path / "a.tif", data, nodata=0,
+                         colorinterp=[CI.red, CI.green, CI.blue, CI.undefined])
+    with open_raster(path) as ds:
+        reader = ExtentReader.open(ds, pixel_extent(0, 0, 100, 200))
+        assert reader.bands == [1, 2, 3]
+        valid_vals = ramp[10:].ravel(), ramp[:10, 10:].ravel()
+        expected = np.percentile(np.concatenate(valid_vals), [2, 98])
+        assert reader.lo == pytest.approx(expected[0] + np.array([0, 500, 1000]))
+        assert reader.hi == pytest.approx(expected[1] + np.array([0, 500, 1000]))
+        image, valid = reader.read_extent()
+        assert not valid[:10, :10].any() and valid[10:].all()
+        # Same relative position in each band's range → same grey; dark left, bright right.
+        assert (image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all()
+        assert image[50, 2, 0] == 0 and image[50, 197, 0] == 255
+        assert 100 < image[50, 100, 0] < 156
+
+
+def test_coarser_resolution_shape_transform_and_values(tmp_path: Path) -> None:
+    with open_raster(write_geotiff(tmp_path / "a.tif", column_ramp())) as ds:
+        reader = ExtentReader.open(ds, None, resolution=4.0)  # source pixels are 2 m
+        assert reader.scale == 2.0 and (reader.height, reader.width) == (150, 200)
+        assert reader.transform == UTM_TRANSFORM @ Affine.scale(2.0)
+        image, valid = reader.read_extent()
+        assert valid.all()
+        # Working column c averages source columns 2c, 2c+1, whose values are both c.
+        assert (image[:, 1:-1, 0] == np.arange(1, 199)).all()
+        # An extent on the coarse grid: its affine starts at its own top-left pixel.
+        sub = ExtentReader.open(ds, pixel_extent(40, 60, 100, 200), resolution=4.0)
+        assert sub.window == (20, 30, 50, 100)
+        assert sub.transform == UTM_TRANSFORM @ Affine.scale(2.0) @ Affine.translation(30, 20)
+        assert (sub.read_extent()[0] == image[20:50, 30:100]).all()
+
+
+def test_partly_covered_last_pixel_is_read_from_what_exists(tmp_path: Path) -> None:
+    with open_raster(write_geotiff(tmp_path / "a.tif", column_ramp())) as ds:
+        reader = ExtentReader.open(ds, None, resolution=14.0)  # 7 source pixels each
+        assert (reader.height, reader.width) == (43, 58)  # 300/7, 400/7 rounded up
+        image, valid = reader.read_extent()
+        assert valid.all()
+        # Column 56 covers source 392-398 (values 196-199); column 57 only source 399.
+        assert abs(int(image[0, 56, 0]) - 197.5) <= 1 and image[0, 57, 0] == 199
+        # Without splitting, GDAL would stretch 7.x source columns over 57 and drift.
+        assert abs(int(image[0, 10, 0]) - 36.5) <= 1  # source 70-76: values 35-38
+        # Reading a tile across the raster's edge gives the same pixels.
+        tile, tile_valid = reader.read(40, 50, 48, 62)
+        assert (tile[:3, :8] == image[40:43, 50:58]).all()
+        assert tile_valid[:3, :8].all() and not tile_valid[3:].any() and not tile_valid[:, 8:].any()
+
+
+def test_finer_resolution_upsamples(tmp_path: Path) -> None:
+    with open_raster(write_geotiff(tmp_path / "a.tif", column_ramp())) as ds:
+        reader = ExtentReader.open(ds, pixel_extent(0, 0, 10, 20), resolution=1.0)
+        assert reader.window == (0, 0, 20, 40) and reader.transform.a == 1.0
+        image, valid = reader.read_extent()
+        assert valid.all() and image.shape == (20, 40, 3)
+        assert abs(int(image[5, 21, 0]) - 5) <= 1
+
+
+def test_geographic_extent_reads_the_right_pixels(tmp_path: Path) -> None:
+    data = scene_with_squares(squares=[(20, 20, 30), (200, 300, 30)])
+    with open_raster(write_geotiff(tmp_path / "a.tif", data)) as ds:
+        x0, y0 = UTM_TRANSFORM @ (290, 240)
+        x1, y1 = UTM_TRANSFORM @ (340, 190)
+        b = Transformer.from_crs(UTM_CRS, "EPSG:4326", always_xy=True).transform_bounds(
+            x0, y0, x1, y1)
+        reader = ExtentReader.open(ds, Extent(xmin=b[0], ymin=b[1], xmax=b[2], ymax=b[3],
+                                              crs="EPSG:4326"))
+        r0, c0, r1, c1 = reader.window
+        assert r0 <= 190 and c0 <= 290 and r1 >= 240 and c1 >= 340
+        image, _ = reader.read_extent()
+        bright = np.argwhere(image[..., 0] > 200)
+        # The square at rows 200-230, columns 300-330 of the raster, nothing else.
+        assert (bright.min(0) + (r0, c0)).tolist() == [200, 300]
+        assert (bright.max(0) + (r0, c0)).tolist() == [229, 329]
+        assert len(bright) == 900
+
+
+def test_refuses_working_grids_beyond_the_limit(tmp_path: Path) -> None:
+    with open_raster(write_geotiff(tmp_path / "a.tif", scene_with_squares())) as ds:
+        with pytest.raises(ExtentError, match="more than") as err:
+            ExtentReader.open(ds, None, resolution=1e-3)
+        assert "coarser ground resolution" in err.value.hint
+        suggested = float(re.search(r"at least ([0-9.e+-]+)", err.value.hint).group(1))
+        ok = ExtentReader.open(ds, pixel_extent(0, 0, 2, 2), resolution=suggested)
+        assert ok.height * ok.width <= MAX_WORKING_PIXELS
+        coarse = ExtentReader.open(ds, None, resolution=1e6)  # coarser than the raster
+        assert (coarse.height, coarse.width) == (1, 1)
+
+
+def test_non_georeferenced_raster_works_in_pixel_space(tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # the writer warns
+        path = write_geotiff(tmp_path / "a.tif", scene_with_squares(), crs=None, transform=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotGeoreferencedWarning)
+        with open_raster(path) as ds:
+            reader = ExtentReader.open(ds, Extent(xmin=20, ymin=-30, xmax=60, ymax=-10))
+            assert reader.crs is None and reader.window == (10, 20, 30, 60)
+            assert reader.transform @ (0, 0) == (20, -10)
+            coarse = ExtentReader.open(ds, None, resolution=2.0)  # in pixels
+            assert coarse.transform == Affine(2, 0, 0, 0, -2, 0)
+            assert coarse.read_extent()[0].shape == (150, 200, 3)
+
+
+def test_complex_bands_are_refused(tmp_path: Path) -> None:
+    data = np.ones((1, 8, 8), np.complex64)
+    path = write_geotiff(tmp_path / "c.tif", data)
+    with open_raster(path) as ds, pytest.raises(RasterError, match="complex"):
+        ExtentReader.open(ds, None)
+
+
+def test_damaged_file_gives_a_raster_error(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = write_geotiff(tmp_path / "a.tif", rng.integers(0, 255, (3, 512, 512), np.uint8))
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 3])
+    with open_raster(path) as ds, pytest.raises(RasterError, match="cannot be read"):
+        ExtentReader.open(ds, None).read_extent()
+
+
+def test_reads_touch_only_their_window_and_statistics_are_decimated() -> None:
+    with open_raster(shared("spacenet_lasvegas_pan_wgs84.tif")) as ds:  # 1300 x 1300 uint16
+        spy = RecordingDataset(ds)
+        reader = ExtentReader.open(spy, None)
+        assert spy.reads and all(max(shape[1:]) <= 1024 for _, shape in spy.reads)
+        spy.reads.clear()
+        image, valid = reader.read(100, 200, 164, 264)
+        assert image.shape == (64, 64, 3) and valid.all()
+        for window, _ in spy.reads:
+            assert (window.row_off, window.col_off, window.height, window.width) == (
+                100, 200, 64, 64)
+
+
+def test_real_landsat_nodata_collar() -> None:
+    with open_raster(shared("landsat_rgb_utm18n.tif")) as ds:
+        reader = ExtentReader.open(ds, None)
+        image, valid = reader.read_extent()
+        raw = ds.read()
+        assert (valid == (raw != 0).all(axis=0)).all()
+        assert 0.1 < 1 - valid.mean() < 0.6  # the collar is there and masked
+        assert (image[valid] == np.moveaxis(raw, 0, -1)[valid]).all()  # 8-bit untouched
+        assert (image[~valid] == 0).all()
+
+
+def test_real_uint16_panchromatic_is_replicated_and_stretched() -> None:
+    with open_raster(shared("spacenet_atlanta_pan_utm16n.tif")) as ds:
+        reader = ExtentReader.open(ds, None)
+        assert reader.bands == [1, 1, 1] and reader.hi[0] > 255  # 11-bit data
+        image, valid = reader.read_extent()
+        assert image.shape == (900, 900, 3)
+        assert (image[..., 0] == image[..., 1]).all() and (image[..., 0] == image[..., 2]).all()
+        grey = image[..., 0][valid]
+        # 2-98 % stretch: a few percent saturate at each end, the rest spreads out.
+        assert 0.005 < (grey == 0).mean() < 0.05 and 0.005 < (grey == 255).mean() < 0.05
+        assert 60 < grey.mean() < 200 and grey.std() > 30
+
+
+def test_real_custom_albers_int16_is_stretched_per_band() -> None:
+    with open_raster(shared("custom_albers_int16.tif")) as ds:  # 512 x 512: stats at full res
+        reader = ExtentReader.open(ds, None)
+        raw = ds.read().reshape(3, -1).astype(float)
+        assert reader.lo == pytest.approx(np.percentile(raw, 2, axis=1))
+        assert reader.hi == pytest.approx(np.percentile(raw, 98, axis=1))
+        image, valid = reader.read_extent()
+        assert valid.all()  # nodata -9999 is declared but absent
+        assert (image.reshape(-1, 3).mean(0) > 60).all()
