@@ -24,10 +24,34 @@ demo: venv
 		--out demo_output/trees.gpkg --preview demo_output/trees.png
 
 lint: venv
-	$(BIN)/ruff check backend training tests bench
+	$(BIN)/ruff check backend training tests bench rs_reasoner_plugin scripts
 
+# Backend tests in the venv, then the plugin tests in real QGIS (Debian's python3-qgis).
 test: venv lint
 	$(BIN)/python -m pytest
+	$(MAKE) test-plugin
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache
+
+# -- QGIS plugin (issue 3) ---------------------------------------------------------------------
+# The plugin runs in QGIS's own Python (Debian's /usr/bin/python3 with python3-qgis), never in
+# the backend's venv; its tests start a real backend from $(BIN)/python.
+QGIS_PYTHON ?= /usr/bin/python3
+
+.PHONY: plugin test-plugin qgis-deps screenshot
+
+# QGIS 3.22, GDAL bindings, Xvfb and pytest from apt (skipped when already there).
+qgis-deps:
+	sh scripts/install_qgis_deps.sh
+
+# dist/rs_reasoner_plugin-<version>.zip for "Plugins > Install from ZIP".
+plugin:
+	$(PYTHON) scripts/build_plugin.py --out dist
+
+test-plugin: venv qgis-deps
+	QT_QPA_PLATFORM=offscreen $(QGIS_PYTHON) -m pytest tests/plugin
+
+# docs/screenshot.png: QGIS main window with the dock over the sample raster and a result.
+screenshot: venv qgis-deps
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(QGIS_PYTHON) scripts/screenshot.py --out docs/screenshot.png

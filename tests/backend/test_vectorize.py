@@ -161,3 +161,26 @@ def test_real_building_footprints_round_trip(shared_data: Path) -> None:
             continue  # small footprints are dominated by pixel edges
         iou = row.geometry.intersection(original).area / row.geometry.union(original).area
         assert iou > 0.8, (row["instance"], iou)
+
+
+def test_split_instance_is_one_multipolygon_row() -> None:
+    labels = np.zeros((10, 20), np.int32)
+    labels[1:4, 1:4] = 1
+    labels[6:9, 10:19] = 1
+    instances = np.where(labels > 0, 7, 0)
+    gdf = vectorize(labels, np.ones((10, 20)), ["field"], UTM_TRANSFORM, UTM_CRS,
+                    instances=instances)
+    assert len(gdf) == 1 and gdf["instance"].iloc[0] == 7
+    geom = gdf.geometry.iloc[0]
+    assert geom.geom_type == "MultiPolygon" and geom.is_valid
+    assert gdf["area"].iloc[0] == pytest.approx((9 + 27) * 4.0)
+
+
+def test_min_area_fills_small_holes_and_keeps_big_ones() -> None:
+    labels = np.ones((30, 30), np.int32)
+    labels[5, 5] = 0  # 1 px hole = 4 m²
+    labels[10:20, 10:20] = 0  # 100 px hole = 400 m²
+    geom = vectorize(labels, np.ones((30, 30)), ["x"], UTM_TRANSFORM, UTM_CRS,
+                     min_area=10.0).geometry.iloc[0]
+    assert len(geom.interiors) == 1
+    assert geom.area == pytest.approx((900 - 100) * 4.0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from pathlib import Path
 
 import geopandas as gpd
@@ -65,12 +65,12 @@ def render_preview(
             draw.line(points, fill=(*colour, 255), width=2)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".preview-", suffix=".png", dir=out.parent)
-    os.close(fd)
+    # A plain open (not mkstemp) so the PNG gets the user's umask, not 0600.
+    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex}.tmp"
     try:
         Image.alpha_composite(base, overlay).convert("RGB").save(tmp, format="PNG")
         os.replace(tmp, out)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return out
