@@ -1,0 +1,601 @@
+"""The "Segment by description" dock: choose a raster, an area and a query, run it on the
+backend in a QgsTask, get a styled layer.
+
+Widgets are built in code (no .ui file); the run's parameters are gathered into a
+:class:`~rs_reasoner_plugin.tasks.RunSpec` on the GUI thread, and everything that waits
+runs in :class:`~rs_reasoner_plugin.tasks.SegmentTask`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsGeometry,
+    QgsMapLayerProxyModel,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsVectorLayer,
+)
+from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsMapLayerComboBox, QgsMapToolExtent
+from qgis.PyQt.QtCore import Qt, pyqtSignal
+from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSpinBox,
+    QTextBrowser,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import messages
+from .backend_process import BackendProcess
+from .export import FILE_FILTER, ExportLayerError, export_layer
+from .params import MODES, Extent, SegmentOptions, SegmentParams, parse_bands
+from .raster_export import (
+    ExportError,
+    local_file_path,
+    native_resolution,
+    prepare_export,
+)
+from .results import add_to_project, layer_display_name, load_result_layer
+from .settings import PluginSettings
+from .tasks import (
+    BackendStatus,
+    BackendStatusTask,
+    RunOutcome,
+    RunSpec,
+    SegmentTask,
+    backend_config,
+    format_status,
+)
+
+#: Area choices: key → label.
+AREAS: list[tuple[str, str]] = [
+    ("canvas", "Current map view"),
+    ("layer", "Layer extent"),
+    ("drawn", "Rectangle drawn on the map"),
+    ("selection", "Selected features of a polygon layer"),
+]
+
+
+class InputError(Exception):
+    """A problem with what the user entered (shown in the message bar)."""
+
+
+class SegmentDock(QgsDockWidget):
+    """The dock panel.
+
+    Signals:
+        runFinished(object): A :class:`RunOutcome` after each run (after the layer is
+            added and messages are shown).
+        statusChanged(object): A :class:`BackendStatus` after each status refresh.
+    """
+
+    runFinished = pyqtSignal(object)
+    statusChanged = pyqtSignal(object)
+
+    def __init__(self, iface, backend_process: BackendProcess | None = None,  # noqa: ANN001
+                 parent: QWidget | None = None, open_settings=None) -> None:  # noqa: ANN001
+        super().__init__("RS Reasoner — Segment by description", parent)
+        self.setObjectName("RsReasonerDock")
+        self.iface = iface
+        self.backend_process = backend_process
+        self.open_settings = open_settings
+        self.settings = PluginSettings.load()
+        self.task: SegmentTask | None = None
+        self.status_task: BackendStatusTask | None = None
+        self.last_outcome: RunOutcome | None = None
+        self.last_layer: QgsVectorLayer | None = None
+        self.last_status: BackendStatus | None = None
+        self.drawn_extent: QgsRectangle | None = None
+        self.drawn_crs: QgsCoordinateReferenceSystem | None = None
+        self._extent_tool: QgsMapToolExtent | None = None
+        self._previous_tool = None
+        self._models: list[dict] = []
+        self._build()
+        self._load_history()
+        self._update_area_widgets()
+        self._set_running(False)
+
+    # -- layout ---------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        body = QWidget(self)
+        outer = QVBoxLayout(body)
+        form = QFormLayout()
+        outer.addLayout(form)
+
+        self.layer_combo = QgsMapLayerComboBox(body)
+        self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.layer_combo.setToolTip("Raster layer to segment (any raster QGIS can show)")
+        form.addRow("Raster", self.layer_combo)
+
+        self.query_combo = QComboBox(body)
+        self.query_combo.setEditable(True)
+        self.query_combo.setInsertPolicy(QComboBox.NoInsert)
+        self.query_combo.lineEdit().setPlaceholderText(
+            "e.g. buildings, roads, water — or: the buildings most at risk from the river")
+        self.query_combo.lineEdit().returnPressed.connect(self.start_run)
+        form.addRow("Query", self.query_combo)
+
+        self.mode_combo = QComboBox(body)
+        for value, label in MODES:
+            self.mode_combo.addItem(label, value)
+        self.mode_combo.setToolTip(
+            "Auto: lists of class names go to the open-vocabulary model, sentences to the "
+            "reasoning model.")
+        form.addRow("Mode", self.mode_combo)
+
+        area_row = QHBoxLayout()
+        self.area_combo = QComboBox(body)
+        for key, label in AREAS:
+            self.area_combo.addItem(label, key)
+        self.area_combo.currentIndexChanged.connect(self._update_area_widgets)
+        self.draw_button = QToolButton(body)
+        self.draw_button.setText("Draw")
+        self.draw_button.setToolTip("Drag a rectangle on the map")
+        self.draw_button.clicked.connect(self.start_drawing)
+        area_row.addWidget(self.area_combo, 1)
+        area_row.addWidget(self.draw_button)
+        form.addRow("Area", area_row)
+
+        self.mask_combo = QgsMapLayerComboBox(body)
+        self.mask_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.mask_label = QLabel("Polygons", body)
+        form.addRow(self.mask_label, self.mask_combo)
+
+        self.advanced = QgsCollapsibleGroupBox("Advanced options", body)
+        self.advanced.setCollapsed(True)
+        adv = QFormLayout(self.advanced)
+        self.model_combo = QComboBox(self.advanced)
+        self.model_combo.setEditable(True)
+        self.model_combo.addItem("(default for the mode)", "")
+        adv.addRow("Model", self.model_combo)
+        self.bands_edit = QLineEdit(self.advanced)
+        self.bands_edit.setPlaceholderText("RGB or bands 1-3; e.g. 4 3 2")
+        adv.addRow("Bands", self.bands_edit)
+        self.resolution_spin = QDoubleSpinBox(self.advanced)
+        self.resolution_spin.setDecimals(4)
+        self.resolution_spin.setRange(0.0, 1e7)
+        self.resolution_spin.setSpecialValueText("native")
+        self.resolution_spin.setToolTip("Ground resolution in the raster's map units per "
+                                        "pixel (native: the raster's own)")
+        adv.addRow("Ground resolution", self.resolution_spin)
+        self.score_spin = QDoubleSpinBox(self.advanced)
+        self.score_spin.setRange(0.0, 1.0)
+        self.score_spin.setSingleStep(0.05)
+        self.score_spin.setValue(0.5)
+        adv.addRow("Score threshold", self.score_spin)
+        self.min_area_spin = QDoubleSpinBox(self.advanced)
+        self.min_area_spin.setRange(0.0, 1e12)
+        self.min_area_spin.setDecimals(3)
+        self.min_area_spin.setToolTip("Drop smaller polygons (map units²)")
+        adv.addRow("Minimum area", self.min_area_spin)
+        self.simplify_spin = QDoubleSpinBox(self.advanced)
+        self.simplify_spin.setRange(0.0, 1e6)
+        self.simplify_spin.setDecimals(3)
+        self.simplify_spin.setToolTip("Simplification tolerance (map units)")
+        adv.addRow("Simplification", self.simplify_spin)
+        self.tile_spin = QSpinBox(self.advanced)
+        self.tile_spin.setRange(0, 8192)
+        self.tile_spin.setSingleStep(256)
+        self.tile_spin.setSpecialValueText("default")
+        self.tile_spin.setToolTip("Tile edge in pixels (smaller tiles need less GPU memory)")
+        adv.addRow("Tile size", self.tile_spin)
+        outer.addWidget(self.advanced)
+
+        buttons = QHBoxLayout()
+        self.segment_button = QPushButton("Segment", body)
+        self.segment_button.setDefault(True)
+        self.segment_button.clicked.connect(self.start_run)
+        self.cancel_button = QPushButton("Cancel", body)
+        self.cancel_button.clicked.connect(self.cancel_run)
+        self.export_button = QPushButton("Export…", body)
+        self.export_button.setToolTip("Save the result layer as Shapefile, GeoPackage or "
+                                      "GeoJSON")
+        self.export_button.clicked.connect(self.export_dialog)
+        buttons.addWidget(self.segment_button, 1)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.export_button)
+        outer.addLayout(buttons)
+
+        self.progress = QProgressBar(body)
+        self.progress.setRange(0, 100)
+        outer.addWidget(self.progress)
+        self.stage_label = QLabel("", body)
+        self.stage_label.setWordWrap(True)
+        outer.addWidget(self.stage_label)
+
+        self.reasoning = QTextBrowser(body)
+        self.reasoning.setPlaceholderText("The model's reasoning appears here.")
+        self.reasoning.setMaximumHeight(110)
+        outer.addWidget(self.reasoning)
+
+        status_row = QHBoxLayout()
+        self.status_label = QLabel("Backend: not checked yet", body)
+        self.status_label.setWordWrap(True)
+        self.status_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.refresh_button = QToolButton(body)
+        self.refresh_button.setText("↻")
+        self.refresh_button.setToolTip("Check the backend (start it if auto-start is on)")
+        self.refresh_button.clicked.connect(lambda: self.refresh_status(start=True))
+        self.settings_button = QToolButton(body)
+        self.settings_button.setText("⚙")
+        self.settings_button.setToolTip("RS Reasoner settings")
+        self.settings_button.clicked.connect(self._open_settings)
+        status_row.addWidget(self.status_label, 1)
+        status_row.addWidget(self.refresh_button)
+        status_row.addWidget(self.settings_button)
+        outer.addLayout(status_row)
+        outer.addStretch(1)
+        self.setWidget(body)
+
+    def _load_history(self) -> None:
+        current = self.query_combo.currentText()
+        self.query_combo.clear()
+        self.query_combo.addItems(self.settings.query_history)
+        self.query_combo.setEditText(current)
+
+    def _update_area_widgets(self) -> None:
+        key = self.area_combo.currentData()
+        self.draw_button.setVisible(key == "drawn")
+        self.mask_combo.setVisible(key == "selection")
+        self.mask_label.setVisible(key == "selection")
+
+    def _set_running(self, running: bool) -> None:
+        self.segment_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        if running:
+            self.progress.setValue(0)
+
+    def _open_settings(self) -> None:
+        if self.open_settings is not None:
+            self.open_settings()
+
+    def reload_settings(self) -> None:
+        """Re-read the settings (after the settings dialog)."""
+        self.settings = PluginSettings.load()
+        self._load_history()
+
+    # -- helpers for callers and tests ----------------------------------------------------
+
+    def set_query(self, text: str) -> None:
+        self.query_combo.setEditText(text)
+
+    def set_mode(self, mode: str) -> None:
+        self.mode_combo.setCurrentIndex(max(0, self.mode_combo.findData(mode)))
+
+    def set_area(self, key: str) -> None:
+        self.area_combo.setCurrentIndex(max(0, self.area_combo.findData(key)))
+
+    def set_drawn_extent(self, rect: QgsRectangle, crs: QgsCoordinateReferenceSystem) -> None:
+        """Use ``rect`` (in ``crs``) as the drawn area and select that area choice."""
+        self.drawn_extent = QgsRectangle(rect)
+        self.drawn_crs = QgsCoordinateReferenceSystem(crs)
+        self.set_area("drawn")
+
+    # -- drawing --------------------------------------------------------------------------
+
+    def start_drawing(self) -> None:
+        canvas = self.iface.mapCanvas() if self.iface is not None else None
+        if canvas is None:
+            return
+        self._previous_tool = canvas.mapTool()
+        self._extent_tool = QgsMapToolExtent(canvas)
+        self._extent_tool.extentChanged.connect(self._extent_drawn)
+        canvas.setMapTool(self._extent_tool)
+        self.stage_label.setText("Drag a rectangle on the map.")
+
+    def _extent_drawn(self, rect: QgsRectangle) -> None:
+        canvas = self.iface.mapCanvas()
+        if rect.isEmpty():
+            return
+        self.set_drawn_extent(rect, canvas.mapSettings().destinationCrs())
+        self.stage_label.setText(
+            f"Area: {rect.xMinimum():.2f}, {rect.yMinimum():.2f} – {rect.xMaximum():.2f}, "
+            f"{rect.yMaximum():.2f}")
+        if self._previous_tool is not None:
+            canvas.setMapTool(self._previous_tool)
+        else:
+            canvas.unsetMapTool(self._extent_tool)
+
+    # -- building a run -------------------------------------------------------------------
+
+    def _transform_rect(self, rect: QgsRectangle, src: QgsCoordinateReferenceSystem,
+                        dst: QgsCoordinateReferenceSystem) -> QgsRectangle:
+        if not src.isValid() or not dst.isValid() or src == dst:
+            return QgsRectangle(rect)
+        tr = QgsCoordinateTransform(src, dst, QgsProject.instance())
+        return tr.transformBoundingBox(rect)
+
+    def _area(self, layer: QgsRasterLayer) -> tuple[QgsRectangle | None, QgsGeometry | None]:
+        """(extent in the raster's CRS or None for the whole layer, clip geometry in the
+        raster's CRS or None)."""
+        key = self.area_combo.currentData()
+        raster_crs = layer.crs()
+        if key == "layer":
+            return None, None
+        if key == "canvas":
+            canvas = self.iface.mapCanvas() if self.iface is not None else None
+            if canvas is None or canvas.extent().isEmpty():
+                return None, None
+            crs = canvas.mapSettings().destinationCrs()
+            return self._transform_rect(canvas.extent(), crs, raster_crs), None
+        if key == "drawn":
+            if self.drawn_extent is None or self.drawn_extent.isEmpty():
+                raise InputError("No rectangle drawn yet: click 'Draw' and drag a rectangle "
+                                 "on the map.")
+            crs = self.drawn_crs or raster_crs
+            return self._transform_rect(self.drawn_extent, crs, raster_crs), None
+        if key == "selection":
+            mask = self.mask_combo.currentLayer()
+            if not isinstance(mask, QgsVectorLayer) or mask.selectedFeatureCount() == 0:
+                raise InputError("Select one or more polygons in the chosen polygon layer "
+                                 "first (or choose another area).")
+            geoms = [f.geometry() for f in mask.selectedFeatures() if f.hasGeometry()]
+            union = QgsGeometry.unaryUnion(geoms)
+            if mask.crs().isValid() and raster_crs.isValid() and mask.crs() != raster_crs:
+                union.transform(QgsCoordinateTransform(mask.crs(), raster_crs,
+                                                       QgsProject.instance()))
+            return union.boundingBox(), union
+        return None, None
+
+    def selected_model(self) -> str:
+        """The model chosen or typed in the advanced options ('' for the default)."""
+        combo = self.model_combo
+        idx = combo.currentIndex()
+        if idx >= 0 and combo.currentText() == combo.itemText(idx):
+            return str(combo.itemData(idx) or "")  # a listed entry ("(default…)" → "")
+        return combo.currentText().strip()
+
+    def build_spec(self) -> RunSpec:
+        """The run the dock describes (GUI thread).
+
+        Raises:
+            InputError: Something is missing or wrong (the message says what).
+        """
+        layer = self.layer_combo.currentLayer()
+        if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
+            raise InputError("Choose a raster layer to segment (add one to the project first).")
+        query = self.query_combo.currentText().strip()
+        if not query:
+            raise InputError("Type what to segment in the query box, e.g. 'buildings, water'.")
+        try:
+            bands = parse_bands(self.bands_edit.text())
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        mode = self.mode_combo.currentData() or "auto"
+        model = self.selected_model()
+        if not model:
+            model = {"open_vocabulary": self.settings.model_open_vocabulary,
+                     "reasoning": self.settings.model_reasoning}.get(mode, "")
+        extent, clip = self._area(layer)
+        resolution = self.resolution_spin.value() or None
+        options = SegmentOptions(
+            bands=bands, resolution=resolution, score_threshold=self.score_spin.value(),
+            min_area=self.min_area_spin.value(), simplify=self.simplify_spin.value(),
+            tile_size=self.tile_spin.value() or None,
+        )
+        path = None if self.settings.always_upload else local_file_path(layer)
+        export = None
+        if path is not None:
+            # Extent in the raster's CRS (crs None). Rasters without georeferencing: the
+            # backend uses QGIS's pixel space (x = column, y = -row), so nothing to convert.
+            ext = None
+            if extent is not None:
+                ext = Extent(extent.xMinimum(), extent.yMinimum(), extent.xMaximum(),
+                             extent.yMaximum(), None)
+            params = SegmentParams(query=query, mode=mode, model=model or None, extent=ext,
+                                   options=options)
+        else:
+            res = resolution or native_resolution(layer) or self._canvas_resolution(layer)
+            try:
+                export = prepare_export(layer, extent, res)
+            except ExportError as exc:
+                raise InputError(str(exc)) from None
+            options.resolution = None  # already applied by the export
+            params = SegmentParams(query=query, mode=mode, model=model or None, extent=None,
+                                   options=options)
+        project = QgsProject.instance()
+        target = None
+        if self.settings.output_crs == "project" and project.crs().isValid():
+            target = project.crs()
+        if clip is not None and target is not None and layer.crs().isValid() and (
+            target != layer.crs()
+        ):
+            clip = QgsGeometry(clip)
+            clip.transform(QgsCoordinateTransform(layer.crs(), target, project))
+        return RunSpec(
+            params=params,
+            raster_path=path,
+            export=export,
+            raster_crs=layer.crs(),
+            results_folder=self.settings.results_dir(),
+            layer_name=layer_display_name(query),
+            target_crs=target,
+            transform_context=project.transformContext(),
+            clip=clip,
+        )
+
+    def _canvas_resolution(self, layer: QgsRasterLayer) -> float | None:
+        canvas = self.iface.mapCanvas() if self.iface is not None else None
+        if canvas is None or canvas.width() <= 0:
+            return None
+        ext = self._transform_rect(canvas.extent(), canvas.mapSettings().destinationCrs(),
+                                   layer.crs())
+        return ext.width() / canvas.width() if ext.width() > 0 else None
+
+    # -- running --------------------------------------------------------------------------
+
+    def is_running(self) -> bool:
+        return self.task is not None
+
+    def start_run(self) -> SegmentTask | None:
+        """Start a run with the dock's inputs; problems go to the message bar."""
+        if self.task is not None:
+            return None
+        self.settings = PluginSettings.load()
+        try:
+            spec = self.build_spec()
+        except InputError as exc:
+            messages.push(self.iface, str(exc), Qgis.Warning)
+            return None
+        except OSError as exc:
+            messages.push(self.iface, f"Cannot use the results folder: {exc}. Pick another one "
+                          "in RS Reasoner ▸ Settings.", Qgis.Critical)
+            return None
+        self.settings.remember_query(spec.params.query)
+        self.settings.save()
+        self._load_history()
+        self.query_combo.setEditText(spec.params.query)
+        task = SegmentTask(spec, backend_config(self.settings, self.backend_process))
+        task.progressChanged.connect(lambda p: self.progress.setValue(int(p)))
+        task.stageChanged.connect(self.stage_label.setText)
+        task.runFinished.connect(self._run_finished)
+        self.task = task
+        self.reasoning.clear()
+        self.stage_label.setText("starting…")
+        self._set_running(True)
+        QgsApplication.taskManager().addTask(task)
+        return task
+
+    def cancel_run(self) -> None:
+        """Cancel the running job (the backend stops after the current tile)."""
+        if self.task is not None:
+            self.stage_label.setText("cancelling…")
+            self.task.cancel()
+
+    def _run_finished(self, outcome: RunOutcome) -> None:
+        task, self.task = self.task, None
+        self.last_outcome = outcome
+        self._set_running(False)
+        self.progress.setValue(100 if outcome.status == "succeeded" else 0)
+        if outcome.status == "succeeded" and outcome.written is not None:
+            try:
+                layer = load_result_layer(outcome.written,
+                                          task.spec.layer_name if task else "result")
+            except Exception as exc:  # noqa: BLE001
+                messages.push_error(self.iface, exc)
+            else:
+                add_to_project(layer)
+                self.last_layer = layer
+                n = outcome.written.feature_count
+                self.stage_label.setText(f"done: {n} polygon{'s' if n != 1 else ''}")
+                reasoning = outcome.written.reasoning or str(
+                    (outcome.job or {}).get("reasoning") or "")
+                self.reasoning.setPlainText(reasoning)
+                messages.push(
+                    self.iface,
+                    f"{n} polygon{'s' if n != 1 else ''} in layer '{layer.name()}' "
+                    f"({outcome.written.path}).",
+                    Qgis.Success,
+                )
+        elif outcome.status == "cancelled":
+            self.stage_label.setText("cancelled")
+            messages.push(self.iface, "Segmentation cancelled.", Qgis.Info)
+        else:
+            self.stage_label.setText("failed")
+            if outcome.details:
+                messages.log(outcome.details, Qgis.Critical)
+            messages.push_error(self.iface, outcome.error or "The run failed.")
+        self.runFinished.emit(outcome)
+        self.refresh_status()
+
+    # -- backend status -------------------------------------------------------------------
+
+    def refresh_status(self, start: bool = False) -> BackendStatusTask | None:
+        """Ask the backend for its status in a task (``start``: auto-start it)."""
+        if self.status_task is not None:
+            return None
+        self.settings = PluginSettings.load()
+        task = BackendStatusTask(backend_config(self.settings, self.backend_process),
+                                 start=start)
+        task.statusReady.connect(self._status_ready)
+        self.status_task = task
+        self.status_label.setText("Backend: checking…")
+        QgsApplication.taskManager().addTask(task)
+        return task
+
+    def _status_ready(self, status: BackendStatus) -> None:
+        self.status_task = None
+        self.last_status = status
+        self.status_label.setText(format_status(status))
+        self.status_label.setToolTip(str(status.error) if status.error else status.endpoint)
+        if status.connected:
+            self._set_models(status.models)
+        self.statusChanged.emit(status)
+
+    def _set_models(self, models: list[dict]) -> None:
+        current = self.model_combo.currentText()
+        self._models = models
+        self.model_combo.clear()
+        self.model_combo.addItem("(default for the mode)", "")
+        for m in models:
+            name = str(m.get("name", ""))
+            if not name:
+                continue
+            note = "" if m.get("weights_available", True) else " (weights missing)"
+            self.model_combo.addItem(f"{name}{note}", name)
+        idx = self.model_combo.findText(current)
+        if idx >= 0:
+            self.model_combo.setCurrentIndex(idx)
+
+    # -- export ---------------------------------------------------------------------------
+
+    def export_target(self) -> QgsVectorLayer | None:
+        """The layer Export… writes: the active vector layer, else the last result."""
+        active = self.iface.activeLayer() if self.iface is not None else None
+        if isinstance(active, QgsVectorLayer):
+            return active
+        if self.last_layer is not None:
+            try:
+                if self.last_layer.isValid():
+                    return self.last_layer
+            except RuntimeError:  # deleted
+                return None
+        return None
+
+    def export_dialog(self) -> None:
+        layer = self.export_target()
+        if layer is None:
+            messages.push(self.iface, "Run a segmentation (or select a vector layer) first.",
+                          Qgis.Warning)
+            return
+        start = os.path.join(str(self.settings.results_dir()), layer.name())
+        path, selected = QFileDialog.getSaveFileName(
+            self, "Export result", start, FILE_FILTER)
+        if not path:
+            return
+        fmt = selected.split(" (")[0] if selected else None
+        try:
+            out = export_layer(layer, path, fmt)
+        except ExportLayerError as exc:
+            messages.push_error(self.iface, exc)
+            return
+        messages.push(self.iface, f"Exported '{layer.name()}' to {out}.", Qgis.Success)
+
+    # -- teardown -------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Cancel running work (plugin unload)."""
+        if self.task is not None:
+            self.task.cancel()
+        canvas = self.iface.mapCanvas() if self.iface is not None else None
+        if canvas is not None and self._extent_tool is not None:
+            canvas.unsetMapTool(self._extent_tool)

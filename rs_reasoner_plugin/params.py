@@ -1,0 +1,116 @@
+"""The parameters of one run, as plain dataclasses (no Qt), and the backend request they
+make (``SegmentRequest`` of docs/architecture.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Modes as the backend names them, with the labels the dock shows.
+MODES: list[tuple[str, str]] = [
+    ("auto", "Auto"),
+    ("reasoning", "Describe (reasoning)"),
+    ("open_vocabulary", "Classes (open vocabulary)"),
+]
+MODE_VALUES = [m for m, _ in MODES]
+
+
+@dataclass
+class Extent:
+    """A rectangle; ``crs`` is an authority id (``EPSG:32633``), WKT, or None for the
+    raster's own CRS / pixel space."""
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+    crs: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"xmin": self.xmin, "ymin": self.ymin, "xmax": self.xmax, "ymax": self.ymax,
+                "crs": self.crs}
+
+
+@dataclass
+class SegmentOptions:
+    """Advanced options (see ``SegmentOptions`` in the backend's schemas)."""
+
+    bands: list[int] | None = None
+    resolution: float | None = None
+    score_threshold: float = 0.5
+    min_area: float = 0.0
+    simplify: float = 0.0
+    tile_size: int | None = None
+    overlap: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "score_threshold": float(self.score_threshold),
+            "min_area": float(self.min_area),
+            "simplify": float(self.simplify),
+        }
+        if self.bands:
+            out["bands"] = [int(b) for b in self.bands]
+        if self.resolution:
+            out["resolution"] = float(self.resolution)
+        if self.tile_size:
+            out["tile_size"] = int(self.tile_size)
+            if self.overlap is None:
+                out["overlap"] = min(128, max(0, int(self.tile_size) // 2 - 1))
+        if self.overlap is not None:
+            out["overlap"] = int(self.overlap)
+        return out
+
+
+@dataclass
+class SegmentParams:
+    """What to segment and how.
+
+    Attributes:
+        query: Class names ("buildings, roads; streets") or a sentence.
+        mode: ``auto``, ``reasoning`` or ``open_vocabulary``.
+        model: Segmenter name, or None for the mode's default.
+        extent: Area to segment; None for the whole raster.
+        options: Advanced options.
+    """
+
+    query: str
+    mode: str = "auto"
+    model: str | None = None
+    extent: Extent | None = None
+    options: SegmentOptions = field(default_factory=SegmentOptions)
+
+    def to_request(self, raster: str | None = None, upload_id: str | None = None) -> dict[str, Any]:
+        """The JSON body of ``POST /jobs`` for a raster path or an upload."""
+        req: dict[str, Any] = {
+            "query": self.query,
+            "mode": self.mode,
+            "options": self.options.to_json(),
+        }
+        if raster is not None:
+            req["raster"] = raster
+        if upload_id is not None:
+            req["upload_id"] = upload_id
+        if self.model:
+            req["model"] = self.model
+        if self.extent is not None:
+            req["extent"] = self.extent.to_json()
+        return req
+
+
+def parse_bands(text: str) -> list[int] | None:
+    """``"4 3 2"`` / ``"4,3,2"`` → ``[4, 3, 2]``; empty → None.
+
+    Raises:
+        ValueError: Not 1 or 3 positive integers.
+    """
+    parts = [p for p in text.replace(",", " ").split() if p]
+    if not parts:
+        return None
+    try:
+        bands = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"bands must be numbers like '4 3 2', not {text!r}") from None
+    if len(bands) not in (1, 3) or any(b < 1 for b in bands):
+        raise ValueError("give 1 or 3 band numbers (starting at 1), e.g. '4 3 2'")
+    return bands

@@ -1,0 +1,115 @@
+"""The plugin object: toolbar button, Plugins menu entries, the dock, the Processing
+provider, and the backend child process (stopped on unload if the plugin started it)."""
+
+from __future__ import annotations
+
+import os
+
+from qgis.core import QgsApplication
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import QAction
+
+from .backend_process import BackendProcess
+
+MENU = "&RS Reasoner"
+ICON_PATH = os.path.join(os.path.dirname(__file__), "icon.svg")
+
+
+class RsReasonerPlugin:
+    """Created by :func:`classFactory`.
+
+    Attributes:
+        iface: QgisInterface (None under qgis_process: only initProcessing is called).
+        dock: The dock (after initGui).
+        provider: The Processing provider (after initProcessing).
+        backend_process: The backend child process the plugin may start.
+    """
+
+    def __init__(self, iface) -> None:  # noqa: ANN001
+        self.iface = iface
+        self.dock = None
+        self.provider = None
+        self.toolbar = None
+        self.actions: list[QAction] = []
+        self.backend_process = BackendProcess()
+
+    # -- Processing ----------------------------------------------------------------------------
+
+    def initProcessing(self) -> None:  # noqa: N802 - QGIS API
+        if self.provider is not None:
+            return
+        from .processing.provider import RsReasonerProvider
+
+        self.provider = RsReasonerProvider(self.backend_process)
+        QgsApplication.processingRegistry().addProvider(self.provider)
+
+    # -- GUI -----------------------------------------------------------------------------------
+
+    def initGui(self) -> None:  # noqa: N802 - QGIS API
+        from .dock import SegmentDock
+
+        self.initProcessing()
+        icon = QIcon(ICON_PATH)
+        main = self.iface.mainWindow()
+        self.dock = SegmentDock(self.iface, self.backend_process, main,
+                                open_settings=self.show_settings)
+        self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+        self.dock.hide()
+
+        self.toggle_action = QAction(icon, "Segment by description", main)
+        self.toggle_action.setObjectName("RsReasonerToggleDock")
+        self.toggle_action.setCheckable(True)
+        self.toggle_action.setToolTip("RS Reasoner: segment the imagery by description")
+        self.toggle_action.toggled.connect(self._toggle_dock)
+        self.dock.visibilityChanged.connect(self.toggle_action.setChecked)
+        self.settings_action = QAction("Settings…", main)
+        self.settings_action.setObjectName("RsReasonerSettings")
+        self.settings_action.triggered.connect(self.show_settings)
+        self.actions = [self.toggle_action, self.settings_action]
+
+        self.toolbar = self.iface.addToolBar("RS Reasoner")
+        self.toolbar.setObjectName("RsReasonerToolbar")
+        self.toolbar.addAction(self.toggle_action)
+        for action in self.actions:
+            self.iface.addPluginToMenu(MENU, action)
+
+    def _toggle_dock(self, checked: bool) -> None:
+        if self.dock is None:
+            return
+        self.dock.setVisible(checked)
+        if checked:
+            self.dock.raise_()
+            if self.dock.last_status is None:
+                self.dock.refresh_status()
+
+    def show_settings(self) -> None:
+        from .settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(parent=self.iface.mainWindow() if self.iface else None)
+        if dialog.exec_() and self.dock is not None:
+            self.dock.reload_settings()
+            self.dock.refresh_status()
+
+    def unload(self) -> None:
+        """Remove everything initGui/initProcessing added; stop our backend."""
+        for action in self.actions:
+            if self.iface is not None:
+                self.iface.removePluginMenu(MENU, action)
+            action.deleteLater()
+        self.actions = []
+        if self.toolbar is not None:
+            if self.iface is not None and self.iface.mainWindow() is not None:
+                self.iface.mainWindow().removeToolBar(self.toolbar)
+            self.toolbar.deleteLater()
+            self.toolbar = None
+        if self.dock is not None:
+            self.dock.shutdown()
+            if self.iface is not None:
+                self.iface.removeDockWidget(self.dock)
+            self.dock.deleteLater()
+            self.dock = None
+        if self.provider is not None:
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None
+        self.backend_process.stop()
