@@ -101,6 +101,20 @@ def test_nodata_border_is_invalid(tmp_path: Path) -> None:
         assert valid[:-3, 10:].all()
 
 
+def test_one_band_at_nodata_is_still_data(tmp_path: Path) -> None:
+    """Regression: nodata=255 on RGB made saturated pixels (255, 90, 80) vanish."""
+    data = scene_with_squares(height=40, width=40)
+    data[:, 5:10, 5:10] = np.array([255, 90, 80], np.uint8)[:, None, None]  # saturated red
+    data[:, 20:25, 20:25] = 255  # white in every band: NoData
+    with open_raster(write_geotiff(tmp_path / "a.tif", data, nodata=255)) as ds:
+        for res in (None, 4.0):  # native grid and a resampled one
+            reader = ExtentReader.open(ds, None, resolution=res)
+            image, valid = reader.read_extent()
+            scale = 1 if res is None else 2
+            assert valid[5 // scale : 10 // scale, 5 // scale : 10 // scale].all()
+            assert not valid[20 // scale + 1 : 25 // scale, 20 // scale + 1 : 25 // scale].any()
+
+
 def test_internal_mask_and_alpha_band(tmp_path: Path) -> None:
     data = scene_with_squares(height=64, width=64)
     path = write_geotiff(tmp_path / "m.tif", data)
@@ -280,7 +294,9 @@ def test_real_landsat_nodata_collar() -> None:
         reader = ExtentReader.open(ds, None)
         image, valid = reader.read_extent()
         raw = ds.read()
-        assert (valid == (raw != 0).all(axis=0)).all()
+        # GDAL's dataset mask: NoData only where every band is 0.
+        assert (valid == (ds.dataset_mask() > 0)).all()
+        assert (valid == (raw != 0).any(axis=0)).all()
         assert 0.1 < 1 - valid.mean() < 0.6  # the collar is there and masked
         assert (image[valid] == np.moveaxis(raw, 0, -1)[valid]).all()  # 8-bit untouched
         assert (image[~valid] == 0).all()

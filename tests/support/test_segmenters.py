@@ -127,3 +127,47 @@ register(
         factory=GreedySegmenter,
     )
 )
+
+# -- a real open-vocabulary segmenter on a tiny, randomly initialised open_clip CLIP --------
+#: Same shape as tests/backend/open_vocab/conftest.py: 2 vision layers of width 64.
+TINY_CLIP = "rsr-test-tiny-vit"
+TINY_CLIP_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+def tiny_clip_segmenter(device: str = "cpu") -> Segmenter:
+    """The production ClipOpenVocabSegmenter around a random tiny CLIP (no weights exist here).
+
+    No background names, so every valid pixel gets one of the user's classes.
+    """
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import open_clip
+    import torch
+
+    from rs_reasoner.segmenters.open_vocab.training_free import ClipOpenVocabSegmenter
+
+    cfg = Path(tempfile.mkdtemp(prefix="rsr-clip-cfg-")) / f"{TINY_CLIP}.json"
+    cfg.write_text(json.dumps(TINY_CLIP_CONFIG))
+    open_clip.add_model_config(cfg)
+    torch.manual_seed(0)
+    model = open_clip.create_model(TINY_CLIP, pretrained=None).eval()
+    return ClipOpenVocabSegmenter.from_model(
+        model, open_clip.get_tokenizer(TINY_CLIP), device=device, model_id="test-clip-tiny",
+        background=(),
+    )
+
+
+register(
+    ModelSpec(
+        name="test-clip-tiny",
+        modes=(Mode.open_vocabulary,),
+        description="Test only: the CLIP open-vocabulary segmenter on a random tiny CLIP.",
+        factory=tiny_clip_segmenter,
+    )
+)

@@ -223,14 +223,16 @@ class ExtentReader:
             if self._all_valid:
                 valid = np.ones(shape, dtype=bool)
             else:
-                # Band masks cover nodata, internal masks and alpha bands alike.
+                # Band masks cover nodata, internal masks and alpha bands alike. A pixel is
+                # NoData only where every band says so (GDAL's dataset-mask rule): with
+                # nodata=255 on RGB, a saturated red roof (255, 90, 80) is still data.
                 masks = self.ds.read_masks(
                     self._unique,
                     window=window,
                     out_shape=(count, *shape),
                     resampling=Resampling.nearest,
                 )
-                valid = (masks > 0).all(axis=0)
+                valid = (masks > 0).any(axis=0)
         except RasterioError as exc:
             # rasterio's own message only points at the GDAL error it chained.
             reason = exc.__cause__ or exc
@@ -238,9 +240,10 @@ class ExtentReader:
                 f"Pixels of {self.ds.name} cannot be read: {reason}",
                 "The file may be damaged or incomplete; check it with gdalinfo -checksum.",
             ) from None
-        for i, nodata in enumerate(self._nodata):
-            if nodata is not None and not math.isnan(nodata):
-                valid &= data[i] != nodata
+        # Resampling can blend NoData into neighbours: re-check values, same all-bands rule.
+        declared = [i for i, nd in enumerate(self._nodata) if nd is not None and not math.isnan(nd)]
+        if declared and len(declared) == count:
+            valid &= np.any([data[i] != self._nodata[i] for i in declared], axis=0)
         if data.dtype.kind == "f":
             valid &= np.isfinite(data).all(axis=0)
         return data, valid

@@ -1,0 +1,494 @@
+"""Training-free open-vocabulary segmentation with CLIP (SegEarth-OV style).
+
+Pipeline for one tile:
+
+1. The RGB tile is normalised with CLIP's mean/std (NoData pixels set to the mean
+   colour) and padded to at least one window.
+2. Windows of ``window`` px every ``stride`` px (the last one flush with the edge) are
+   batched through :class:`~.clip_dense.DenseClipEncoder`; one image encoding serves all
+   classes.
+3. Per window, patch logits ``cos(patch, t_c) - λ cos(cls, t_c)`` for the user's classes
+   and the background names (:mod:`.prompts`) are upsampled bilinearly to the window's
+   pixel size, accumulated over the tile and averaged where windows overlap.
+4. Optional image-guided refinement (``upsampler="guided"``): a colour guided filter
+   (He et al., "Guided Image Filtering", TPAMI 2013) re-fits the logits locally as an
+   affine function of the RGB image, snapping class boundaries to image edges that the
+   16-px patch grid blurs. Pure torch, O(1) per pixel (box sums by cumulative sums);
+   by default the fast variant fits the filter at 1/4 resolution (He & Sun 2015).
+5. Probabilities: ``softmax(logit_scale · logits)`` over user classes + background names
+   (``logit_scale`` is the softmax temperature; 50 as in SegEarth-OV's code, CLIP's own
+   is 100). The background probability is the sum over the background names. Label =
+   argmax over (background, classes), score = the probability of that label.
+
+NoData pixels get label 0 and score 0. The score threshold of the request is applied by
+the pipeline, not here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rs_reasoner.errors import InvalidRequestError, MissingWeightsError
+from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
+from rs_reasoner.segmenters.open_vocab.clip_dense import (
+    OPENAI_VIT_B16_WEIGHTS,
+    ClsSource,
+    DenseClipEncoder,
+    Tokenizer,
+    create_open_clip,
+    global_bias_logits,
+    weight_spec_for,
+)
+from rs_reasoner.segmenters.open_vocab.prompts import (
+    DEFAULT_BACKGROUND,
+    TEMPLATES,
+    ClassKey,
+    TextEmbeddingCache,
+    ensemble_text_embeddings,
+    select_background,
+)
+from rs_reasoner.weights import WeightSpec, resolve
+
+log = logging.getLogger(__name__)
+
+Upsampler = Literal["bilinear", "guided"]
+_CHECKPOINT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def window_starts(size: int, window: int, stride: int) -> list[int]:
+    """Start offsets of sliding windows covering ``[0, size)``; the last ends at ``size``.
+
+    Args:
+        size: Length to cover (at least ``window``).
+        window: Window length.
+        stride: Step between windows (1..window).
+
+    Returns:
+        Increasing start offsets.
+    """
+    if size <= window:
+        return [0]
+    return [*range(0, size - window, stride), size - window]
+
+
+def _box_sum(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    n = x.shape[dim]
+    c = torch.cumsum(x, dim)
+    c = torch.cat([torch.zeros_like(c.narrow(dim, 0, 1)), c], dim)
+    idx = torch.arange(n, device=x.device)
+    hi, lo = (idx + r + 1).clamp(max=n), (idx - r).clamp(min=0)
+    return c.index_select(dim, hi) - c.index_select(dim, lo)
+
+
+def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over (2r+1)² windows, windows clipped at the borders (cumulative sums).
+
+    Args:
+        x: (..., H, W).
+        r: Window radius.
+
+    Returns:
+        Same shape as ``x``.
+    """
+    h, w = x.shape[-2:]
+    ones_h = _box_sum(torch.ones(h, 1, device=x.device, dtype=x.dtype), r, 0)
+    ones_w = _box_sum(torch.ones(1, w, device=x.device, dtype=x.dtype), r, 1)
+    return _box_sum(_box_sum(x, r, -1), r, -2) / (ones_h * ones_w)
+
+
+def guided_filter(
+    guide: torch.Tensor,
+    src: torch.Tensor,
+    radius: int,
+    eps: float,
+    subsample: int = 1,
+    chunk: int = 4,
+) -> torch.Tensor:
+    """Colour guided filter (He et al. 2013): ``q = a·I + b`` fitted in every window.
+
+    With ``subsample > 1`` it is the fast guided filter (He & Sun 2015): ``a`` and ``b``
+    are fitted on area-downsampled inputs and upsampled bilinearly, while ``q`` still uses
+    the full-resolution guide, so edges stay sharp at a fraction of the cost. That suits
+    CLIP logits, which carry no detail finer than a patch anyway.
+
+    Args:
+        guide: (3, H, W) guide image, values about [0, 1].
+        src: (C, H, W) maps to filter (here: per-class logits).
+        radius: Window radius in full-resolution pixels.
+        eps: Regulariser; larger → smoother, smaller → follows guide edges more.
+        subsample: Downsampling factor for fitting ``a`` and ``b``.
+        chunk: Source channels processed at once (bounds memory).
+
+    Returns:
+        (C, H, W) float32 filtered maps.
+    """
+    h, w = guide.shape[-2:]
+    # Filter and output are invariant to constant shifts; centring keeps the float32
+    # cumulative sums accurate.
+    guide = guide.float() - guide.float().mean(dim=(1, 2), keepdim=True)
+    offset = src.float().mean(dim=(1, 2), keepdim=True)
+    src = src.float() - offset
+    small = (max(1, -(-h // subsample)), max(1, -(-w // subsample)))
+    lo_guide, lo_src = guide, src
+    if subsample > 1:
+        lo_guide = F.interpolate(guide[None], size=small, mode="area")[0]
+        lo_src = F.interpolate(src[None], size=small, mode="area")[0]
+    r = max(1, round(radius / subsample))
+    mean_i = box_mean(lo_guide, r)
+    cov_ii = box_mean(lo_guide[:, None] * lo_guide[None], r) - mean_i[:, None] * mean_i[None]
+    eye = torch.eye(3, device=guide.device)[:, :, None, None]
+    inv = torch.linalg.inv((cov_ii + eps * eye).permute(2, 3, 0, 1))  # (h', w', 3, 3)
+    out = []
+    for p in lo_src.split(chunk):
+        mean_p = box_mean(p, r)
+        cov_ip = box_mean(lo_guide[:, None] * p[None], r) - mean_i[:, None] * mean_p[None]
+        a = torch.einsum("hwij,jchw->ichw", inv, cov_ip)  # (3, c, h', w')
+        b = mean_p - (a * mean_i[:, None]).sum(0)
+        a, b = box_mean(a, r), box_mean(b, r)
+        if subsample > 1:
+            c = p.shape[0]
+            a = F.interpolate(a.reshape(1, 3 * c, *small), size=(h, w), mode="bilinear")
+            a = a.reshape(3, c, h, w)
+            b = F.interpolate(b[None], size=(h, w), mode="bilinear")[0]
+        out.append((a * guide[:, None]).sum(0) + b)
+    return torch.cat(out) + offset
+
+
+# -------------------------------------------------------------------------- segmenter
+
+
+@dataclass(frozen=True)
+class OpenVocabSettings:
+    """Inference settings of :class:`ClipOpenVocabSegmenter` (see its docstring)."""
+
+    lam: float = 0.3
+    cls_source: ClsSource = "dense"
+    logit_scale: float = 50.0
+    window: int = 224
+    stride: int = 112
+    batch_size: int = 16
+    upsampler: Upsampler = "guided"
+    guided_radius: int | None = None
+    guided_eps: float = 1e-2
+    guided_subsample: int = 4
+    background: tuple[str, ...] = DEFAULT_BACKGROUND
+    templates: tuple[str, ...] = TEMPLATES
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or not 1 <= self.stride <= self.window:
+            raise ValueError(f"need 1 <= stride <= window, got {self.stride}, {self.window}")
+        if min(self.batch_size, self.guided_subsample) < 1:
+            raise ValueError("batch_size and guided_subsample must be at least 1")
+        if self.logit_scale <= 0 or self.guided_eps <= 0:
+            raise ValueError("logit_scale and guided_eps must be positive")
+        if self.upsampler not in ("bilinear", "guided"):
+            raise ValueError(f"upsampler must be 'bilinear' or 'guided', not {self.upsampler!r}")
+        if not self.templates or any("{}" not in t for t in self.templates):
+            raise ValueError("every template needs a '{}' for the class name")
+
+
+class ClipOpenVocabSegmenter(Segmenter):
+    """Training-free open-vocabulary segmentation from CLIP patch features.
+
+    Args:
+        device: Torch device (``"cuda"``, ``"cpu"``).
+        model_name: open_clip architecture (``"ViT-B-16"``; ``"ViT-L-14"`` etc. for
+            RemoteCLIP / GeoRSCLIP / SkyCLIP checkpoints).
+        pretrained: open_clip pretrained tag whose Hub weights are resolved with
+            :func:`rs_reasoner.weights.resolve` (never downloaded unless
+            ``allow_download``). ``None`` builds the architecture with RANDOM weights,
+            for tests only.
+        checkpoint: Local weights file (e.g. a RemoteCLIP ``.pt``); overrides
+            ``pretrained``.
+        weights_spec: Hub weights to resolve instead of the tag's; default: open_clip's
+            Hub copy for ``(model_name, pretrained)``.
+        quick_gelu: Use QuickGELU; default: what the tag was trained with (True for
+            ``openai``), False for checkpoints.
+        registry_name: Model name shown in the missing-weights hint.
+        allow_download: Let :func:`~rs_reasoner.weights.resolve` download.
+        lam: Global-bias weight λ (0 disables it).
+        cls_source: ``"dense"`` (SegEarth-OV code) or ``"global"`` CLS embedding.
+        logit_scale: Softmax temperature applied to the cosine logits.
+        window, stride: Sliding-window size and step in pixels (window a multiple of
+            the patch size).
+        batch_size: Windows per forward pass.
+        upsampler: ``"bilinear"`` or ``"guided"`` (bilinear + guided-filter refinement).
+        guided_radius: Guided-filter radius; default: the patch size.
+        guided_eps: Guided-filter regulariser (guide in [0, 1]).
+        guided_subsample: Fast-guided-filter downsampling factor (1 = exact filter).
+        background: Background names (label 0), see :mod:`.prompts`.
+        templates: Prompt templates.
+    """
+
+    def __init__(
+        self,
+        device: str = "cpu",
+        model_name: str = "ViT-B-16",
+        pretrained: str | None = "openai",
+        checkpoint: str | Path | None = None,
+        weights_spec: WeightSpec | None = None,
+        quick_gelu: bool | None = None,
+        registry_name: str = "clip-openvocab",
+        allow_download: bool = False,
+        lam: float = 0.3,
+        cls_source: ClsSource = "dense",
+        logit_scale: float = 50.0,
+        window: int = 224,
+        stride: int = 112,
+        batch_size: int = 16,
+        upsampler: Upsampler = "guided",
+        guided_radius: int | None = None,
+        guided_eps: float = 1e-2,
+        guided_subsample: int = 4,
+        background: Sequence[str] = DEFAULT_BACKGROUND,
+        templates: Sequence[str] = TEMPLATES,
+    ) -> None:
+        settings = OpenVocabSettings(
+            lam=lam,
+            cls_source=cls_source,
+            logit_scale=logit_scale,
+            window=window,
+            stride=stride,
+            batch_size=batch_size,
+            upsampler=upsampler,
+            guided_radius=guided_radius,
+            guided_eps=guided_eps,
+            guided_subsample=guided_subsample,
+            background=tuple(background),
+            templates=tuple(templates),
+        )
+        path, gelu = self._weights(
+            model_name,
+            pretrained,
+            checkpoint,
+            weights_spec,
+            quick_gelu,
+            registry_name,
+            allow_download,
+        )
+        model, tokenizer = create_open_clip(model_name, path, device=device, quick_gelu=gelu)
+        source = str(path) if path is not None else f"random-{id(model)}"
+        self._setup(model, tokenizer, device, f"{model_name}@{source}", settings)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: nn.Module,
+        tokenizer: Tokenizer,
+        device: str = "cpu",
+        model_id: str | None = None,
+        **settings: object,
+    ) -> ClipOpenVocabSegmenter:
+        """Wrap an already built open_clip model (tests, custom loading).
+
+        Args:
+            model: An open_clip CLIP model with a ViT image tower.
+            tokenizer: Its tokenizer.
+            device: Torch device.
+            model_id: Key for the text-embedding cache; default: unique per model object.
+            **settings: Fields of :class:`OpenVocabSettings`.
+
+        Returns:
+            The segmenter.
+        """
+        self = cls.__new__(cls)
+        if "background" in settings:
+            settings["background"] = tuple(settings["background"])  # type: ignore[arg-type]
+        if "templates" in settings:
+            settings["templates"] = tuple(settings["templates"])  # type: ignore[arg-type]
+        self._setup(
+            model,
+            tokenizer,
+            device,
+            model_id or f"custom-{id(model)}",
+            OpenVocabSettings(**settings),  # type: ignore[arg-type]
+        )
+        return self
+
+    @staticmethod
+    def _weights(
+        model_name: str,
+        pretrained: str | None,
+        checkpoint: str | Path | None,
+        spec: WeightSpec | None,
+        quick_gelu: bool | None,
+        registry_name: str,
+        allow_download: bool,
+    ) -> tuple[Path | None, bool]:
+        if checkpoint is not None:
+            path = Path(checkpoint).expanduser()
+            if not path.is_file():
+                raise MissingWeightsError(
+                    f"CLIP checkpoint {path} for model '{registry_name}' does not exist.",
+                    "Point 'checkpoint' at the downloaded weights file.",
+                )
+            return path, bool(quick_gelu)
+        if pretrained is None:
+            return None, bool(quick_gelu)
+        if spec is None:
+            spec, tag_gelu = weight_spec_for(model_name, pretrained)
+            if (model_name, pretrained) == ("ViT-B-16", "openai"):
+                spec = OPENAI_VIT_B16_WEIGHTS
+        else:
+            import open_clip
+
+            tag_cfg = open_clip.get_pretrained_cfg(model_name, pretrained) or {}
+            tag_gelu = bool(tag_cfg.get("quick_gelu", False))
+        path = resolve(spec, registry_name, allow_download=allow_download)
+        if path.is_dir():  # an env-var override may name the folder
+            files = [path / n for n in _CHECKPOINT_NAMES if (path / n).is_file()]
+            if not files:
+                raise MissingWeightsError(
+                    f"No open_clip weights file in {path} for model '{registry_name}'.",
+                    f"Put one of {', '.join(_CHECKPOINT_NAMES)} there.",
+                )
+            path = files[0]
+        return path, tag_gelu if quick_gelu is None else quick_gelu
+
+    def _setup(
+        self,
+        model: nn.Module,
+        tokenizer: Tokenizer,
+        device: str,
+        model_id: str,
+        settings: OpenVocabSettings,
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.settings = settings
+        self.encoder = DenseClipEncoder(self.model.visual, settings.cls_source).eval()
+        patch = self.encoder.patch_size
+        if settings.window % patch:
+            raise ValueError(f"window {settings.window} is not a multiple of the patch {patch}")
+        self.guided_radius = settings.guided_radius or patch
+        visual = self.model.visual
+        mean = getattr(visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
+        std = getattr(visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
+        self._mean = torch.tensor(mean, device=self.device).view(3, 1, 1)
+        self._std = torch.tensor(std, device=self.device).view(3, 1, 1)
+        self.text_cache = TextEmbeddingCache()
+
+    # -------------------------------------------------------------------- inference
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type != "cuda":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+
+    def _encode_classes(self, keys: list[ClassKey]) -> torch.Tensor:
+        with self._autocast():
+            return ensemble_text_embeddings(
+                self.model, self.tokenizer, keys, self.settings.templates, self.device
+            )
+
+    def text_embeddings(self, classes: Sequence[Sequence[str]]) -> torch.Tensor:
+        """Cached, prompt-ensembled embeddings (len(classes), D) of classes."""
+        return self.text_cache.embed(self.model_id, classes, self._encode_classes)
+
+    def predict_probabilities(
+        self, image: np.ndarray, valid: np.ndarray, classes: Sequence[Sequence[str]]
+    ) -> np.ndarray:
+        """Per-pixel probabilities of background and each class.
+
+        Args:
+            image: (H, W, 3) uint8 RGB.
+            valid: (H, W) bool.
+            classes: The user's classes, each a sequence of synonyms.
+
+        Returns:
+            (1 + len(classes), H, W) float32; channel 0 is background (sum over the
+            background names), channel k is ``classes[k - 1]``; channels sum to 1.
+        """
+        if self.model is None:
+            raise RuntimeError("the segmenter was closed")
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"need an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
+        if valid.shape != image.shape[:2]:
+            raise ValueError(f"valid {valid.shape} does not match image {image.shape[:2]}")
+        s = self.settings
+        background = select_background(classes, s.background)
+        text = self.text_embeddings([*classes, *((b,) for b in background)])
+        with torch.inference_mode():
+            logits = self._tile_logits(image, valid, text)
+            probs = torch.softmax(s.logit_scale * logits, dim=0)
+            k = len(classes)
+            bg = probs[k:].sum(0, keepdim=True)
+            return torch.cat([bg, probs[:k]]).cpu().numpy().astype(np.float32)
+
+    def _tile_logits(
+        self, image: np.ndarray, valid: np.ndarray, text: torch.Tensor
+    ) -> torch.Tensor:
+        s = self.settings
+        h, w = valid.shape
+        rgb = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
+        rgb = rgb.permute(2, 0, 1).float() / 255.0
+        mask = torch.from_numpy(np.ascontiguousarray(valid)).to(self.device)
+        # NoData → mean colour (0 after normalisation), so it does not look like "dark".
+        norm = (rgb - self._mean) / self._std * mask
+        hp, wp = max(h, s.window), max(w, s.window)
+        norm = F.pad(norm, (0, wp - w, 0, hp - h))
+        spots = [
+            (y, x)
+            for y in window_starts(hp, s.window, s.stride)
+            for x in window_starts(wp, s.window, s.stride)
+        ]
+        acc = torch.zeros(text.shape[0], hp, wp, device=self.device)
+        count = torch.zeros(1, hp, wp, device=self.device)
+        for i in range(0, len(spots), s.batch_size):
+            batch = spots[i : i + s.batch_size]
+            crops = torch.stack([norm[:, y : y + s.window, x : x + s.window] for y, x in batch])
+            with self._autocast():
+                patches, cls = self.encoder(crops)
+            logits = global_bias_logits(patches, cls, text, s.lam)
+            logits = F.interpolate(
+                logits, size=(s.window, s.window), mode="bilinear", align_corners=False
+            )
+            for (y, x), window_logits in zip(batch, logits, strict=True):
+                acc[:, y : y + s.window, x : x + s.window] += window_logits
+                count[:, y : y + s.window, x : x + s.window] += 1
+        logits = (acc / count)[:, :h, :w]
+        if s.upsampler == "guided":
+            logits = guided_filter(
+                rgb, logits, self.guided_radius, s.guided_eps, subsample=s.guided_subsample
+            )
+        return logits
+
+    def segment(self, image: np.ndarray, valid: np.ndarray, query: SegmentationQuery) -> TileResult:
+        """Label each pixel with the most probable class or background (see module doc)."""
+        if not query.classes:
+            raise InvalidRequestError(
+                "Open-vocabulary segmentation needs at least one class name.",
+                "List the classes to find, e.g. 'building; road; water'.",
+            )
+        probs = self.predict_probabilities(image, valid, query.classes)
+        labels = probs.argmax(axis=0)
+        scores = np.take_along_axis(probs, labels[None], axis=0)[0]
+        return TileResult(
+            labels=np.where(valid, labels, 0).astype(np.int32),
+            scores=np.where(valid, scores, 0.0).astype(np.float32),
+            class_names=[syn[0] for syn in query.classes],
+        )
+
+    def close(self) -> None:
+        """Drop the model and cached embeddings and release GPU memory."""
+        self.model = None
+        self.encoder = None
+        self.text_cache.clear()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
