@@ -37,3 +37,73 @@ register(
         priority=50,
     )
 )
+register(
+    ModelSpec(
+        name="rs-zeroseg",
+        modes=(Mode.open_vocabulary,),
+        description=(
+            "RS-ZeroSeg: CLIP + DINOv2 dual-stream model with multi-scale alignment and a "
+            "category-adaptive head; needs a trained checkpoint "
+            "(RS_REASONER_RS_ZEROSEG_CHECKPOINT)."
+        ),
+        factory="rs_reasoner.segmenters.open_vocab.rs_zeroseg.segmenter:RSZeroSegSegmenter",
+        weights=(
+            WeightSpec(
+                repo_id="timm/vit_base_patch16_clip_224.openai",
+                filename="open_clip_pytorch_model.bin",
+                purpose="RS-ZeroSeg VLM stream: OpenAI CLIP ViT-B/16 (open_clip format)",
+            ),
+            WeightSpec(
+                repo_id="facebook/dinov2-small",
+                purpose="RS-ZeroSeg remote-sensing stream (DINOv2)",
+                allow_patterns=("config.json", "model.safetensors"),
+            ),
+        ),
+        # Not a default: it is useless without a checkpoint trained for the user's classes.
+        priority=40,
+    )
+)
+_PROMPTER_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.jinja")
+_SAM_SMALL = WeightSpec(
+    repo_id="facebook/sam2.1-hiera-small",
+    filename="sam2.1_hiera_small.pt",
+    purpose="SAM 2.1 hiera-small",
+)
+register(
+    ModelSpec(
+        name="think2seg-rs",
+        modes=(Mode.reasoning,),
+        description=(
+            "Think2Seg-RS: Qwen2.5-VL-3B reasons about the sentence and prompts SAM 2.1 "
+            "(hiera-small) with boxes and points."
+        ),
+        factory="rs_reasoner.segmenters.reasoning.segmenter:ReasoningSegmenter",
+        weights=(
+            WeightSpec(
+                repo_id="RicardoString/Think2Seg-RS-3B",
+                purpose="Think2Seg-RS prompter (Qwen2.5-VL-3B, GRPO on EarthReason)",
+                allow_patterns=_PROMPTER_PATTERNS,
+            ),
+            _SAM_SMALL,
+        ),
+        default_for=(Mode.reasoning,),
+        priority=50,
+    )
+)
+register(
+    ModelSpec(
+        name="think2seg-rs-7b",
+        modes=(Mode.reasoning,),
+        description="Think2Seg-RS with the Qwen2.5-VL-7B prompter (more GPU memory, slower).",
+        factory="rs_reasoner.segmenters.reasoning.segmenter:think2seg_rs_7b",
+        weights=(
+            WeightSpec(
+                repo_id="RicardoString/Think2Seg-RS-7B",
+                purpose="Think2Seg-RS prompter (Qwen2.5-VL-7B, GRPO on EarthReason)",
+                allow_patterns=_PROMPTER_PATTERNS,
+            ),
+            _SAM_SMALL,
+        ),
+        priority=40,
+    )
+)
