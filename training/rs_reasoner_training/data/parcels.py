@@ -1,0 +1,409 @@
+"""Labelled parcels (a polygon layer with a class field) as labels on a raster's grid.
+
+Class table: the distinct values of the class field, as text, sorted (numerically when
+they are all numbers), get ids ``0..K-1``; id = output channel of the model. Pixels in no
+parcel are :data:`IGNORE_INDEX` (unlabelled, not "background"): analysts label some
+parcels, not every pixel. When the parcels *are* complete inside the tiles they touch
+(e.g. every building in a chip), pass ``background="other"`` and the uncovered pixels
+there become that class.
+
+Training needs at least two classes: a softmax over one class is constant, so the loss
+is zero and nothing is learnt. One class alone is therefore refused with a hint to add a
+background class (binary "building vs other" is then valid).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from affine import Affine
+from rasterio import features
+from shapely.geometry import box
+from shapely.geometry.base import BaseGeometry
+
+from rs_reasoner.raster import open_raster, raster_transform
+from rs_reasoner_training.data.dataset import IGNORE_INDEX
+from rs_reasoner_training.errors import LabelLayerError
+
+log = logging.getLogger(__name__)
+
+LayerInput = str | os.PathLike[str] | gpd.GeoDataFrame
+AoiInput = LayerInput | BaseGeometry
+
+#: Class ids are stored as uint8 with 255 reserved for "ignore".
+MAX_CLASSES = 254
+
+
+@dataclass
+class ParcelLayer:
+    """Parcels ready to rasterise, in the raster's CRS.
+
+    Attributes:
+        frame: One row per parcel: ``geometry`` (polygonal, raster CRS), ``class_id``,
+            ``class_name``, ``parcel_id`` (row number in the input layer).
+        class_names: Class of each id.
+        background_id: Id of the background class, or None (uncovered pixels ignored).
+        aoi: Area of interest in the raster CRS, or None (the whole raster).
+        notes: Things the user should know (dropped parcels, assumed CRS).
+    """
+
+    frame: gpd.GeoDataFrame
+    class_names: list[str]
+    background_id: int | None = None
+    aoi: BaseGeometry | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def read_layer(labels: LayerInput, layer: str | None = None, what: str = "label layer"):
+    """Read a vector layer (GeoPackage, Shapefile, GeoJSON, ...) or pass a frame through.
+
+    Args:
+        labels: Path of a vector file, or a GeoDataFrame.
+        layer: Layer name inside a multi-layer file (GeoPackage).
+        what: How the layer is named in error messages.
+
+    Returns:
+        The layer as a GeoDataFrame.
+
+    Raises:
+        LabelLayerError: Missing file, unreadable file, or an ambiguous multi-layer file.
+    """
+    if isinstance(labels, gpd.GeoDataFrame):
+        return labels
+    path = Path(os.fspath(labels))
+    if not path.exists():
+        raise LabelLayerError(
+            f"The {what} does not exist: {path}",
+            "Give the path of a GeoPackage, Shapefile or GeoJSON with polygons.",
+        )
+    try:
+        import pyogrio
+
+        layers = [str(name) for name, _ in pyogrio.list_layers(path)]
+        if layer is None and len(layers) > 1:
+            raise LabelLayerError(
+                f"{path} holds {len(layers)} layers: {', '.join(layers)}.",
+                "Say which one to use (the layer option).",
+            )
+        if layer is not None and layer not in layers:
+            raise LabelLayerError(
+                f"{path} has no layer {layer!r}; it has: {', '.join(layers)}.",
+                "Choose one of these layers.",
+            )
+        return gpd.read_file(path, layer=layer)
+    except LabelLayerError:
+        raise
+    except Exception as exc:  # GDAL/pyogrio raise many types; all mean "cannot read"
+        raise LabelLayerError(
+            f"Cannot read the {what} {path}: {str(exc).strip() or type(exc).__name__}",
+            "Give a vector file GDAL can read (GeoPackage, Shapefile, GeoJSON).",
+        ) from None
+
+
+def _class_text(value: Any) -> str:
+    """Class value as text; integral floats (1.0 from Shapefiles) lose the '.0'."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _sorted_names(names: set[str]) -> list[str]:
+    """Numbers sort numerically ('2' before '10'), otherwise alphabetically."""
+    try:
+        return sorted(names, key=float)
+    except ValueError:
+        return sorted(names)
+
+
+def _to_crs(frame: gpd.GeoDataFrame, crs: Any, what: str, notes: list[str]) -> gpd.GeoDataFrame:
+    """Reproject to the raster CRS; a missing CRS on either side is taken as the same."""
+    if crs is None or frame.crs is None:
+        if crs is not None or frame.crs is not None:
+            notes.append(
+                f"The {what} or the raster has no CRS; its coordinates are taken to be in "
+                "the other's coordinate system."
+            )
+        return frame
+    if frame.crs != crs:
+        notes.append(f"The {what} was reprojected from {frame.crs.to_string()} to the raster CRS.")
+        return frame.to_crs(crs)
+    return frame
+
+
+def _polygonal(geoms: gpd.GeoSeries) -> gpd.GeoSeries:
+    """Repair invalid polygons and keep only their polygonal parts."""
+    fixed = shapely.make_valid(np.asarray(geoms.values, dtype=object))
+    out = []
+    for g in fixed:
+        if g is None or g.is_empty:
+            out.append(None)
+        elif g.geom_type in ("Polygon", "MultiPolygon"):
+            out.append(g)
+        else:  # GeometryCollection from make_valid: keep polygon parts, drop slivers
+            parts = [
+                p for p in getattr(g, "geoms", []) if p.geom_type in ("Polygon", "MultiPolygon")
+            ]
+            out.append(shapely.union_all(parts) if parts else None)
+    return gpd.GeoSeries(out, index=geoms.index, crs=geoms.crs)
+
+
+def _aoi_geometry(aoi: AoiInput, crs: Any, notes: list[str]) -> BaseGeometry:
+    """Union of an AOI layer (or a geometry already in the raster CRS)."""
+    if isinstance(aoi, BaseGeometry):
+        geom = aoi
+    else:
+        frame = read_layer(aoi, what="area of interest")
+        frame = _to_crs(frame, crs, "area of interest", notes)
+        geom = shapely.union_all(_polygonal(frame.geometry).dropna().values)
+    if geom is None or geom.is_empty or geom.area == 0:
+        raise LabelLayerError(
+            "The area of interest has no polygon area.",
+            "Give a polygon layer (or geometry) for the area to train on, or none.",
+        )
+    return geom
+
+
+def load_parcels(
+    labels: LayerInput,
+    class_field: str,
+    raster_crs: Any,
+    raster_bounds: tuple[float, float, float, float],
+    *,
+    layer: str | None = None,
+    aoi: AoiInput | None = None,
+    background: str | None = None,
+) -> ParcelLayer:
+    """Read, check and reproject the labelled parcels.
+
+    Args:
+        labels: Vector file path or GeoDataFrame with polygons.
+        class_field: Field holding each parcel's class.
+        raster_crs: CRS of the raster (parcels are reprojected to it), or None.
+        raster_bounds: (left, bottom, right, top) of the raster in its CRS.
+        layer: Layer name in a multi-layer file.
+        aoi: Optional area of interest (vector file, frame, or geometry in raster CRS);
+            parcels are clipped to it.
+        background: Name of a class for pixels in no parcel inside labelled tiles (only
+            when the parcels are complete there), or None to ignore those pixels.
+
+    Returns:
+        The parcels and class table.
+
+    Raises:
+        LabelLayerError: Empty layer, missing class field, non-polygon geometries, no
+            parcel on the raster (or in the AOI), fewer than two classes, too many classes.
+    """
+    notes: list[str] = []
+    frame = read_layer(labels, layer)
+    if len(frame) == 0:
+        where = "" if isinstance(labels, gpd.GeoDataFrame) else f" {labels}"
+        raise LabelLayerError(
+            f"The label layer{where} has no features.",
+            "Digitise some parcels (polygons with a class field) first.",
+        )
+    if class_field not in frame.columns:
+        fields = [c for c in frame.columns if c != frame.geometry.name]
+        close = [f for f in fields if f.lower() == class_field.lower()]
+        hint = f"Did you mean {close[0]!r}?" if close else "Choose the field that holds the class."
+        raise LabelLayerError(
+            f"The label layer has no field {class_field!r}. Available fields: "
+            f"{', '.join(fields) if fields else '(none)'}.",
+            hint,
+        )
+    types = set(frame.geometry.dropna().geom_type)
+    bad = sorted(types - {"Polygon", "MultiPolygon"})
+    if bad:
+        raise LabelLayerError(
+            f"Training labels must be polygons; the layer also has {', '.join(bad)} geometries.",
+            "Convert them to polygons (e.g. buffer lines/points in QGIS) or remove them.",
+        )
+    frame = frame.assign(parcel_id=np.arange(len(frame)))
+    values = frame[class_field]
+    missing = values.isna() | (values.astype(str).str.strip() == "")
+    if missing.all():
+        raise LabelLayerError(
+            f"No parcel has a value in the class field {class_field!r}.",
+            "Fill in the class of each parcel, or choose another field.",
+        )
+    if missing.any():
+        notes.append(f"{int(missing.sum())} parcel(s) without a class were left out.")
+    frame = frame.loc[~missing]
+    frame = frame.set_geometry(_polygonal(frame.geometry))
+    empty = frame.geometry.isna() | frame.geometry.is_empty
+    if empty.all():
+        raise LabelLayerError("Every parcel geometry is empty.", "Check the label layer.")
+    if empty.any():
+        notes.append(f"{int(empty.sum())} parcel(s) with empty geometry were left out.")
+    frame = frame.loc[~empty]
+    frame = _to_crs(frame, raster_crs, "label layer", notes)
+
+    area = box(*raster_bounds)
+    aoi_geom = None
+    if aoi is not None:
+        aoi_geom = _aoi_geometry(aoi, raster_crs, notes)
+        if not aoi_geom.intersects(area):
+            raise LabelLayerError(
+                "The area of interest does not overlap the raster.",
+                "Check that it is drawn over the raster (and its CRS).",
+            )
+        area = area.intersection(aoi_geom)
+    inside = frame.geometry.intersects(area)
+    if not inside.any():
+        lb = ", ".join(f"{v:.6g}" for v in frame.total_bounds)
+        rb = ", ".join(f"{v:.6g}" for v in area.bounds)
+        raise LabelLayerError(
+            f"No parcel lies on the raster{' inside the area of interest' if aoi else ''}: "
+            f"parcels span ({lb}), the raster ({rb}) in the raster's CRS.",
+            "Give parcels drawn over this raster; if they look right in QGIS, the layer's "
+            "CRS is probably wrong (set it in the layer properties).",
+        )
+    if not inside.all():
+        notes.append(f"{int((~inside).sum())} parcel(s) outside the raster/AOI were left out.")
+    frame = frame.loc[inside]
+    if aoi_geom is not None:
+        frame = frame.set_geometry(_polygonal(frame.geometry.intersection(aoi_geom)))
+        frame = frame.loc[~(frame.geometry.isna() | frame.geometry.is_empty)]
+
+    texts = frame[class_field].map(_class_text)
+    names = set(texts)
+    if background is not None:
+        names.add(background)
+    if len(names) < 2:
+        raise LabelLayerError(
+            f"All parcels have the same class ({next(iter(names))!r}); training needs at "
+            "least two classes.",
+            "Label parcels of another class too, or, if the parcels are complete where they "
+            "are (every object drawn), set a background class (e.g. 'other') for the rest.",
+        )
+    class_names = _sorted_names(names)
+    if len(class_names) > MAX_CLASSES:
+        raise LabelLayerError(
+            f"The class field has {len(class_names)} distinct values; at most {MAX_CLASSES} "
+            "classes are supported.",
+            "Is it the right field (not an id or a name per parcel)?",
+        )
+    ids = {n: i for i, n in enumerate(class_names)}
+    out = gpd.GeoDataFrame(
+        {
+            "parcel_id": frame["parcel_id"].to_numpy(),
+            "class_name": texts.to_numpy(),
+            "class_id": texts.map(ids).to_numpy(dtype=np.int64),
+        },
+        geometry=frame.geometry.values,
+        crs=frame.crs,
+    ).reset_index(drop=True)
+    for note in notes:
+        log.warning(note)
+    return ParcelLayer(
+        frame=out,
+        class_names=class_names,
+        background_id=ids[background] if background is not None else None,
+        aoi=aoi_geom,
+        notes=notes,
+    )
+
+
+def rasterize_parcels(
+    frame: gpd.GeoDataFrame,
+    transform: Affine,
+    shape: tuple[int, int],
+    *,
+    fill: int = IGNORE_INDEX,
+    ignored: gpd.GeoDataFrame | None = None,
+    aoi: BaseGeometry | None = None,
+) -> np.ndarray:
+    """Burn parcels' class ids onto a grid (pixels whose centre lies in a parcel).
+
+    Larger parcels are burnt first, so a small parcel inside a large one keeps its class.
+
+    Args:
+        frame: Parcels with ``geometry`` and ``class_id``, in the grid's CRS.
+        transform: Affine of the grid (a window's transform for a tile).
+        shape: (rows, cols).
+        fill: Value of pixels in no parcel (ignore, or the background id).
+        ignored: Parcels whose pixels must be ignored (e.g. left out by a label budget);
+            burnt last.
+        aoi: Pixels outside it become ignore.
+
+    Returns:
+        (rows, cols) uint8 label map.
+    """
+    out = np.full(shape, fill, dtype=np.uint8)
+    if len(frame):
+        order = np.argsort(-frame.geometry.area.to_numpy(), kind="stable")
+        shapes = [(frame.geometry.iloc[i], int(frame["class_id"].iloc[i])) for i in order]
+        features.rasterize(shapes, out=out, transform=transform)
+    if ignored is not None and len(ignored):
+        features.rasterize(
+            ((g, IGNORE_INDEX) for g in ignored.geometry), out=out, transform=transform
+        )
+    if aoi is not None:
+        outside = features.geometry_mask([aoi], out_shape=shape, transform=transform)
+        out[outside] = IGNORE_INDEX
+    return out
+
+
+def label_raster(
+    raster: str | os.PathLike[str],
+    labels: LayerInput,
+    class_field: str,
+    *,
+    layer: str | None = None,
+    aoi: AoiInput | None = None,
+    background: str | None = None,
+) -> tuple[np.ndarray, ParcelLayer]:
+    """Labels of a whole raster from its parcels (for small rasters, checks and previews).
+
+    Training reads labels tile by tile instead (:mod:`rs_reasoner_training.data.tiles`).
+
+    Args:
+        raster: Raster path.
+        labels: Parcels (vector path or GeoDataFrame).
+        class_field: Class field.
+        layer: Layer name in a multi-layer file.
+        aoi: Optional area of interest.
+        background: Background class for uncovered pixels, or None (ignore).
+
+    Returns:
+        ((rows, cols) uint8 labels on the raster grid, the parcels).
+    """
+    with open_raster(raster) as ds:
+        transform, shape, crs = raster_transform(ds), (ds.height, ds.width), ds.crs
+    bounds = grid_bounds(transform, shape)
+    parcels = load_parcels(
+        labels, class_field, crs, bounds, layer=layer, aoi=aoi, background=background
+    )
+    fill = IGNORE_INDEX if parcels.background_id is None else parcels.background_id
+    return rasterize_parcels(parcels.frame, transform, shape, fill=fill, aoi=parcels.aoi), parcels
+
+
+def grid_bounds(transform: Affine, shape: tuple[int, int]) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) of a grid, whatever the signs of its pixel sizes."""
+    corners = [transform @ (c, r) for r in (0, shape[0]) for c in (0, shape[1])]
+    xs, ys = zip(*corners, strict=True)
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def class_pixel_counts(label: np.ndarray, num_classes: int) -> np.ndarray:
+    """Pixels per class id in a label map (ignore excluded)."""
+    counts = np.bincount(label[label != IGNORE_INDEX].ravel(), minlength=num_classes)
+    return counts[:num_classes]
+
+
+__all__ = [
+    "MAX_CLASSES",
+    "ParcelLayer",
+    "class_pixel_counts",
+    "grid_bounds",
+    "label_raster",
+    "load_parcels",
+    "rasterize_parcels",
+    "read_layer",
+]

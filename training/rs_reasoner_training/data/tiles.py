@@ -1,0 +1,450 @@
+"""Tiles from a raster and its parcels: labelled, unlabelled and a spatially disjoint split.
+
+The raster's working grid is cut into non-overlapping square tiles (the last row and
+column padded). A tile touching a parcel is a labelled tile; the others (inside the AOI,
+with some valid pixels) are unlabelled tiles.
+
+Validation holds out whole parcels: parcels that share a tile are grouped (connected
+components of the parcel-tile graph), and whole groups go to validation. So every tile
+touching a validation parcel is a validation tile and touches no training parcel: no
+pixel of a validation parcel is ever seen in training, labelled or not.
+
+The label budget keeps a fraction of the *training* parcels per class (at least one each,
+seeded), after the split, so runs with different budgets are scored on the same held-out
+parcels. Tiles whose parcels were all left out become unlabelled tiles.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import shapely
+from affine import Affine
+from rasterio.enums import Resampling
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from rs_reasoner.raster import ExtentReader, open_raster
+from rs_reasoner_training.data.dataset import (
+    IGNORE_INDEX,
+    Role,
+    TileDataset,
+    TileRef,
+    TileSample,
+    TrainingData,
+    grid_refs,
+)
+from rs_reasoner_training.data.parcels import (
+    AoiInput,
+    LayerInput,
+    ParcelLayer,
+    grid_bounds,
+    load_parcels,
+)
+from rs_reasoner_training.data.parcels import rasterize_parcels as _rasterize
+from rs_reasoner_training.errors import LabelLayerError
+
+#: Parcel roles in :attr:`TilePlan.parcel_role`.
+TRAIN, VAL, LEFT_OUT = 0, 1, 2
+
+#: Long side of the decimated mask read used to skip empty (all-NoData) tiles.
+_MASK_SIZE = 1024
+
+
+@dataclass
+class TilePlan:
+    """Which tiles are labelled, held out or unlabelled, and the role of each parcel.
+
+    Attributes:
+        tile_size: Tile side in working pixels.
+        train: Labelled training tiles.
+        val: Held-out tiles (touch only validation parcels).
+        unlabelled: Tiles touching no used parcel.
+        parcel_role: Per parcel row: TRAIN, VAL or LEFT_OUT (label budget).
+        parcel_group: Per parcel row: id of its group of tile-sharing parcels.
+    """
+
+    tile_size: int
+    train: list[TileRef]
+    val: list[TileRef]
+    unlabelled: list[TileRef]
+    parcel_role: np.ndarray
+    parcel_group: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+
+def tile_boxes(refs: list[TileRef], transform: Affine) -> np.ndarray:
+    """Footprints of tiles in map coordinates (shapely polygons)."""
+    out = []
+    for ref in refs:
+        corners = [
+            transform @ (c, r)
+            for r, c in (
+                (ref.row, ref.col),
+                (ref.row, ref.col + ref.size),
+                (ref.row + ref.size, ref.col + ref.size),
+                (ref.row + ref.size, ref.col),
+            )
+        ]
+        out.append(shapely.Polygon(corners))
+    return np.asarray(out, dtype=object)
+
+
+def group_parcels(n_parcels: int, tile_idx: np.ndarray, parcel_idx: np.ndarray) -> np.ndarray:
+    """Group parcels that share a tile (transitively).
+
+    Args:
+        n_parcels: Number of parcels.
+        tile_idx: Tile of each (tile, parcel) incidence.
+        parcel_idx: Parcel of each incidence.
+
+    Returns:
+        (n_parcels,) group id of each parcel.
+    """
+    if n_parcels == 0:
+        return np.zeros(0, dtype=np.int64)
+    n_tiles = int(tile_idx.max()) + 1 if len(tile_idx) else 0
+    # Bipartite graph: nodes 0..n_parcels-1 are parcels, then tiles.
+    rows = np.asarray(parcel_idx, dtype=np.int64)
+    cols = n_parcels + np.asarray(tile_idx, dtype=np.int64)
+    size = n_parcels + n_tiles
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(size, size))
+    _, comp = connected_components(graph, directed=False)
+    _, groups = np.unique(comp[:n_parcels], return_inverse=True)
+    return groups
+
+
+def split_groups(
+    groups: np.ndarray, class_ids: np.ndarray, val_fraction: float, seed: int
+) -> np.ndarray:
+    """Choose whole groups for validation, about ``val_fraction`` of the parcels.
+
+    Groups are taken in a seeded random order; a group is skipped when taking it would
+    leave a class with no training parcel.
+
+    Args:
+        groups: Group of each parcel.
+        class_ids: Class of each parcel.
+        val_fraction: Fraction of parcels to hold out (0 for none).
+        seed: Random seed.
+
+    Returns:
+        (n_parcels,) bool, True for validation parcels.
+
+    Raises:
+        LabelLayerError: A validation split was asked for but no group can be held out.
+    """
+    is_val = np.zeros(len(groups), dtype=bool)
+    if val_fraction <= 0 or len(groups) == 0:
+        return is_val
+    if not 0 < val_fraction < 1:
+        raise LabelLayerError(
+            f"The validation fraction must be between 0 and 1, not {val_fraction}.",
+            "Use e.g. 0.2 to hold out a fifth of the parcels.",
+        )
+    target = val_fraction * len(groups)
+    train_counts = np.bincount(class_ids, minlength=int(class_ids.max()) + 1)
+    for g in np.random.default_rng(seed).permutation(np.unique(groups)):
+        if is_val.sum() >= target:
+            break
+        members = groups == g
+        left = train_counts - np.bincount(class_ids[members], minlength=len(train_counts))
+        if np.any((train_counts > 0) & (left == 0)):
+            continue  # would take the last training parcels of a class
+        is_val |= members
+        train_counts = left
+    if not is_val.any():
+        raise LabelLayerError(
+            "No parcels can be held out for validation without removing a class from "
+            "training (too few parcels, or all parcels share tiles and form one block).",
+            "Label more parcels, use a smaller tile size, or turn validation off "
+            "(validation fraction 0).",
+        )
+    return is_val
+
+
+def budget_parcels(
+    candidates: np.ndarray, class_ids: np.ndarray, budget: float, seed: int
+) -> np.ndarray:
+    """Keep a fraction of the candidate parcels per class (at least one per class).
+
+    Args:
+        candidates: Bool per parcel: may be used for training.
+        class_ids: Class of each parcel.
+        budget: Fraction in (0, 1] of each class's candidate parcels to keep.
+        seed: Random seed; the same seed keeps a nested subset as the budget grows.
+
+    Returns:
+        (n_parcels,) bool, True for kept parcels.
+    """
+    if not 0 < budget <= 1:
+        raise LabelLayerError(
+            f"The label budget must be in (0, 1], not {budget}.",
+            "Use e.g. 0.1 to train on 10% of the parcels.",
+        )
+    keep = np.zeros(len(class_ids), dtype=bool)
+    rng = np.random.default_rng(seed)
+    for c in np.unique(class_ids[candidates]):
+        idx = np.flatnonzero(candidates & (class_ids == c))
+        # One permutation per class: larger budgets take a superset of smaller ones.
+        order = idx[rng.permutation(len(idx))]
+        keep[order[: max(1, math.ceil(budget * len(idx) - 1e-9))]] = True
+    return keep
+
+
+def plan_tiles(
+    parcels: ParcelLayer,
+    transform: Affine,
+    shape: tuple[int, int],
+    tile_size: int,
+    *,
+    val_fraction: float = 0.2,
+    label_budget: float = 1.0,
+    seed: int = 0,
+    valid_fraction: np.ndarray | None = None,
+    min_valid: float = 0.01,
+) -> TilePlan:
+    """Assign tiles and parcels to training, validation and the unlabelled pool.
+
+    Args:
+        parcels: The parcels (raster CRS).
+        transform: Affine of the working grid.
+        shape: (rows, cols) of the working grid.
+        tile_size: Tile side in pixels.
+        val_fraction: Fraction of parcels held out (whole groups).
+        label_budget: Fraction of training parcels whose labels are used.
+        seed: Random seed of the split and the budget.
+        valid_fraction: Optional valid-pixel fraction per grid tile (row-major); tiles
+            under ``min_valid`` are not used as unlabelled tiles.
+        min_valid: See ``valid_fraction``.
+
+    Returns:
+        The plan.
+    """
+    if tile_size < 16:
+        raise LabelLayerError(f"Tile size {tile_size} is too small.", "Use 128-512 pixels.")
+    refs = grid_refs(0, shape[0], shape[1], tile_size)
+    boxes = tile_boxes(refs, transform)
+    frame = parcels.frame
+    tile_idx, parcel_idx = frame.sindex.query(boxes, predicate="intersects")
+    groups = group_parcels(len(frame), tile_idx, parcel_idx)
+    class_ids = frame["class_id"].to_numpy()
+    is_val = split_groups(groups, class_ids, val_fraction, seed)
+    kept = budget_parcels(~is_val, class_ids, label_budget, seed)
+    role = np.full(len(frame), LEFT_OUT, dtype=np.int64)
+    role[kept] = TRAIN
+    role[is_val] = VAL
+
+    tile_roles: list[set[int]] = [set() for _ in refs]
+    for t, p in zip(tile_idx, parcel_idx, strict=True):
+        tile_roles[t].add(int(role[p]))
+    in_aoi = (
+        shapely.intersects(boxes, parcels.aoi)
+        if parcels.aoi is not None
+        else np.ones(len(refs), bool)
+    )
+    train, val, unlabelled = [], [], []
+    for i, ref in enumerate(refs):
+        r = tile_roles[i]
+        if VAL in r:
+            val.append(ref)  # grouping guarantees no TRAIN parcel here
+        elif TRAIN in r:
+            train.append(ref)
+        elif in_aoi[i] and (valid_fraction is None or valid_fraction[i] >= min_valid):
+            unlabelled.append(ref)
+    notes = []
+    missing = sorted(set(class_ids[is_val]) ^ set(class_ids)) if is_val.any() else []
+    if missing:
+        names = ", ".join(parcels.class_names[c] for c in missing)
+        notes.append(f"No validation parcel of class(es) {names}; their IoU is not measured.")
+    return TilePlan(tile_size, train, val, unlabelled, role, groups, notes)
+
+
+def tile_valid_fraction(ds: Any, refs: list[TileRef], scale: float = 1.0) -> np.ndarray:
+    """Valid-pixel fraction per tile, from a decimated read of the dataset mask.
+
+    Args:
+        ds: Open raster.
+        refs: Tiles on the working grid (``scale`` source pixels per working pixel).
+        scale: Source pixels per working pixel.
+
+    Returns:
+        (len(refs),) fractions in [0, 1] (approximate: decimated).
+    """
+    factor = max(1.0, max(ds.height, ds.width) / _MASK_SIZE)
+    shape = (max(1, round(ds.height / factor)), max(1, round(ds.width / factor)))
+    mask = ds.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+    fy, fx = shape[0] / ds.height * scale, shape[1] / ds.width * scale
+    out = np.zeros(len(refs))
+    for i, ref in enumerate(refs):
+        r0, c0 = int(ref.row * fy), int(ref.col * fx)
+        r1 = max(r0 + 1, math.ceil((ref.row + ref.size) * fy))
+        c1 = max(c0 + 1, math.ceil((ref.col + ref.size) * fx))
+        part = mask[r0:r1, c0:c1]
+        out[i] = part.sum() / ((r1 - r0) * (c1 - c0))  # past the edge counts as invalid
+    return out
+
+
+class RasterParcelSource:
+    """Reads raster tiles (stretched like the backend's reader) and their parcel labels.
+
+    The raster is opened lazily in each process, so the source can be pickled to
+    DataLoader workers.
+
+    Args:
+        path: Raster path.
+        parcels: Parcels in the raster CRS.
+        plan: Tile plan (gives each parcel's role).
+        bands: Three 1-based bands (see ``rs_reasoner.raster.select_bands``).
+        scale: Source pixels per working pixel.
+        lo, hi: Stretch range per band.
+        transform: Affine of the working grid.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        parcels: ParcelLayer,
+        plan: TilePlan,
+        bands: list[int],
+        scale: float,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        transform: Affine,
+        shape: tuple[int, int],
+    ) -> None:
+        self.path = path
+        self.bands, self.scale, self.lo, self.hi = bands, scale, lo, hi
+        self.transform, self.shape = transform, shape
+        frame = parcels.frame
+        self.train = frame.loc[plan.parcel_role == TRAIN]
+        self.val = frame.loc[plan.parcel_role == VAL]
+        self.left_out = frame.loc[plan.parcel_role == LEFT_OUT]
+        self.fill = IGNORE_INDEX if parcels.background_id is None else parcels.background_id
+        self.aoi = parcels.aoi
+        self._reader: ExtentReader | None = None
+        self._pid = -1
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_reader"], state["_pid"] = None, -1  # open datasets do not pickle
+        return state
+
+    def _open(self) -> ExtentReader:
+        if self._reader is None or self._pid != os.getpid():
+            ds = open_raster(self.path)
+            window = (0, 0, *self.shape)
+            self._reader = ExtentReader(ds, self.bands, self.scale, window, self.lo, self.hi)
+            self._pid = os.getpid()
+        return self._reader
+
+    def read(self, ref: TileRef, role: Role) -> TileSample:
+        """Read one tile (see :class:`~rs_reasoner_training.data.dataset.TileSource`)."""
+        image, valid = self._open().read(ref.row, ref.col, ref.row + ref.size, ref.col + ref.size)
+        shape = (ref.size, ref.size)
+        if role == "unlabelled":
+            label = np.full(shape, IGNORE_INDEX, np.uint8)
+        else:
+            tf = self.transform @ Affine.translation(ref.col, ref.row)
+            frame = self.val if role == "val" else self.train
+            ignored = None if role == "val" else self.left_out
+            label = _rasterize(frame, tf, shape, fill=self.fill, ignored=ignored, aoi=self.aoi)
+            label[~valid] = IGNORE_INDEX
+        return TileSample(image, label, valid)
+
+    def close(self) -> None:
+        """Close the raster if open."""
+        if self._reader is not None:
+            self._reader.ds.close()
+            self._reader = None
+
+
+def parcel_training_data(
+    raster: str | os.PathLike[str],
+    labels: LayerInput,
+    class_field: str,
+    *,
+    layer: str | None = None,
+    aoi: AoiInput | None = None,
+    background: str | None = None,
+    bands: list[int] | None = None,
+    resolution: float | None = None,
+    tile_size: int = 256,
+    val_fraction: float = 0.2,
+    label_budget: float = 1.0,
+    seed: int = 0,
+) -> TrainingData:
+    """Training data from a raster and its labelled parcels.
+
+    Args:
+        raster: Raster path (anything GDAL reads).
+        labels: Parcels: vector path (GPKG/SHP/GeoJSON) or GeoDataFrame.
+        class_field: Field with each parcel's class.
+        layer: Layer name in a multi-layer file.
+        aoi: Optional area of interest (vector path, frame or geometry in raster CRS).
+        background: Class name for uncovered pixels in labelled tiles, or None (ignore).
+        bands: 1 or 3 band numbers, or None for the backend's default choice.
+        resolution: Working resolution in raster CRS units (None: native), as at serving.
+        tile_size: Tile side in working pixels.
+        val_fraction: Fraction of parcels held out (whole tile-sharing groups).
+        label_budget: Fraction of training parcels whose labels are used.
+        seed: Seed of the split and the budget.
+
+    Returns:
+        The datasets, class names and a summary.
+
+    Raises:
+        LabelLayerError, RasterError, ExtentError: Unusable inputs (see messages).
+    """
+    path = os.fspath(raster)
+    with open_raster(path) as ds:
+        reader = ExtentReader.open(ds, None, bands, resolution)
+        transform, shape = reader.grid_transform, reader.grid_shape
+        bounds = grid_bounds(transform, shape)
+        parcels = load_parcels(
+            labels, class_field, ds.crs, bounds, layer=layer, aoi=aoi, background=background
+        )
+        refs = grid_refs(0, shape[0], shape[1], tile_size)
+        fractions = tile_valid_fraction(ds, refs, reader.scale)
+        plan = plan_tiles(
+            parcels,
+            transform,
+            shape,
+            tile_size,
+            val_fraction=val_fraction,
+            label_budget=label_budget,
+            seed=seed,
+            valid_fraction=fractions,
+        )
+        source = RasterParcelSource(
+            path, parcels, plan, reader.bands, reader.scale, reader.lo, reader.hi, transform, shape
+        )
+    notes = parcels.notes + plan.notes
+    summary = {
+        "source": "parcels",
+        "raster": path,
+        "tile_size": tile_size,
+        "parcels": {
+            "train": int((plan.parcel_role == TRAIN).sum()),
+            "val": int((plan.parcel_role == VAL).sum()),
+            "left_out": int((plan.parcel_role == LEFT_OUT).sum()),
+            "groups": int(plan.parcel_group.max() + 1) if len(plan.parcel_group) else 0,
+        },
+        "tiles": {
+            "train": len(plan.train),
+            "val": len(plan.val),
+            "unlabelled": len(plan.unlabelled),
+        },
+        "notes": notes,
+    }
+    return TrainingData(
+        class_names=parcels.class_names,
+        labelled=TileDataset(source, plan.train, "train"),
+        unlabelled=TileDataset(source, plan.unlabelled, "unlabelled") if plan.unlabelled else None,
+        val=TileDataset(source, plan.val, "val") if plan.val else None,
+        summary=summary,
+    )

@@ -1,0 +1,29 @@
+"""Models trainable here, rebuilt from a spec stored in checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from rs_reasoner_training.models.unet import UNet
+
+#: arch name -> constructor taking the spec's other keys.
+MODELS: dict[str, Callable[..., nn.Module]] = {"unet": UNet}
+
+
+def build_model(spec: dict[str, Any]) -> nn.Module:
+    """Build a model from ``{"arch": name, **kwargs}`` (e.g. ``UNet(...).spec()``).
+
+    Raises:
+        KeyError: Unknown arch.
+    """
+    kwargs = dict(spec)
+    arch = kwargs.pop("arch")
+    if arch not in MODELS:
+        raise KeyError(f"unknown model arch {arch!r}; known: {', '.join(MODELS)}")
+    return MODELS[arch](**kwargs)
+
+
+__all__ = ["MODELS", "UNet", "build_model"]
