@@ -59,11 +59,21 @@ def _build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--simplify", type=float, default=0.0, help="tolerance in map units")
     seg.add_argument("--tile-size", type=int, default=1024, help="tile edge in pixels")
     seg.add_argument("--overlap", type=int, default=128, help="context margin around tiles")
+    seg.add_argument(
+        "--instance-mode",
+        choices=["auto", "union", "instances"],
+        help="reasoning mode: union = one region per label ('all the ponds'), instances = one "
+        "per object ('the largest warehouse'), auto = instances unless masks overlap "
+        "(default: the model's setting, auto)",
+    )
     seg.add_argument("--output-crs", help="write polygons in this CRS (default: raster's)")
     seg.add_argument("--out", "-o", required=True, type=Path, help=".gpkg, .shp or .geojson")
     seg.add_argument("--preview", type=Path, help="also write a PNG of polygons over the image")
     seg.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     seg.add_argument("--quiet", action="store_true", help="no progress bar")
+    seg.add_argument(
+        "--verbose", "-v", action="store_true", help="print the job log (e.g. the raw model answer)"
+    )
 
     srv = sub.add_parser(
         "serve",
@@ -119,6 +129,7 @@ def _segment(args: argparse.Namespace) -> int:
             simplify=args.simplify,
             tile_size=args.tile_size,
             overlap=args.overlap,
+            instance_mode=args.instance_mode,
         ),
     )
     check_output_path(args.out)
@@ -139,6 +150,9 @@ def _segment(args: argparse.Namespace) -> int:
     print(f"{len(result.polygons)} polygons ({result.model}, {result.mode.value}) → {args.out}")
     if result.reasoning:
         print(f"reasoning: {result.reasoning}")
+    if args.verbose:
+        for line in result.messages:
+            print(f"log: {line}")
     if args.preview:
         from rs_reasoner.job_preview import write_job_preview
 

@@ -236,6 +236,7 @@ class SegmentationPipeline:
                 image, valid = reader.read_extent()
                 result = model.segment(image, valid, plan.query)
                 valid_map = valid
+                messages.extend(result.notes)  # e.g. the raw model answer, for the job log
                 report("segmenting", 1.0, None)
             else:
                 result, valid_map = self._tiled(model, reader, plan.query, report, check_cancel)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -64,6 +65,13 @@ class SegmentOptions(BaseModel):
     simplify: float = Field(0.0, ge=0.0, description="Simplification tolerance (map units).")
     tile_size: int = Field(1024, ge=64, le=8192, description="Tile edge in working pixels.")
     overlap: int = Field(128, ge=0, le=2048, description="Context margin around each tile.")
+    instance_mode: Literal["auto", "union", "instances"] | None = Field(
+        None,
+        description="Reasoning mode: 'union' merges all matched objects into one region per "
+        "label (semantic targets: 'all the ponds'), 'instances' keeps one polygon set per "
+        "object ('the largest warehouse'), 'auto' keeps instances unless their masks overlap. "
+        "Default: the model's setting ('auto').",
+    )
 
     @field_validator("bands")
     @classmethod

@@ -171,3 +171,60 @@ register(
         factory=tiny_clip_segmenter,
     )
 )
+
+
+# -- the real reasoning segmenter on a tiny random Qwen2.5-VL and a random SAM 2.1 ------------
+#: What the canned answer says; the random model's own text comes first.
+TINY_REASONING_THINK = "The bright patch in the upper left is the target."
+#: An answer in the Think2Seg-RS format (840 x 840 model frame) appended to the random text,
+#: so the parse → SAM → polygons path has a prompt (random weights never write one).
+TINY_REASONING_ANSWER = (
+    f"<think> {TINY_REASONING_THINK} </think>\n<answer>```json["
+    '{"bbox_2d": [60, 80, 420, 400], "positive_points": [[200, 200], [300, 260]]}'
+    "]```</answer>"
+)
+
+
+class CannedAnswerPrompter:
+    """Runs the real prompter (tokens really generated) and appends a fixed answer."""
+
+    def __init__(self, prompter: Segmenter | object) -> None:
+        self.inner = prompter
+
+    def generate(self, image: np.ndarray, query: str):  # noqa: ANN201 - PrompterOutput
+        from dataclasses import replace
+
+        out = self.inner.generate(image, query)  # type: ignore[attr-defined]
+        return replace(out, text=out.text + TINY_REASONING_ANSWER)
+
+    def close(self) -> None:
+        self.inner.close()  # type: ignore[attr-defined]
+
+
+def tiny_reasoning_segmenter(device: str = "cpu") -> Segmenter:
+    """The production ReasoningSegmenter around random tiny models (no weights exist here)."""
+    import torch
+
+    from rs_reasoner.segmenters.reasoning.prompter import QwenPrompter
+    from rs_reasoner.segmenters.reasoning.sam import SamRefiner
+    from rs_reasoner.segmenters.reasoning.segmenter import ReasoningSegmenter
+    from tests.backend.reasoning.tiny_models import tiny_processor, tiny_qwen
+
+    processor = tiny_processor()
+    torch.manual_seed(0)
+    prompter = QwenPrompter.from_components(tiny_qwen(processor), processor, max_new_tokens=4)
+    sam = SamRefiner.random_init("tiny", device=device, image_size=256)
+    return ReasoningSegmenter(
+        device=device, prompter=CannedAnswerPrompter(prompter), sam=sam,  # type: ignore[arg-type]
+        model_name="test-think2seg-tiny",
+    )
+
+
+register(
+    ModelSpec(
+        name="test-think2seg-tiny",
+        modes=(Mode.reasoning,),
+        description="Test only: the reasoning segmenter on random tiny Qwen2.5-VL and SAM 2.1.",
+        factory=tiny_reasoning_segmenter,
+    )
+)

@@ -38,6 +38,7 @@ class TileResult:
         class_names: Names of the labels, in label order.
         instances: Optional (H, W) int32 instance ids (0 = none) for instance-level output.
         text: Optional free text (the reasoning segmenter's reasoning).
+        notes: Lines for the job log (e.g. the model's raw answer), not for the polygons.
     """
 
     labels: np.ndarray
@@ -45,6 +46,7 @@ class TileResult:
     class_names: list[str]
     instances: np.ndarray | None = None
     text: str | None = None
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.labels.shape != self.scores.shape or self.labels.ndim != 2:

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -250,9 +250,10 @@ class ReasoningSegmenter(Segmenter):
         run.objects = len(parsed.objects)
         log.info("parsed answer: %s", run.parse_summary)
         text = reasoning_text(parsed)
+        notes = (f"raw answer: {answer.text}", f"parsed answer: {run.parse_summary}")
         if parsed.no_target:
             run.total_s = time.perf_counter() - start
-            return _empty((height, width), query.text, text)
+            return replace(_empty((height, width), query.text, text), notes=notes)
 
         frame = ModelFrame(width=width, height=height)
         prompts = [frame.prompt_to_pixels(o) for o in parsed.objects]
@@ -276,6 +277,7 @@ class ReasoningSegmenter(Segmenter):
             class_names=out.class_names,
             instances=out.instances,
             text=text,
+            notes=notes,
         )
 
     def close(self) -> None:
