@@ -107,3 +107,27 @@ register(
         priority=40,
     )
 )
+register(
+    ModelSpec(
+        name="rs-zeroseg+clip",
+        modes=(Mode.open_vocabulary,),
+        description=(
+            "A trained RS-ZeroSeg checkpoint fused class by class with training-free CLIP, so "
+            "a class one of them misses is kept (rule: options.fusion_rule)."
+        ),
+        factory="rs_reasoner.segmenters.open_vocab.fused:rs_zeroseg_with_clip",
+        weights=(
+            WeightSpec(
+                repo_id="timm/vit_base_patch16_clip_224.openai",
+                filename="open_clip_pytorch_model.bin",
+                purpose="OpenAI CLIP ViT-B/16 (open_clip format), both streams",
+            ),
+            WeightSpec(
+                repo_id="facebook/dinov2-small",
+                purpose="RS-ZeroSeg remote-sensing stream (DINOv2)",
+                allow_patterns=("config.json", "model.safetensors"),
+            ),
+        ),
+        priority=30,
+    )
+)
