@@ -131,3 +131,22 @@ register(
         priority=30,
     )
 )
+register(
+    ModelSpec(
+        name="remoteclip-openvocab",
+        modes=(Mode.open_vocabulary,),
+        description=(
+            "Training-free open-vocabulary segmentation as clip-openvocab, on RemoteCLIP "
+            "ViT-L/14 (CLIP fine-tuned on remote-sensing image-text pairs)."
+        ),
+        factory="rs_reasoner.segmenters.open_vocab.training_free:remoteclip_segmenter",
+        weights=(
+            WeightSpec(
+                repo_id="chendelong/RemoteCLIP",
+                filename="RemoteCLIP-ViT-L-14.pt",
+                purpose="RemoteCLIP ViT-L/14 (remote-sensing CLIP, open_clip state dict)",
+            ),
+        ),
+        priority=45,
+    )
+)

@@ -70,3 +70,16 @@ def test_registered_weights_match_the_model_module() -> None:
     spec = registry.get_spec("clip-openvocab")
     assert spec.weights == (OPENAI_VIT_B16_WEIGHTS,)
     assert registry.default_for(spec.modes[0]).name in ("clip-openvocab", "test-colour")
+
+
+def test_remoteclip_is_registered_and_missing_weights_name_it(empty_hub_cache: Path) -> None:
+    from rs_reasoner.errors import MissingWeightsError
+    from rs_reasoner.segmenters.open_vocab.clip_dense import REMOTECLIP_VIT_L14_WEIGHTS
+
+    spec = registry.get_spec("remoteclip-openvocab")
+    assert spec.weights == (REMOTECLIP_VIT_L14_WEIGHTS,)
+    # Fails before building the 430M-parameter model, naming what to fetch and how.
+    with pytest.raises(MissingWeightsError) as err:
+        registry.create(spec)
+    text = f"{err.value} {err.value.hint}"
+    assert "chendelong/RemoteCLIP" in text and "remoteclip-openvocab" in text

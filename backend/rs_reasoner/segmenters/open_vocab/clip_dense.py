@@ -46,6 +46,12 @@ OPENAI_VIT_B16_WEIGHTS = WeightSpec(
     filename="open_clip_pytorch_model.bin",
     purpose="OpenAI CLIP ViT-B/16 (open_clip format)",
 )
+#: RemoteCLIP ViT-L/14 (Liu et al. 2024), a plain open_clip state dict, no QuickGELU.
+REMOTECLIP_VIT_L14_WEIGHTS = WeightSpec(
+    repo_id="chendelong/RemoteCLIP",
+    filename="RemoteCLIP-ViT-L-14.pt",
+    purpose="RemoteCLIP ViT-L/14 (remote-sensing CLIP, open_clip state dict)",
+)
 _OPEN_CLIP_DEFAULT_FILE = "open_clip_pytorch_model.bin"
 
 

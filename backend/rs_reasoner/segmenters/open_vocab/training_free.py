@@ -42,6 +42,7 @@ from rs_reasoner.errors import InvalidRequestError, MissingWeightsError
 from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
 from rs_reasoner.segmenters.open_vocab.clip_dense import (
     OPENAI_VIT_B16_WEIGHTS,
+    REMOTECLIP_VIT_L14_WEIGHTS,
     ClsSource,
     DenseClipEncoder,
     Tokenizer,
@@ -492,3 +493,15 @@ class ClipOpenVocabSegmenter(Segmenter):
         self.text_cache.clear()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def remoteclip_segmenter(device: str = "cpu") -> ClipOpenVocabSegmenter:
+    """The registered ``remoteclip-openvocab``: the same method on RemoteCLIP ViT-L/14
+    (patch 14, so 224-px windows are 16 x 16 patches)."""
+    return ClipOpenVocabSegmenter(
+        device=device,
+        model_name="ViT-L-14",
+        weights_spec=REMOTECLIP_VIT_L14_WEIGHTS,
+        quick_gelu=False,
+        registry_name="remoteclip-openvocab",
+    )
