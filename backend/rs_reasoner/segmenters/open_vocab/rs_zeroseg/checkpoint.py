@@ -28,9 +28,6 @@ model cannot be served) with a hint on what to do.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +35,7 @@ from typing import Any
 
 import torch
 
+from rs_reasoner.atomic import write_atomic
 from rs_reasoner.errors import MissingWeightsError
 from rs_reasoner.segmenters.open_vocab.rs_zeroseg.config import RSZeroSegConfig
 from rs_reasoner.segmenters.open_vocab.rs_zeroseg.model import RSZeroSeg
@@ -136,24 +134,7 @@ def save_checkpoint(
         },
         "meta": dict(meta or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # persist the rename; not possible everywhere
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    write_atomic(path, lambda f: torch.save(payload, f))
     return path
 
 
