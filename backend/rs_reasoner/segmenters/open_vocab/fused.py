@@ -17,6 +17,7 @@ import numpy as np
 
 from rs_reasoner.errors import InvalidRequestError
 from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
+from rs_reasoner.segmenters.open_vocab.decision import argmax_result, require_classes
 from rs_reasoner.segmenters.open_vocab.fusion import RULES, FusionRule, fuse_probabilities
 
 #: Environment default of the fusion rule (a request's ``fusion_rule`` option wins).
@@ -83,20 +84,10 @@ class FusedOpenVocabSegmenter(Segmenter):
 
     def segment(self, image: np.ndarray, valid: np.ndarray, query: SegmentationQuery) -> TileResult:
         """Most probable fused class per pixel; background (0) where it wins."""
-        if not query.classes:
-            raise InvalidRequestError(
-                "Open-vocabulary segmentation needs at least one class name.",
-                "List the classes to find, e.g. 'building; road; water'.",
-            )
+        require_classes(query)
         rule = getattr(query.options, "fusion_rule", None)
         probs = self.predict_probabilities(image, valid, query.classes, rule=rule)
-        labels = probs.argmax(axis=0)
-        scores = np.take_along_axis(probs, labels[None], axis=0)[0]
-        return TileResult(
-            labels=np.where(valid, labels, 0).astype(np.int32),
-            scores=np.where(valid, scores, 0.0).astype(np.float32),
-            class_names=[syn[0] for syn in query.classes],
-        )
+        return argmax_result(probs, valid, query.classes)
 
     def close(self) -> None:
         """Close every source."""

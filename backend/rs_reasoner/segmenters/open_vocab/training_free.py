@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rs_reasoner.errors import InvalidRequestError, MissingWeightsError
+from rs_reasoner.errors import MissingWeightsError
 from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
 from rs_reasoner.segmenters.open_vocab.clip_dense import (
     OPENAI_VIT_B16_WEIGHTS,
@@ -50,6 +50,7 @@ from rs_reasoner.segmenters.open_vocab.clip_dense import (
     global_bias_logits,
     weight_spec_for,
 )
+from rs_reasoner.segmenters.open_vocab.decision import argmax_result, require_classes
 from rs_reasoner.segmenters.open_vocab.prompts import (
     DEFAULT_BACKGROUND,
     TEMPLATES,
@@ -472,19 +473,9 @@ class ClipOpenVocabSegmenter(Segmenter):
 
     def segment(self, image: np.ndarray, valid: np.ndarray, query: SegmentationQuery) -> TileResult:
         """Label each pixel with the most probable class or background (see module doc)."""
-        if not query.classes:
-            raise InvalidRequestError(
-                "Open-vocabulary segmentation needs at least one class name.",
-                "List the classes to find, e.g. 'building; road; water'.",
-            )
+        require_classes(query)
         probs = self.predict_probabilities(image, valid, query.classes)
-        labels = probs.argmax(axis=0)
-        scores = np.take_along_axis(probs, labels[None], axis=0)[0]
-        return TileResult(
-            labels=np.where(valid, labels, 0).astype(np.int32),
-            scores=np.where(valid, scores, 0.0).astype(np.float32),
-            class_names=[syn[0] for syn in query.classes],
-        )
+        return argmax_result(probs, valid, query.classes)
 
     def close(self) -> None:
         """Drop the model and cached embeddings and release GPU memory."""

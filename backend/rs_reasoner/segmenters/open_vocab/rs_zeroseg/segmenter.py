@@ -37,6 +37,7 @@ import torch
 
 from rs_reasoner.errors import InvalidRequestError, MissingWeightsError
 from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
+from rs_reasoner.segmenters.open_vocab.decision import require_classes
 from rs_reasoner.segmenters.open_vocab.rs_zeroseg.checkpoint import (
     LoadedCheckpoint,
     load_checkpoint,
@@ -248,11 +249,7 @@ class RSZeroSegSegmenter(Segmenter):
 
     def segment(self, image: np.ndarray, valid: np.ndarray, query: SegmentationQuery) -> TileResult:
         """Label each pixel with its most probable class above the threshold, else 0."""
-        if not query.classes:
-            raise InvalidRequestError(
-                "Open-vocabulary segmentation needs at least one class name.",
-                "List the classes to find, e.g. 'building; road; water'.",
-            )
+        require_classes(query)
         probs = self.class_probabilities(image, valid, query.classes)
         best = probs.argmax(axis=0)
         top = probs.max(axis=0)
