@@ -1,8 +1,9 @@
-"""The ``rs-reasoner`` command: segment, serve, models."""
+"""The ``rs-reasoner`` command: segment, train, serve, models."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,15 @@ EPILOG_SEGMENT = """examples:
       --extent 368000 3285000 369000 3286000 --extent-crs EPSG:32617 \\
       --out trees.shp --preview trees.png
 The output format follows the extension: .gpkg, .shp or .geojson."""
+
+EPILOG_TRAIN = """examples:
+  rs-reasoner train --raster scene.tif --labels parcels.gpkg --class-field crop
+  rs-reasoner train --raster scene.tif --labels buildings.shp --class-field kind \\
+      --background other --name buildings --epochs 50 --time-budget 30
+The model is saved in the models folder ($RS_REASONER_MODELS_DIR, default
+<user data dir>/rs-reasoner/models) under its name and listed by 'rs-reasoner models list';
+use it with: rs-reasoner segment scene.tif --model NAME --query "class a, class b".
+Running the same command again resumes from the last finished epoch (after Ctrl-C too)."""
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -75,6 +85,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--verbose", "-v", action="store_true", help="print the job log (e.g. the raw model answer)"
     )
 
+    _add_train_parser(sub)
+
     srv = sub.add_parser(
         "serve",
         help="run the local backend service for the QGIS plugin",
@@ -93,12 +105,197 @@ def _build_parser() -> argparse.ArgumentParser:
 
     mdl = sub.add_parser("models", help="list, download or check model weights")
     msub = mdl.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    msub.add_parser("list", help="list models, their modes and whether weights are present")
+    msub.add_parser(
+        "list",
+        help="list models (built-in and trained here), their modes and whether weights "
+        "are present",
+    )
     pull = msub.add_parser("pull", help="download a model's weights into the Hugging Face cache")
     pull.add_argument("name")
     ver = msub.add_parser("verify", help="check that a model's weights are present and load")
     ver.add_argument("name", nargs="?", help="default: every model")
     return parser
+
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    trn = sub.add_parser(
+        "train",
+        help="train a model on labelled parcels of a raster",
+        description="Train a segmentation model on a raster and polygons labelled with a "
+        "class field (teacher-student on the unlabelled rest of the raster), then register "
+        "it under a name for 'rs-reasoner segment --model NAME'.",
+        epilog=EPILOG_TRAIN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    trn.add_argument("--raster", required=True, help="raster file GDAL can open")
+    trn.add_argument(
+        "--labels", required=True, help="polygon file with the parcels (.gpkg, .shp, .geojson)"
+    )
+    trn.add_argument("--layer", help="layer name inside a multi-layer file (GeoPackage)")
+    trn.add_argument("--class-field", required=True, help="field holding each parcel's class")
+    trn.add_argument("--aoi", help="polygon file limiting where unlabelled tiles are taken from")
+    trn.add_argument(
+        "--name", help="model name: lowercase letters, digits, - and _ (default: from --labels)"
+    )
+    trn.add_argument(
+        "--background",
+        help="class for pixels in no parcel inside tiles touching parcels (only if every "
+        "object there is drawn; needed when all parcels have one class)",
+    )
+    trn.add_argument(
+        "--label-budget",
+        type=float,
+        default=1.0,
+        help="fraction of training parcels whose labels are used (default: 1.0)",
+    )
+    trn.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="fraction of parcels held out for validation, 0 for none (default: 0.2)",
+    )
+    trn.add_argument("--epochs", type=int, default=30, help="epochs to train (default: 30)")
+    trn.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MINUTES",
+        help="stop after this many minutes of training (counted over resumed runs)",
+    )
+    trn.add_argument(
+        "--no-semi-supervised",
+        action="store_true",
+        help="train on the labelled tiles only (no teacher-student on unlabelled tiles)",
+    )
+    trn.add_argument(
+        "--no-verifier",
+        action="store_true",
+        help="no pseudo-label purification by a verifier model (default: CLIP when its "
+        "weights are here, else a model first trained on the labelled tiles only)",
+    )
+    trn.add_argument(
+        "--tile-size", type=int, default=256, help="training tile side in pixels (default: 256)"
+    )
+    trn.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    trn.add_argument("--seed", type=int, default=0, help="seed of split and training (default: 0)")
+    trn.add_argument(
+        "--train-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="advanced training option, repeatable, e.g. model=unet, base_channels=16, "
+        "batch_size=4, lr=0.0005 (values are JSON, else text)",
+    )
+    trn.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _parse_options(items: list[str]) -> dict[str, object]:
+    import json
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RsReasonerError(
+                f"--train-option {item!r} is not KEY=VALUE.", "Write e.g. --train-option lr=0.0005."
+            )
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def _train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from rs_reasoner import trained_models
+    from rs_reasoner.errors import JobCancelled
+    from rs_reasoner.schemas import TrainRequest
+    from rs_reasoner.training_run import check_options, check_train_request, run_training
+
+    name = args.name or trained_models.sanitise_name(Path(args.labels).stem)
+    request = TrainRequest(
+        raster=str(args.raster),
+        labels=str(args.labels),
+        layer=args.layer,
+        class_field=args.class_field,
+        aoi=args.aoi,
+        name=name,
+        label_budget=args.label_budget,
+        epochs=args.epochs,
+        time_budget_s=None if args.time_budget is None else args.time_budget * 60,
+        semi_supervised=not args.no_semi_supervised,
+        verifier=not args.no_verifier,
+        tile_size=args.tile_size,
+        background=args.background,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+    )
+    check_train_request(request, request.raster)
+    options = check_options(_parse_options(args.train_option))
+    folder = trained_models.model_folder(name)
+    print(f"training model '{name}' in {folder}")
+    bar = tqdm(
+        total=100, desc="preparing", disable=args.quiet, unit="%",
+        bar_format="{desc:24}: {bar} {n:.0f}%",
+    )  # fmt: skip
+    shown = {"stage": ""}
+
+    def progress(stage: str, fraction: float, message: str | None) -> None:
+        # "epoch 3/30" while training; a stage name only when the stage changes.
+        if message or stage != shown["stage"]:
+            bar.set_description_str(message or stage)
+        shown["stage"] = stage
+        bar.n = round(100 * fraction)
+        bar.refresh()
+
+    try:
+        outcome = run_training(
+            request,
+            request.raster,
+            device=args.device,
+            progress=progress,
+            note=tqdm.write,
+            options=options,
+        )
+    except (KeyboardInterrupt, JobCancelled):
+        bar.close()
+        if not any(folder.rglob("last.pt")):
+            print("interrupted before the first epoch finished; nothing was saved.",
+                  file=sys.stderr)  # fmt: skip
+            return 130
+        kept = "the best epoch so far is registered; " if trained_models.read_info(folder) else ""
+        print(
+            f"interrupted: checkpoints are kept in {folder}; {kept}run the same command "
+            "again to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        bar.close()
+    info = outcome.info
+    if info is None:
+        print(f"no epoch finished, so model '{name}' was not registered.", file=sys.stderr)
+        return 1
+    classes = list(info["classes"])
+    miou = info.get("best_miou")
+    score = f"validation mIoU {miou:.3f}" if isinstance(miou, float) else "no validation"
+    print(
+        f"model '{name}': {score} at epoch {info['best_epoch']}/{info['epochs']} "
+        f"({info['stopped']}), classes: {', '.join(classes)}"
+    )
+    per_class = info.get("per_class_iou") or {}
+    if any(v is not None for v in per_class.values()):
+        print(
+            "  IoU per class: "
+            + ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in per_class.items())
+        )
+    print(f"saved: {folder / trained_models.BEST}")
+    print(
+        f"use it: rs-reasoner segment {shlex.quote(str(args.raster))} --model {name} "
+        f'--query "{", ".join(classes)}" --out polygons.gpkg'
+    )
+    return 0
 
 
 def _segment(args: argparse.Namespace) -> int:
@@ -181,7 +378,9 @@ def _models(args: argparse.Namespace) -> int:
     if args.models_command == "list":
         for spec in registry.specs():
             defaults = ",".join(m.value for m in spec.default_for) or "-"
-            if spec.weights:
+            if "trained" in spec.tags:
+                status = "trained here"
+            elif spec.weights:
                 present = all(weights.is_available(w) for w in spec.weights)
                 status = "weights present" if present else "weights missing"
             else:
@@ -189,6 +388,8 @@ def _models(args: argparse.Namespace) -> int:
             print(f"{spec.name:24} {','.join(m.value for m in spec.modes):28} "
                   f"default for: {defaults:28} {status}")
             print(f"{'':24} {spec.description}")
+            if spec.classes is not None:
+                print(f"{'':24}   classes: {', '.join(spec.classes)}")
             for w in spec.weights:
                 print(f"{'':24}   {w.repo_id}{'/' + w.filename if w.filename else ''}"
                       f"  ({w.purpose or 'weights'})")
@@ -236,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Exit status: 0 ok, 1 failure, 2 user error.
     """
     args = _build_parser().parse_args(argv)
-    handlers = {"segment": _segment, "serve": _serve, "models": _models}
+    handlers = {"segment": _segment, "train": _train, "serve": _serve, "models": _models}
     try:
         return handlers[args.command](args)
     except RsReasonerError as exc:

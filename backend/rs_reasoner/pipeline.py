@@ -148,6 +148,8 @@ class SegmentationPipeline:
             RsReasonerError: What is wrong and how to fix it.
         """
         plan = self._plan(request)
+        if plan.spec.check_query is not None:
+            plan.spec.check_query(plan.query)  # e.g. a class a trained model does not know
         with open_dataset(raster_path) as ds:
             reader = self._reader(ds, request)
             self._check_whole_extent(plan, reader)
@@ -178,6 +180,11 @@ class SegmentationPipeline:
     def _model(self, spec: registry.ModelSpec) -> Segmenter:
         with self._lock:
             model = self._models.get(spec.name)
+            stale = getattr(model, "is_stale", None)
+            if model is not None and stale is not None and stale():
+                # A trained model whose checkpoint was replaced (training resumed): reload.
+                self._models.pop(spec.name).close()
+                model = None
             if model is None:
                 model = registry.create(spec, device=self.device)
                 self._models[spec.name] = model

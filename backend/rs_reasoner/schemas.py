@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from typing import Literal
 
@@ -123,6 +124,79 @@ class SegmentRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> SegmentRequest:
+        if (self.raster is None) == (self.upload_id is None):
+            raise ValueError("give exactly one of 'raster' (a path) or 'upload_id'")
+        return self
+
+
+#: Names of trained models: what ``rs-reasoner train --name`` and ``POST /train`` accept.
+MODEL_NAME_PATTERN = r"^[a-z0-9_-]{1,40}$"
+
+
+class TrainRequest(BaseModel):
+    """One training job: a raster, labelled parcels and the model to make of them.
+
+    Shared by ``rs-reasoner train`` and ``POST /train`` (see docs/architecture.md).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    raster: str | None = Field(None, description="Path of a raster GDAL can open.")
+    upload_id: str | None = Field(None, description="Id returned by POST /uploads.")
+    labels: str = Field(..., description="Polygon file (GeoPackage, Shapefile, GeoJSON).")
+    layer: str | None = Field(None, description="Layer inside a multi-layer file.")
+    class_field: str = Field(..., min_length=1, description="Field holding each parcel's class.")
+    aoi: str | None = Field(
+        None, description="Polygon file limiting where unlabelled tiles are taken from."
+    )
+    name: str = Field(
+        ...,
+        description="Name of the new model: 1-40 lowercase letters, digits, '-' or '_'. "
+        "The same name again resumes from its last checkpoint.",
+    )
+    label_budget: float = Field(
+        1.0, gt=0.0, le=1.0, description="Fraction of training parcels whose labels are used."
+    )
+    epochs: int = Field(30, ge=1, le=10_000)
+    time_budget_s: float | None = Field(
+        None, gt=0, description="Stop after this much training time (seconds)."
+    )
+    semi_supervised: bool = Field(True, description="Teacher-student on unlabelled tiles.")
+    verifier: bool = Field(
+        True,
+        description="Pseudo-label purification by a verifier model (ignored without "
+        "semi_supervised).",
+    )
+    tile_size: int = Field(256, ge=32, le=2048, description="Training tile side in pixels.")
+    background: str | None = Field(
+        None,
+        description="Class name for unlabelled pixels of tiles touching parcels (only when "
+        "every object there is drawn); needed when all parcels have one class.",
+    )
+    val_fraction: float = Field(
+        0.2, ge=0.0, lt=1.0, description="Fraction of parcels held out for validation (0: none)."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the split, label budget and training.")
+
+    @field_validator("labels", "class_field")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(MODEL_NAME_PATTERN, v):
+            raise ValueError(
+                f"model name {v!r} is not allowed: use 1-40 lowercase letters, digits, '-' "
+                "or '_' (e.g. 'my-parcels')"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TrainRequest:
         if (self.raster is None) == (self.upload_id is None):
             raise ValueError("give exactly one of 'raster' (a path) or 'upload_id'")
         return self

@@ -4,6 +4,11 @@ Segmenters are registered by modules (built-in ones below), by installed package
 the ``rs_reasoner.segmenters`` entry-point group, or by modules named in the environment
 variable ``RS_REASONER_SEGMENTER_MODULES`` (comma-separated; how tests add theirs).
 Implementations are imported only when a model is created, so listing models is cheap.
+
+Models trained here (:mod:`rs_reasoner.trained_models`) are not registered: every call
+of :func:`specs` and :func:`get_spec` rescans the models folder (a directory listing and
+small JSON files), so a newly trained model appears without a restart. Registered names
+always win: a trained model can never shadow a built-in one.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from importlib.metadata import entry_points
 
 from rs_reasoner.errors import UnknownModelError
 from rs_reasoner.schemas import Mode
-from rs_reasoner.segmenters.base import Segmenter
+from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter
 from rs_reasoner.weights import WeightSpec
 
 ENV_MODULES = "RS_REASONER_SEGMENTER_MODULES"
@@ -35,6 +40,10 @@ class ModelSpec:
         weights: Weights it needs (empty for weight-free segmenters).
         default_for: Modes for which it is the default model.
         priority: Higher wins when several models claim the same default mode.
+        tags: Free labels (``"trained"`` for models trained here).
+        classes: The fixed classes of a closed-set model (trained here), else None.
+        check_query: Optional cheap check of a parsed query, run when a job is submitted
+            (raises a user error, e.g. for a class the model does not know).
     """
 
     name: str
@@ -45,6 +54,8 @@ class ModelSpec:
     default_for: tuple[Mode, ...] = ()
     priority: int = 0
     tags: tuple[str, ...] = field(default_factory=tuple)
+    classes: tuple[str, ...] | None = None
+    check_query: Callable[[SegmentationQuery], None] | None = None
 
 
 _SPECS: dict[str, ModelSpec] = {}
@@ -78,26 +89,48 @@ def _load_plugins() -> None:
         importlib.import_module(mod)
 
 
-def specs() -> list[ModelSpec]:
-    """All registered specs, sorted by name."""
+def registered_names() -> set[str]:
+    """Names of registered (built-in, plugin, test) models: not usable for trained ones."""
     _load_plugins()
-    return sorted(_SPECS.values(), key=lambda s: s.name)
+    with _LOCK:
+        return set(_SPECS)
+
+
+def _trained_specs() -> list[ModelSpec]:
+    from rs_reasoner import trained_models
+
+    reserved = registered_names()
+    return [trained_models.model_spec(m) for m in trained_models.list_models(reserved)]
+
+
+def specs() -> list[ModelSpec]:
+    """All registered specs and the trained models found now, sorted by name."""
+    _load_plugins()
+    with _LOCK:
+        registered = list(_SPECS.values())
+    return sorted(registered + _trained_specs(), key=lambda s: s.name)
 
 
 def get_spec(name: str) -> ModelSpec:
-    """Look up a spec by name.
+    """Look up a spec by name (registered first, then the trained models folder).
 
     Raises:
         UnknownModelError: With the list of known names.
     """
+    from rs_reasoner import trained_models
+
     _load_plugins()
-    try:
-        return _SPECS[name]
-    except KeyError:
-        known = ", ".join(sorted(_SPECS)) or "none"
-        raise UnknownModelError(
-            f"Unknown model '{name}'.", f"Known models: {known} (see 'rs-reasoner models list')."
-        ) from None
+    with _LOCK:
+        spec = _SPECS.get(name)
+    if spec is not None:
+        return spec
+    trained = trained_models.find_model(name, registered_names())
+    if trained is not None:
+        return trained_models.model_spec(trained)
+    known = ", ".join(s.name for s in specs()) or "none"
+    raise UnknownModelError(
+        f"Unknown model '{name}'.", f"Known models: {known} (see 'rs-reasoner models list')."
+    )
 
 
 def default_for(mode: Mode) -> ModelSpec:

@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rs_reasoner import __version__
 from rs_reasoner.errors import RsReasonerError
-from rs_reasoner.schemas import SegmentRequest
+from rs_reasoner.schemas import SegmentRequest, TrainRequest
 from rs_reasoner.service.jobs import JobManager, JobStatus, PipelineLike
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,10 @@ class ModelInfo(BaseModel):
     weights: list[WeightsInfo]
     weights_available: bool = Field(description="All weights are on disk (or none needed).")
     loaded: bool
+    trained: bool = Field(False, description="Trained here (rs-reasoner train, POST /train).")
+    classes: list[str] | None = Field(
+        None, description="The classes a trained model knows (query a subset); null otherwise."
+    )
 
 
 class ModelsResponse(BaseModel):
@@ -120,6 +124,7 @@ class JobError(BaseModel):
 
 class JobInfo(BaseModel):
     id: str
+    kind: str = Field("segment", description="segment or train")
     status: str = Field(description="queued, running, succeeded, failed or cancelled")
     stage: str
     progress: float = Field(description="0..1")
@@ -130,10 +135,20 @@ class JobInfo(BaseModel):
     finished: str | None = None
     model: str | None = None
     mode: str | None = None
-    query: str
+    query: str = Field(description="The segmentation query; empty for training jobs.")
     reasoning: str | None = None
     feature_count: int | None = None
     cancel_requested: bool = False
+
+
+class TrainResult(BaseModel):
+    model: str = Field(description="Name of the trained model (use it in POST /jobs).")
+    classes: list[str]
+    best_miou: float | None = Field(description="Validation mIoU of the served weights.")
+    best_epoch: int = Field(description="Epoch (1-based) of the served weights.")
+    per_class_iou: dict[str, float | None]
+    epochs_run: int
+    checkpoint: str = Field(description="Path of the served weights (best.pt).")
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -382,6 +397,7 @@ def create_app(
     *,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     jobs: JobManager | None = None,
+    train_options: dict[str, Any] | None = None,
 ) -> FastAPI:
     """Build the API.
 
@@ -392,13 +408,25 @@ def create_app(
         max_upload_bytes: Largest accepted upload.
         jobs: Job manager to use (default: a new one over ``pipeline``); it is shut down
             with the app.
+        train_options: Extra training options for every ``POST /train`` job of the
+            default job manager (e.g. ``{"base_channels": 16}``: a smaller U-Net).
 
     Returns:
         The FastAPI application (``app.state.jobs`` is the job manager).
     """
     if not token:
         raise ValueError("token must not be empty")
-    manager = jobs if jobs is not None else JobManager(pipeline)
+    if jobs is not None:
+        manager = jobs
+    else:
+        from rs_reasoner.service.training import Trainer
+
+        trainer = Trainer(
+            device=lambda: pipeline.device,
+            options=train_options,
+            before_run=getattr(pipeline, "unload", None),
+        )
+        manager = JobManager(pipeline, trainer=trainer)
     uploads = UploadStore(Path(upload_dir))
 
     @contextlib.asynccontextmanager
@@ -470,6 +498,8 @@ def create_app(
                     "weights": ws,
                     "weights_available": all(w["available"] for w in ws),
                     "loaded": spec.name in loaded,
+                    "trained": "trained" in spec.tags,
+                    "classes": list(spec.classes) if spec.classes is not None else None,
                 }
             )
         return {"models": out}
@@ -548,19 +578,38 @@ def create_app(
     )
     def submit(req: SegmentRequest) -> dict[str, Any]:
         """Queue a segmentation job (validated at once; bad requests get a 4xx)."""
-        if req.upload_id is not None:
-            path = uploads.path(req.upload_id)
-            if path is None:
-                raise ApiError(
-                    404,
-                    f"Unknown upload_id '{req.upload_id}'.",
-                    "Upload the raster again with POST /uploads: uploads are kept only "
-                    f"while the backend runs (the {uploads.max_kept} most recent).",
-                )
-            raster_path = str(path)
-        else:
-            raster_path = str(req.raster)
-        job = manager.submit(req, raster_path)
+        job = manager.submit(req, _raster_path(req.raster, req.upload_id))
+        return {"id": job.id, "status": job.to_dict()["status"]}
+
+    def _raster_path(raster: str | None, upload_id: str | None) -> str:
+        if upload_id is None:
+            return str(raster)
+        path = uploads.path(upload_id)
+        if path is None:
+            raise ApiError(
+                404,
+                f"Unknown upload_id '{upload_id}'.",
+                "Upload the raster again with POST /uploads: uploads are kept only "
+                f"while the backend runs (the {uploads.max_kept} most recent).",
+            )
+        return str(path)
+
+    @app.post(
+        "/train",
+        status_code=202,
+        response_model=JobCreated,
+        tags=["jobs"],
+        responses={
+            404: {"model": ErrorResponse, "description": "Unknown upload"},
+            422: {"model": ErrorResponse, "description": "Invalid request"},
+        },
+    )
+    def submit_training(req: TrainRequest) -> dict[str, Any]:
+        """Queue a training job: a raster and labelled parcels → a new model ``name``
+        (validated at once; bad requests get a 4xx). Poll ``GET /jobs/{id}``; the result
+        names the model, which ``GET /models`` then lists and ``POST /jobs`` can use.
+        The same ``name`` again resumes from its last checkpoint."""
+        job = manager.submit_training(req, _raster_path(req.raster, req.upload_id))
         return {"id": job.id, "status": job.to_dict()["status"]}
 
     @app.get(
@@ -595,7 +644,9 @@ def create_app(
         tags=["jobs"],
         responses={
             200: {
-                "description": "GeoJSON FeatureCollection with a 'crs' member",
+                "model": TrainResult,
+                "description": "Segmentation: a GeoJSON FeatureCollection with a 'crs' "
+                "member. Training: the trained model (TrainResult) as JSON.",
                 "content": {"application/geo+json": {}},
             },
             404: {"model": ErrorResponse},
@@ -603,13 +654,16 @@ def create_app(
         },
     )
     def job_result(job_id: str) -> JSONResponse:
-        """The polygons of a succeeded job as a GeoJSON FeatureCollection."""
+        """The result of a succeeded job: polygons as a GeoJSON FeatureCollection, or for
+        a training job the trained model (name, classes, scores, checkpoint)."""
         job = manager.get(job_id)
         if job is None:
             raise _unknown_job(job_id)
         info = job.to_dict()
         status = info["status"]
         if status == JobStatus.succeeded.value:
+            if job.kind == "train":
+                return JSONResponse(job.result, media_type="application/json")
             return JSONResponse(job.result, media_type="application/geo+json")
         if status == JobStatus.failed.value:
             error = info["error"] or {}

@@ -1,8 +1,11 @@
 """Job queue of the service: one worker thread runs jobs one after another.
 
 GPU work is serial, so a single worker thread takes jobs from a ``queue.Queue``; the HTTP
-side only submits, polls and cancels, and never waits for a job. Requests are validated
-synchronously in :meth:`JobManager.submit` (cheap checks) so bad ones are refused at once.
+side only submits, polls and cancels, and never waits for a job. A job is a segmentation
+(``kind`` ``"segment"``: the pipeline, a GeoJSON result) or a training run (``"train"``:
+:class:`~rs_reasoner.service.training.Trainer`, a JSON summary of the trained model).
+Requests are validated synchronously in :meth:`JobManager.submit` /
+:meth:`JobManager.submit_training` (cheap checks) so bad ones are refused at once.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from rs_reasoner.errors import JobCancelled, RsReasonerError
-from rs_reasoner.schemas import SegmentRequest
+from rs_reasoner.schemas import SegmentRequest, TrainRequest
 
 log = logging.getLogger(__name__)
 
@@ -69,34 +72,52 @@ class PipelineLike(Protocol):
     ) -> Any: ...
 
 
+class TrainerLike(Protocol):
+    """What the service needs to run training jobs (see ``service/training.py``)."""
+
+    def validate(self, request: TrainRequest, raster_path: str) -> None: ...
+
+    def run(
+        self,
+        request: TrainRequest,
+        raster_path: str,
+        progress: Callable[[str, float, str | None], None] | None = None,
+        cancel: threading.Event | None = None,
+        note: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]: ...
+
+
 def _iso(t: float | None) -> str | None:
     return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat()
 
 
 @dataclass(eq=False)
 class Job:
-    """One segmentation job. Read it through :meth:`to_dict` (a consistent snapshot).
+    """One job. Read it through :meth:`to_dict` (a consistent snapshot).
 
     Attributes:
         id: uuid4 hex.
-        request: The request.
+        request: The request (``SegmentRequest``, or ``TrainRequest`` for training).
         raster_path: The raster read (the request's path or an upload's file).
+        kind: ``"segment"`` or ``"train"``.
         status: Where the job is in its life cycle.
         stage: The pipeline stage last reported ("queued", "segmenting", ...).
         progress: Overall progress 0..1.
         messages: Log lines (the last :data:`MAX_MESSAGES`).
         error: ``{"detail", "hint"}`` when failed.
         created, started, finished: Unix timestamps.
-        model: The requested model, then the one that ran.
+        model: The requested model, then the one that ran (training: the new model).
         mode: The mode it ran in (``auto`` resolved), once known.
         reasoning: The model's reasoning text, if any.
-        result: GeoJSON FeatureCollection (dict) when succeeded.
+        result: When succeeded: a GeoJSON FeatureCollection (dict), or for training the
+            summary of the trained model.
         feature_count: Number of features in ``result``.
     """
 
     id: str
-    request: SegmentRequest
+    request: SegmentRequest | TrainRequest
     raster_path: str
+    kind: str = "segment"
     status: JobStatus = JobStatus.queued
     stage: str = "queued"
     progress: float = 0.0
@@ -119,6 +140,7 @@ class Job:
         with self._lock:
             return {
                 "id": self.id,
+                "kind": self.kind,
                 "status": self.status.value,
                 "stage": self.stage,
                 "progress": round(self.progress, 4),
@@ -129,7 +151,7 @@ class Job:
                 "finished": _iso(self.finished),
                 "model": self.model,
                 "mode": self.mode,
-                "query": self.request.query,
+                "query": getattr(self.request, "query", ""),
                 "reasoning": self.reasoning,
                 "feature_count": self.feature_count,
                 "cancel_requested": self.cancel_event.is_set(),
@@ -176,13 +198,16 @@ class Job:
 
 
 class JobManager:
-    """Queue of segmentation jobs run one at a time by a single worker thread.
+    """Queue of segmentation and training jobs run one at a time by one worker thread.
 
     Args:
         pipeline: The pipeline (``validate`` and ``run``); shared, so models stay loaded.
         max_finished: Finished jobs kept in memory (oldest dropped first).
         to_geojson: Converts the result's GeoDataFrame to a GeoJSON dict; default
             :func:`rs_reasoner.vector.writers.to_geojson_dict`.
+        trainer: Runs training jobs; default a
+            :class:`~rs_reasoner.service.training.Trainer` on the pipeline's device that
+            unloads the pipeline's models before training.
     """
 
     def __init__(
@@ -191,10 +216,12 @@ class JobManager:
         max_finished: int = 100,
         *,
         to_geojson: Callable[[Any], dict[str, Any]] | None = None,
+        trainer: TrainerLike | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._max_finished = max(0, max_finished)
         self._to_geojson = to_geojson
+        self._trainer = trainer
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[Job | None] = queue.Queue()
@@ -225,13 +252,51 @@ class JobManager:
         job = Job(id=uuid.uuid4().hex, request=request, raster_path=raster_path)
         job.model = request.model
         job.messages.append(f"queued: {request.query!r}")
+        self._enqueue(job)
+        log.info("job %s queued (model %s)", job.id, request.model or "default")
+        return job
+
+    def submit_training(self, request: TrainRequest, raster_path: str) -> Job:
+        """Validate a training request (synchronously, cheap checks) and queue it.
+
+        Args:
+            request: The request.
+            raster_path: The raster to train on (the request's path or an upload's file).
+
+        Returns:
+            The queued job (``kind`` ``"train"``).
+
+        Raises:
+            RsReasonerError: The request is invalid or the service is shutting down.
+        """
+        if self._closed:
+            raise _ShuttingDown()
+        self.trainer.validate(request, raster_path)
+        job = Job(id=uuid.uuid4().hex, request=request, raster_path=raster_path, kind="train")
+        job.model = request.name
+        job.messages.append(f"queued: train model '{request.name}'")
+        self._enqueue(job)
+        log.info("job %s queued (train %s)", job.id, request.name)
+        return job
+
+    @property
+    def trainer(self) -> TrainerLike:
+        """The trainer of training jobs (created on first use)."""
+        if self._trainer is None:
+            from rs_reasoner.service.training import Trainer
+
+            pipeline = self._pipeline
+            self._trainer = Trainer(
+                device=lambda: pipeline.device, before_run=getattr(pipeline, "unload", None)
+            )
+        return self._trainer
+
+    def _enqueue(self, job: Job) -> None:
         with self._lock:
             if self._closed:
                 raise _ShuttingDown()
             self._jobs[job.id] = job
             self._queue.put(job)
-        log.info("job %s queued (model %s)", job.id, request.model or "default")
-        return job
 
     def get(self, job_id: str) -> Job | None:
         """The job with this id, or None."""
@@ -327,6 +392,9 @@ class JobManager:
         with self._lock:
             self._current = job
         log.info("job %s running", job.id)
+        if job.kind == "train":
+            self._run_training(job)
+            return
         try:
             result = self._pipeline.run(
                 job.request, job.raster_path, progress=job._progress, cancel=job.cancel_event
@@ -363,6 +431,39 @@ class JobManager:
                 job.id,
                 (job.finished or 0.0) - (job.started or 0.0),
                 job.feature_count,
+            )
+
+    def _run_training(self, job: Job) -> None:
+        try:
+            summary = self.trainer.run(
+                job.request,
+                job.raster_path,
+                progress=job._progress,
+                cancel=job.cancel_event,
+                note=job._note,
+            )
+        except JobCancelled:
+            job._finish(JobStatus.cancelled)
+            job._note("cancelled; checkpoints are kept: submit the same name again to resume")
+            log.info("job %s cancelled", job.id)
+        except RsReasonerError as exc:
+            job._finish(JobStatus.failed, {"detail": exc.message, "hint": exc.hint})
+            job._note(f"failed: {exc.message}")
+            log.info("job %s failed: %s", job.id, exc)
+        except Exception as exc:  # noqa: BLE001 - a bug in one job must not stop the worker
+            log.exception("job %s crashed", job.id)
+            detail, hint = _describe_crash(exc)
+            job._finish(JobStatus.failed, {"detail": detail, "hint": hint})
+            job._note(f"failed: {detail}")
+        else:
+            with job._lock:
+                job.result = summary
+                job._finish_locked(JobStatus.succeeded)
+            log.info(
+                "job %s trained '%s' in %.1f s",
+                job.id,
+                job.model,
+                (job.finished or 0.0) - (job.started or 0.0),
             )
 
     def _geojson(self, polygons: Any) -> dict[str, Any]:

@@ -1,0 +1,303 @@
+"""A model trained here (``rs-reasoner train``) as a :class:`Segmenter`.
+
+**Model.** The checkpoint (``best.pt``) is rebuilt with
+:func:`rs_reasoner_training.checkpoint.load_trained_model` (imported on first use, with
+torch): any architecture the training module knows, mapping images (B, 3, H, W) in [0, 1]
+to logits over its K classes. It runs under ``torch.inference_mode`` on the pipeline's
+device (bf16 autocast on CUDA).
+
+**Windows.** A tile larger than ``window`` pixels (default 512, at least the training tile
+size) is cut into overlapping windows of that size (the last flush with the edge), run in
+batches; softmax probabilities are blended with weights that fall off towards window
+borders, where context is missing. Windows larger than the training tiles give the
+convolutions more context (on the NEON sample, a U-Net trained on 64-px tiles agreed
+better with the parcels in 512-px windows than in 64-px ones). Only the box around the
+tile's valid pixels is run (the pipeline pads tiles at the raster's edge with NoData,
+which would skew normalisation layers); NoData pixels inside it are fed as the reader
+gives them (as in training); all NoData pixels get label 0, score 0.
+
+**Classes.** The query names classes of the model (any synonym, case-, space- and
+plural-insensitive: ``"buildings; roof"`` finds ``building``); a class it does not know is
+an :class:`~rs_reasoner.errors.InvalidRequestError` listing the classes it knows. A query
+class whose synonyms name several model classes gets their summed probability. Only the
+classes asked for come back, so a background class ("other", "background") gives polygons
+only when the query names it.
+
+**Decision.** Candidates per pixel are the query classes (their probability) and each
+model class not asked for (its own probability); the most probable candidate wins. If it
+is a query class, that is the pixel's label and its probability the score; otherwise the
+pixel is background (label 0, score = that class's probability). With one model class per
+query class this is the model's own argmax, whatever else the query names. The request's
+``score_threshold`` is applied by the pipeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rs_reasoner.errors import InvalidRequestError
+from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
+
+_DEFAULT_WINDOW = 512
+#: Default batch: windows adding up to about this many pixels.
+_PIXELS_PER_BATCH = 1 << 20
+
+
+def _norm(name: str) -> str:
+    return " ".join(name.lower().replace("_", " ").split())
+
+
+def _forms(name: str) -> set[str]:
+    """A name and its plural/singular variants ("buildings" ~ "building", "bus" ~ "buses")."""
+    n = _norm(name)
+    forms = {n, n + "s", n + "es"}
+    if n.endswith("es"):
+        forms.add(n[:-2])
+    if n.endswith("s"):
+        forms.add(n[:-1])
+    return forms
+
+
+def match_classes(
+    query_classes: Sequence[Sequence[str]],
+    model_classes: Sequence[str],
+    model_name: str = "this model",
+) -> list[tuple[int, ...]]:
+    """Model class indices named by each query class.
+
+    Args:
+        query_classes: The query's classes, each a list of synonyms.
+        model_classes: The model's classes, in channel order.
+        model_name: For error messages.
+
+    Returns:
+        Per query class, the indices of the model classes it names (at least one).
+
+    Raises:
+        InvalidRequestError: No class, a class the model does not know, or two query
+            classes naming the same model class.
+    """
+    if not query_classes:
+        raise InvalidRequestError(
+            f"Model '{model_name}' needs class names.",
+            f"Ask for some of its classes: {', '.join(model_classes)}.",
+        )
+    exact = {_norm(c): i for i, c in enumerate(model_classes)}
+    groups: list[tuple[int, ...]] = []
+    unknown: list[str] = []
+    owner: dict[int, str] = {}
+    for synonyms in query_classes:
+        found: list[int] = []
+        for name in synonyms:
+            idx = exact.get(_norm(name))
+            hits = [idx] if idx is not None else [
+                i for i, c in enumerate(model_classes) if _norm(c) in _forms(name)
+            ]
+            found.extend(i for i in hits if i not in found)
+        if not found:
+            unknown.append(synonyms[0])
+            continue
+        for i in found:
+            if i in owner:
+                raise InvalidRequestError(
+                    f"'{owner[i]}' and '{synonyms[0]}' both name the class "
+                    f"'{model_classes[i]}' of model '{model_name}'.",
+                    "Name each class once (use ';' between synonyms of one class).",
+                )
+            owner[i] = synonyms[0]
+        groups.append(tuple(found))
+    if unknown:
+        raise InvalidRequestError(
+            f"Model '{model_name}' does not know {', '.join(map(repr, unknown))}.",
+            f"It was trained on: {', '.join(model_classes)}. Ask for some of these "
+            "(commas between classes).",
+        )
+    return groups
+
+
+def check_query_classes(
+    query: SegmentationQuery, *, model_name: str, model_classes: Sequence[str]
+) -> None:
+    """The registry's submit-time check for trained models (see :func:`match_classes`)."""
+    match_classes(query.classes, model_classes, model_name)
+
+
+def decide(
+    probs: np.ndarray, valid: np.ndarray, groups: Sequence[Sequence[int]], names: list[str]
+) -> TileResult:
+    """Labels from class probabilities (the rule in the module docstring).
+
+    Args:
+        probs: (K, H, W) probabilities over the model's classes.
+        valid: (H, W) bool.
+        groups: Model class indices of each query class.
+        names: Label of each query class.
+
+    Returns:
+        Labels 0..len(groups) (0 = background) and scores.
+    """
+    asked = {i for g in groups for i in g}
+    rest = [k for k in range(probs.shape[0]) if k not in asked]
+    candidates = [probs[list(g)].sum(axis=0) for g in groups] + [probs[k] for k in rest]
+    stack = np.stack(candidates)
+    best = stack.argmax(axis=0)
+    scores = np.take_along_axis(stack, best[None], axis=0)[0]
+    labels = np.where(best < len(groups), best + 1, 0)
+    return TileResult(
+        labels=np.where(valid, labels, 0).astype(np.int32),
+        scores=np.where(valid, scores, 0.0).astype(np.float32),
+        class_names=names,
+    )
+
+
+def window_starts(size: int, window: int, stride: int) -> list[int]:
+    """Start offsets of windows covering ``[0, size)``; the last one ends at ``size``."""
+    if size <= window:
+        return [0]
+    return [*range(0, size - window, stride), size - window]
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+class TrainedSegmenter(Segmenter):
+    """Serves a training checkpoint (see the module docstring).
+
+    Args:
+        checkpoint: The ``best.pt`` to serve.
+        device: Torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+        name: The model's name (for messages).
+        window: Largest square run at once (pixels); larger tiles are windowed. Default:
+            512, or the training tile size stored in the checkpoint if larger.
+        overlap: Fraction of a window shared with its neighbour (0 <= overlap < 1).
+        batch_size: Windows per forward pass (default: about a million pixels' worth).
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str],
+        device: str = "cpu",
+        name: str = "trained model",
+        window: int | None = None,
+        overlap: float = 0.25,
+        batch_size: int | None = None,
+    ) -> None:
+        import torch
+
+        from rs_reasoner_training.checkpoint import load_trained_model
+
+        self.checkpoint = Path(checkpoint)
+        self.name = name
+        self.device = torch.device(device)
+        self._stamp = _stamp(self.checkpoint)
+        model, classes, meta = load_trained_model(self.checkpoint, map_location=self.device)
+        self.model = model
+        self.class_names: list[str] = list(classes)
+        self.meta: dict[str, Any] = meta
+        trained_tile = (meta.get("data") or {}).get("tile_size")
+        self.window = int(window or max(int(trained_tile or 0), _DEFAULT_WINDOW))
+        self.stride = max(1, round(self.window * (1 - overlap)))
+        self.batch_size = max(1, int(batch_size or _PIXELS_PER_BATCH // self.window**2))
+
+    def is_stale(self) -> bool:
+        """True when ``best.pt`` changed on disk since it was loaded (training resumed)."""
+        return _stamp(self.checkpoint) != self._stamp
+
+    def class_probabilities(self, image: np.ndarray) -> np.ndarray:
+        """Softmax probabilities over the model's classes.
+
+        Args:
+            image: (H, W, 3) uint8 RGB.
+
+        Returns:
+            (K, H, W) float32.
+        """
+        import torch
+
+        if self.model is None:
+            raise RuntimeError(f"model {self.name} was closed")
+        h, w = image.shape[:2]
+        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
+        x = x.permute(2, 0, 1).float().div_(255.0)
+        wh, ww = min(self.window, h), min(self.window, w)
+        boxes = [
+            (r, c)
+            for r in window_starts(h, wh, self.stride)
+            for c in window_starts(w, ww, self.stride)
+        ]
+        k = len(self.class_names)
+        total = torch.zeros((k, h, w), dtype=torch.float32, device=self.device)
+        norm = torch.zeros((h, w), dtype=torch.float32, device=self.device)
+        weight = _blend_weight(wh, ww).to(self.device) if len(boxes) > 1 else None
+        with torch.inference_mode(), self._autocast():
+            for i in range(0, len(boxes), self.batch_size):
+                chunk = boxes[i : i + self.batch_size]
+                batch = torch.stack([x[:, r : r + wh, c : c + ww] for r, c in chunk])
+                probs = self.model(batch).float().softmax(dim=1)
+                for (r, c), p in zip(chunk, probs, strict=True):
+                    if weight is None:
+                        total[:, r : r + wh, c : c + ww] += p
+                        norm[r : r + wh, c : c + ww] += 1.0
+                    else:
+                        total[:, r : r + wh, c : c + ww] += p * weight
+                        norm[r : r + wh, c : c + ww] += weight
+        return (total / norm.clamp(min=1e-6)).cpu().numpy()
+
+    def _autocast(self) -> Any:
+        import torch
+
+        if self.device.type == "cuda":
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.autocast("cuda", dtype=dtype)
+        return contextlib.nullcontext()
+
+    def segment(
+        self, image: np.ndarray, valid: np.ndarray, query: SegmentationQuery
+    ) -> TileResult:
+        """Label the pixels of the query's classes (see the module docstring)."""
+        groups = match_classes(query.classes, self.class_names, self.name)
+        probs = np.zeros((len(self.class_names), *valid.shape), dtype=np.float32)
+        rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
+        if len(rows):
+            # Only the box around valid pixels: the pipeline pads tiles at the raster's edge
+            # with NoData, and a large blank margin skews the model's normalisation layers.
+            box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+            probs[:, box[0], box[1]] = self.class_probabilities(image[box])
+        return decide(probs, valid, groups, [syn[0] for syn in query.classes])
+
+    def close(self) -> None:
+        """Drop the model and free GPU memory."""
+        self.model = None
+        if self.device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+def _blend_weight(height: int, width: int) -> Any:
+    """Tent profile with a floor: window centres count more than borders, never 0."""
+    import torch
+
+    def ramp(n: int) -> Any:
+        offset = (torch.arange(n, dtype=torch.float32) + 0.5 - n / 2).abs()
+        return (1 - offset / (n / 2)).clamp(min=0.1)
+
+    return ramp(height)[:, None] * ramp(width)[None, :]
+
+
+def create_trained_segmenter(
+    device: str = "cpu", *, checkpoint: str, name: str
+) -> TrainedSegmenter:
+    """The registry factory of a trained model (``factory(device=...)``)."""
+    return TrainedSegmenter(checkpoint, device=device, name=name)

@@ -1,0 +1,458 @@
+"""One training request, start to end: check the inputs, train into the models folder,
+register the model. What ``rs-reasoner train`` and ``POST /train`` run.
+
+* :func:`check_train_request` - cheap checks (files exist, layer and class field exist,
+  name allowed), so the service answers a bad request with a 4xx at once.
+* :func:`run_training` - :func:`rs_reasoner_training.api.train_on_parcels` into
+  ``<models dir>/<name>`` (resumes from its ``last.pt``), then :func:`register_model`.
+* :func:`register_model` - writes ``model.json`` from ``best.pt`` (only if there is one);
+  from then on the registry lists the model. Also done when training is interrupted
+  (Ctrl-C, cancel): the best epoch so far is usable and the next run resumes.
+* :class:`EpochLog` - one line per finished epoch, read from ``history.json``.
+
+The training package (torch, geopandas) is imported only when training runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rs_reasoner.errors import InvalidRequestError, RsReasonerError
+from rs_reasoner.schemas import TrainRequest
+from rs_reasoner.trained_models import (
+    BEST,
+    check_name,
+    model_folder,
+    read_info,
+    write_info,
+)
+
+#: (stage, fraction 0..1, message or None), stages "preparing", "training", "done".
+ProgressFn = Callable[[str, float, "str | None"], None]
+NoteFn = Callable[[str], None]
+
+#: Training-loop stages → the stages reported to users.
+_STAGES = {
+    "preparing": "preparing",
+    "resuming": "preparing",
+    "training": "training",
+    "evaluating": "training",
+    "saving": "training",
+    "done": "done",
+}
+#: Options of :func:`rs_reasoner_training.api.train_model` that have no field of their own
+#: in :class:`TrainRequest` (``rs-reasoner train --train-option``, service defaults).
+MODEL_OPTIONS = frozenset(
+    {"model", "pretrained", "base_channels", "depth", "verifier_epochs", "rs_zeroseg", "prompts"}
+)
+#: Set from TrainRequest fields or by the runner; not allowed as extra options.
+_OWN_OPTIONS = frozenset(
+    {"output_dir", "epochs", "time_budget_s", "semi_supervised", "verifier", "device", "seed",
+     "progress_bar", "callback", "cancel", "tile_size", "label_budget", "val_fraction",
+     "background", "layer", "aoi", "bands", "resolution"}
+)  # fmt: skip
+_NOT_POLYGONS = {"Point", "MultiPoint", "LineString", "MultiLineString"}
+
+
+# -- checks ----------------------------------------------------------------------------------
+
+
+def check_train_request(
+    request: TrainRequest, raster_path: str, reserved: set[str] | None = None
+) -> None:
+    """Cheap checks of a training request (no training data is read).
+
+    Args:
+        request: The request.
+        raster_path: The raster (the request's path or an upload's file).
+        reserved: Names of built-in models (default: the registry's).
+
+    Raises:
+        RsReasonerError: What is wrong and how to fix it.
+    """
+    if reserved is None:
+        from rs_reasoner.segmenters import registry
+
+        reserved = registry.registered_names()
+    check_name(request.name, reserved)
+    from rs_reasoner.raster import open_raster
+
+    open_raster(raster_path).close()
+    check_label_layer(request.labels, request.layer, request.class_field)
+    if request.aoi is not None and not Path(request.aoi).exists():
+        raise InvalidRequestError(
+            f"The area of interest does not exist: {request.aoi}",
+            "Give the path of a polygon file, or leave the area of interest out.",
+        )
+
+
+def check_label_layer(path: str, layer: str | None, class_field: str) -> None:
+    """The label file exists, the layer is there (or the only one), it has features,
+    polygon geometries and the class field; reads only the layer's metadata.
+
+    Raises:
+        InvalidRequestError: What is wrong, with the layers or fields to choose from.
+    """
+    import pyogrio
+
+    if not Path(path).exists():
+        raise InvalidRequestError(
+            f"The label layer does not exist: {path}",
+            "Give the path of a GeoPackage, Shapefile or GeoJSON with polygons.",
+        )
+    try:
+        layers = [str(row[0]) for row in pyogrio.list_layers(path)]
+        if layer is None and len(layers) > 1:
+            raise InvalidRequestError(
+                f"{path} holds {len(layers)} layers: {', '.join(layers)}.",
+                "Say which one to use (--layer, or 'layer' in the request).",
+            )
+        if layer is not None and layer not in layers:
+            raise InvalidRequestError(
+                f"{path} has no layer {layer!r}; it has: {', '.join(layers)}.",
+                "Choose one of these layers.",
+            )
+        info = pyogrio.read_info(path, layer=layer)
+    except RsReasonerError:
+        raise
+    except Exception as exc:  # GDAL raises many types; all mean "cannot read"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidRequestError(
+            f"Cannot read the label layer {path}: {reason[:300]}",
+            "Give a vector file GDAL can read (GeoPackage, Shapefile, GeoJSON).",
+        ) from None
+    if info.get("features") == 0:
+        raise InvalidRequestError(
+            f"The label layer {path} has no features.",
+            "Digitise some parcels (polygons with a class field) first.",
+        )
+    if str(info.get("geometry_type")) in _NOT_POLYGONS:
+        raise InvalidRequestError(
+            f"Training labels must be polygons; {path} has {info['geometry_type']} geometries.",
+            "Convert them to polygons (e.g. buffer lines/points in QGIS).",
+        )
+    fields = [str(f) for f in info.get("fields", [])]
+    if class_field not in fields:
+        close = [f for f in fields if f.lower() == class_field.lower()]
+        hint = f"Did you mean {close[0]!r}?" if close else "Choose the field that holds the class."
+        raise InvalidRequestError(
+            f"The label layer has no field {class_field!r}. Available fields: "
+            f"{', '.join(fields) if fields else '(none)'}.",
+            hint,
+        )
+
+
+def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Extra training options (``--train-option``): known names only.
+
+    Returns:
+        The options as a dict.
+
+    Raises:
+        InvalidRequestError: An unknown name, or one that has its own field/flag.
+    """
+    import dataclasses
+
+    from rs_reasoner_training.loop import TrainConfig
+
+    allowed = (MODEL_OPTIONS | {f.name for f in dataclasses.fields(TrainConfig)}) - _OWN_OPTIONS
+    for key in options:
+        if key in _OWN_OPTIONS:
+            flag = "--" + key.replace("_", "-")
+            raise InvalidRequestError(
+                f"Training option {key!r} has its own setting.", f"Use {flag} instead."
+            )
+        if key not in allowed:
+            raise InvalidRequestError(
+                f"Unknown training option {key!r}.", f"Known: {', '.join(sorted(allowed))}."
+            )
+    return dict(options)
+
+
+# -- epoch lines -----------------------------------------------------------------------------
+
+
+def epoch_line(metrics: Mapping[str, Any], epochs: int, prefix: str = "") -> str:
+    """``epoch 3/30: loss 0.412, val mIoU 0.523, purified 12.0%, rectified 1.3%``.
+
+    Args:
+        metrics: One ``history.json`` entry (``epoch`` 0-based).
+        epochs: Planned epochs.
+        prefix: Put before the line (e.g. the verifier stage of two-stage runs).
+    """
+    parts = [f"loss {float(metrics.get('loss', math.nan)):.3f}"]
+    miou, teacher = metrics.get("miou"), metrics.get("miou_teacher")
+    if miou is not None:
+        text = f"val mIoU {miou:.3f}"
+        if teacher is not None and teacher > miou:
+            text += f" (teacher {teacher:.3f})"
+        parts.append(text)
+    parts.append(f"purified {100 * float(metrics.get('purified_fraction') or 0):.1f}%")
+    parts.append(f"rectified {100 * float(metrics.get('rectified_fraction') or 0):.1f}%")
+    return f"{prefix}epoch {int(metrics['epoch']) + 1}/{epochs}: {', '.join(parts)}"
+
+
+class EpochLog:
+    """New epochs of a run, from its ``history.json`` files (the model's and, in two-stage
+    runs, the verifier's in ``verifier/``); epochs already there at the start are skipped.
+
+    Args:
+        folder: The model's folder.
+        epochs: Planned epochs.
+    """
+
+    _SOURCES = (("verifier", "verifier: "), ("", ""))
+
+    def __init__(self, folder: Path, epochs: int) -> None:
+        self.folder = folder
+        self.epochs = epochs
+        self._stamps: dict[str, tuple[int, int] | None] = {}
+        self._seen: dict[str, int] = {}
+        for sub, _ in self._SOURCES:
+            self._seen[sub] = len(self._read(sub) or [])
+            self._stamps[sub] = self._stamp(sub)
+        #: Epochs of the model already trained before this run (resume).
+        self.done_before = self._seen[""]
+
+    def _path(self, sub: str) -> Path:
+        return self.folder / sub / "history.json"
+
+    def _stamp(self, sub: str) -> tuple[int, int] | None:
+        try:
+            st = self._path(sub).stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def _read(self, sub: str) -> list[dict[str, Any]] | None:
+        try:
+            data = json.loads(self._path(sub).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        history = data.get("history") if isinstance(data, dict) else None
+        return history if isinstance(history, list) else None
+
+    def poll(self) -> list[str]:
+        """Lines of the epochs finished since the last call (a stat per file when none)."""
+        lines = []
+        for sub, prefix in self._SOURCES:
+            stamp = self._stamp(sub)
+            if stamp is None or stamp == self._stamps[sub]:
+                continue
+            self._stamps[sub] = stamp
+            history = self._read(sub) or []
+            for metrics in history[self._seen[sub] :]:
+                lines.append(epoch_line(metrics, self.epochs, prefix))
+            self._seen[sub] = max(self._seen[sub], len(history))
+        return lines
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingOutcome:
+    """What a finished (or interrupted) training run left.
+
+    Attributes:
+        name: The model's name.
+        folder: Its folder.
+        info: ``model.json`` as written, or None when no epoch finished (not registered).
+        stopped: ``"completed"``, ``"time_budget"`` or ``"cancelled"``.
+        notes: Things the user should know (dropped parcels, model and verifier used).
+    """
+
+    name: str
+    folder: Path
+    info: dict[str, Any] | None
+    stopped: str
+    notes: list[str] = field(default_factory=list)
+
+    def result(self) -> dict[str, Any]:
+        """The ``GET /jobs/{id}/result`` body of a training job."""
+        info = self.info or {}
+        return {
+            "model": self.name,
+            "classes": list(info.get("classes") or []),
+            "best_miou": info.get("best_miou"),
+            "best_epoch": info.get("best_epoch"),
+            "per_class_iou": dict(info.get("per_class_iou") or {}),
+            "epochs_run": info.get("epochs_run", 0),
+            "checkpoint": str(self.folder / BEST),
+        }
+
+
+def run_training(
+    request: TrainRequest,
+    raster_path: str,
+    *,
+    device: str = "auto",
+    progress: ProgressFn | None = None,
+    note: NoteFn | None = None,
+    cancel: threading.Event | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> TrainingOutcome:
+    """Train (or resume) the model ``request.name`` and register it.
+
+    Args:
+        request: The request (checked with :func:`check_train_request` first).
+        raster_path: The raster (the request's path or an upload's file).
+        device: Torch device (``auto``: CUDA when available).
+        progress: ``progress(stage, fraction, message)``; stages ``preparing``,
+            ``training``, ``done``; messages are short ("epoch 3/30").
+        note: Called with each line for the log: the model and verifier chosen, notes on
+            the parcels, one line per finished epoch.
+        cancel: When set, training stops after the current step (``JobCancelled``).
+        options: Extra :func:`~rs_reasoner_training.api.train_model` options.
+
+    Returns:
+        The outcome; ``info`` is the ``model.json`` written.
+
+    Raises:
+        JobCancelled, KeyboardInterrupt: Stopped; the model is registered first when an
+            epoch finished (checkpoints are kept; the same request resumes).
+        RsReasonerError: Unusable inputs (see the messages).
+    """
+    from rs_reasoner_training.api import train_on_parcels
+    from rs_reasoner_training.errors import CheckpointError
+
+    report = progress or (lambda stage, fraction, message: None)
+    write = note or (lambda line: None)
+    folder = model_folder(request.name)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    log = EpochLog(folder, request.epochs)
+    if log.done_before:
+        write(f"resuming model '{request.name}' after epoch {log.done_before}/{request.epochs}")
+
+    def callback(stage: str, fraction: float, message: str | None) -> None:
+        shown = _STAGES.get(stage, "training")
+        if shown == "preparing" and message and stage != "resuming":
+            write(message)
+        for line in log.poll():
+            write(line)
+        report(shown, fraction, _short(message) if stage == "training" else None)
+
+    kwargs = {
+        **dict(options or {}),
+        "epochs": request.epochs,
+        "time_budget_s": request.time_budget_s,
+        "semi_supervised": request.semi_supervised,
+        "verifier": request.verifier,
+        "device": device,
+        "progress_bar": False,
+    }
+    try:
+        result = train_on_parcels(
+            raster_path,
+            request.labels,
+            request.class_field,
+            folder,
+            layer=request.layer,
+            aoi=request.aoi,
+            background=request.background,
+            tile_size=request.tile_size,
+            val_fraction=request.val_fraction,
+            label_budget=request.label_budget,
+            seed=request.seed,
+            callback=callback,
+            cancel=cancel,
+            **kwargs,
+        )
+    except CheckpointError as exc:
+        raise CheckpointError(
+            exc.message,
+            f"Choose another model name, or delete {folder} to train '{request.name}' from "
+            "scratch.",
+        ) from None
+    except BaseException as exc:
+        from rs_reasoner.errors import JobCancelled
+
+        if isinstance(exc, JobCancelled | KeyboardInterrupt):
+            register_model(request, raster_path, stopped="cancelled")
+        if created:  # a first run that failed before writing anything leaves no folder
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    for line in log.poll():
+        write(line)
+    info = register_model(request, raster_path, stopped=result.stopped)
+    notes = [str(n) for n in (result.extra.get("model"), result.extra.get("verifier")) if n]
+    return TrainingOutcome(request.name, folder, info, result.stopped, notes)
+
+
+def _short(message: str | None) -> str | None:
+    """"stage 1/2 (supervised-only verifier): epoch 3/30" → "verifier epoch 3/30"."""
+    if not message:
+        return None
+    head, _, tail = message.rpartition(": ")
+    return f"verifier {tail}" if head.startswith("stage 1/") else tail
+
+
+def register_model(
+    request: TrainRequest, raster_path: str, stopped: str = "completed"
+) -> dict[str, Any] | None:
+    """Write the model's ``model.json`` from its ``best.pt`` (nothing without one).
+
+    Args:
+        request: The training request.
+        raster_path: The raster trained on.
+        stopped: How training ended.
+
+    Returns:
+        The description written, or None when there is no ``best.pt`` yet.
+    """
+    from rs_reasoner_training.checkpoint import load_checkpoint
+
+    folder = model_folder(request.name)
+    best = folder / BEST
+    if not best.is_file():
+        return None
+    payload = load_checkpoint(best, map_location="cpu")
+    metrics = payload.get("metrics") or {}
+    suffix = "_teacher" if payload.get("weights_from") == "teacher" else ""
+    history = _history(folder)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    previous = read_info(folder) or {}
+    info = {
+        "name": request.name,
+        "classes": list(payload.get("class_names") or []),
+        "created": previous.get("created", now),
+        "updated": now,
+        "architecture": (payload.get("model_spec") or {}).get("arch"),
+        "raster": str(Path(raster_path).resolve()) if request.raster else raster_path,
+        "labels": str(Path(request.labels).resolve()),
+        "layer": request.layer,
+        "class_field": request.class_field,
+        "aoi": str(Path(request.aoi).resolve()) if request.aoi else None,
+        "background": request.background,
+        "label_budget": request.label_budget,
+        "tile_size": request.tile_size,
+        "epochs": request.epochs,
+        "epochs_run": len(history),
+        "stopped": stopped,
+        "best_epoch": int(payload.get("epoch", -1)) + 1,
+        "best_miou": metrics.get("miou" + suffix),
+        "per_class_iou": dict(metrics.get("iou" + suffix) or {}),
+        "checkpoint": BEST,
+    }
+    write_info(folder, info)
+    return read_info(folder)
+
+
+def _history(folder: Path) -> list[Any]:
+    try:
+        data = json.loads((folder / "history.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    history = data.get("history") if isinstance(data, dict) else None
+    return history if isinstance(history, list) else []
+
