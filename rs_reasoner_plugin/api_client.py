@@ -105,13 +105,16 @@ class ApiClient:
         return str(upload_id)
 
     def submit(self, request: dict[str, Any]) -> str:
-        """POST /jobs; returns the job id."""
-        body = json.dumps(request).encode("utf-8")
-        out = self._json("POST", "/jobs", data=body,
-                         headers={"Content-Type": "application/json"})
-        if not out.get("id"):
-            raise BackendError("The backend accepted the job but returned no id.")
-        return str(out["id"])
+        """POST /jobs (a segmentation); returns the job id."""
+        return self._post_job("/jobs", request)
+
+    def train(self, request: dict[str, Any]) -> str:
+        """POST /train (a fine-tuning job, ``TrainRequest``); returns the job id.
+
+        The job is then followed like any other: :meth:`job`, :meth:`cancel`,
+        :meth:`train_result`.
+        """
+        return self._post_job("/train", request)
 
     def job(self, job_id: str) -> dict[str, Any]:
         """GET /jobs/{id}: status, stage, progress, messages, error."""
@@ -129,7 +132,22 @@ class ApiClient:
                                "Update the backend and the plugin to matching versions.")
         return out
 
+    def train_result(self, job_id: str) -> dict[str, Any]:
+        """GET /jobs/{id}/result of a training job: model, classes, best_miou, ..."""
+        out = self._json("GET", f"/jobs/{job_id}/result")
+        if not out.get("model"):
+            raise BackendError("The backend's training result names no model.",
+                               "Update the backend and the plugin to matching versions.")
+        return out
+
     # -- plumbing ------------------------------------------------------------------------
+
+    def _post_job(self, path: str, request: dict[str, Any]) -> str:
+        body = json.dumps(request).encode("utf-8")
+        out = self._json("POST", path, data=body, headers={"Content-Type": "application/json"})
+        if not out.get("id"):
+            raise BackendError("The backend accepted the job but returned no id.")
+        return str(out["id"])
 
     def _json(
         self,

@@ -107,6 +107,7 @@ class SegmentDock(QgsDockWidget):
         self._extent_tool: QgsMapToolExtent | None = None
         self._previous_tool = None
         self._models: list[dict] = []
+        self._refresh_again = False
         self._build()
         self._load_history()
         self._update_area_widgets()
@@ -165,6 +166,9 @@ class SegmentDock(QgsDockWidget):
         self.model_combo = QComboBox(self.advanced)
         self.model_combo.setEditable(True)
         self.model_combo.addItem("(default for the mode)", "")
+        self.model_combo.setToolTip("Fine-tuned models list their classes; choosing one fills "
+                                    "an empty query with them")
+        self.model_combo.activated.connect(self._model_chosen)
         adv.addRow("Model", self.model_combo)
         self.bands_edit = QLineEdit(self.advanced)
         self.bands_edit.setPlaceholderText("RGB or bands 1-3; e.g. 4 3 2")
@@ -522,6 +526,8 @@ class SegmentDock(QgsDockWidget):
     def refresh_status(self, start: bool = False) -> BackendStatusTask | None:
         """Ask the backend for its status in a task (``start``: auto-start it)."""
         if self.status_task is not None:
+            # Models may have changed since that check started (a training just ended).
+            self._refresh_again = True
             return None
         self.settings = PluginSettings.load()
         task = BackendStatusTask(backend_config(self.settings, self.backend_process),
@@ -540,21 +546,58 @@ class SegmentDock(QgsDockWidget):
         if status.connected:
             self._set_models(status.models)
         self.statusChanged.emit(status)
+        if self._refresh_again:
+            self._refresh_again = False
+            self.refresh_status()
+
+    def models(self) -> list[dict]:
+        """The backend's models from the last status check (``GET /models`` entries)."""
+        return list(self._models)
+
+    def model_info(self, name: str) -> dict | None:
+        """The ``/models`` entry of ``name``, or None."""
+        return next((m for m in self._models if m.get("name") == name), None)
 
     def _set_models(self, models: list[dict]) -> None:
         current = self.model_combo.currentText()
         self._models = models
+        self.model_combo.blockSignals(True)
         self.model_combo.clear()
         self.model_combo.addItem("(default for the mode)", "")
         for m in models:
             name = str(m.get("name", ""))
             if not name:
                 continue
-            note = "" if m.get("weights_available", True) else " (weights missing)"
-            self.model_combo.addItem(f"{name}{note}", name)
+            if m.get("trained"):
+                classes = ", ".join(str(c) for c in m.get("classes") or [])
+                label = f"{name} (fine-tuned: {classes})" if classes else f"{name} (fine-tuned)"
+            else:
+                note = "" if m.get("weights_available", True) else " (weights missing)"
+                label = f"{name}{note}"
+            self.model_combo.addItem(label, name)
         idx = self.model_combo.findText(current)
         if idx >= 0:
             self.model_combo.setCurrentIndex(idx)
+        self.model_combo.blockSignals(False)
+
+    def select_model(self, name: str) -> bool:
+        """Choose a listed model as if picked from the list; False when not listed."""
+        idx = self.model_combo.findData(name)
+        if idx < 0:
+            return False
+        self.model_combo.setCurrentIndex(idx)
+        self._model_chosen(idx)
+        return True
+
+    def _model_chosen(self, index: int) -> None:
+        """A fine-tuned model answers class lists: use its classes when the query is empty."""
+        info = self.model_info(str(self.model_combo.itemData(index) or ""))
+        if not info or not info.get("trained"):
+            return
+        if info.get("classes") and not self.query_combo.currentText().strip():
+            self.set_query(", ".join(str(c) for c in info["classes"]))
+        if self.mode_combo.currentData() == "reasoning":
+            self.set_mode("open_vocabulary")  # it cannot answer sentences
 
     # -- export ---------------------------------------------------------------------------
 

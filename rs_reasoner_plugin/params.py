@@ -3,6 +3,8 @@ make (``SegmentRequest`` of docs/architecture.md)."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,3 +116,105 @@ def parse_bands(text: str) -> list[int] | None:
     if len(bands) not in (1, 3) or any(b < 1 for b in bands):
         raise ValueError("give 1 or 3 band numbers (starting at 1), e.g. '4 3 2'")
     return bands
+
+
+#: Longest model name the backend accepts.
+MODEL_NAME_MAX = 40
+_NAME_RE = re.compile(rf"^[a-z0-9_-]{{1,{MODEL_NAME_MAX}}}$")
+
+
+def sanitize_model_name(text: str, fallback: str = "model") -> str:
+    """A model name the backend accepts, made from ``text`` (e.g. a layer name).
+
+    Lowercase; runs of anything but letters, digits, ``-`` and ``_`` become one ``-``;
+    accents are dropped; at most :data:`MODEL_NAME_MAX` characters.
+
+    Args:
+        text: Any text.
+        fallback: Used when nothing usable is left.
+
+    Returns:
+        E.g. ``"Parcels 2024 (Ghent)"`` → ``"parcels-2024-ghent"``.
+    """
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    name = re.sub(r"[^a-z0-9_-]+", "-", ascii_text.lower()).strip("-_")
+    name = name[:MODEL_NAME_MAX].rstrip("-_")
+    return name or fallback
+
+
+def model_name_problem(name: str, builtin: set[str] | frozenset[str] = frozenset()) -> str | None:
+    """Why ``name`` cannot name a new model, or None when it can.
+
+    Args:
+        name: The proposed name.
+        builtin: Names of the backend's built-in models (not allowed).
+    """
+    if not _NAME_RE.match(name):
+        return (f"The model name {name!r} is not valid: use 1–{MODEL_NAME_MAX} lowercase "
+                "letters, digits, '-' or '_' (e.g. 'parcels-2024').")
+    if name in builtin:
+        return f"'{name}' is the name of a built-in model; choose another name."
+    return None
+
+
+@dataclass
+class TrainParams:
+    """How to fine-tune (the ``POST /train`` body without raster and labels).
+
+    Attributes:
+        name: Name of the new model (re-using a trained model's name resumes it).
+        class_field: Field holding each parcel's class.
+        label_budget: Fraction (0, 1] of the training parcels whose labels are used.
+        epochs: Epochs to train.
+        semi_supervised: Also learn from unlabelled tiles (teacher–student).
+        verifier: VLM pseudo-label purification (only with ``semi_supervised``).
+        tile_size: Tile side in pixels.
+        time_budget_s: Stop after this many seconds of training (None: no limit).
+    """
+
+    name: str
+    class_field: str
+    label_budget: float = 1.0
+    epochs: int = 30
+    semi_supervised: bool = True
+    verifier: bool = True
+    tile_size: int = 256
+    time_budget_s: float | None = None
+
+    def to_request(
+        self,
+        labels: str,
+        layer: str | None = None,
+        raster: str | None = None,
+        upload_id: str | None = None,
+    ) -> dict[str, Any]:
+        """The JSON body of ``POST /train``.
+
+        Args:
+            labels: Path of the parcels file.
+            layer: Layer inside ``labels`` (GeoPackage), or None.
+            raster: Raster path (or give ``upload_id``).
+            upload_id: Id of an uploaded raster (or give ``raster``).
+
+        Returns:
+            The request body.
+        """
+        req: dict[str, Any] = {
+            "labels": labels,
+            "class_field": self.class_field,
+            "name": self.name,
+            "label_budget": float(self.label_budget),
+            "epochs": int(self.epochs),
+            "semi_supervised": bool(self.semi_supervised),
+            "verifier": bool(self.verifier and self.semi_supervised),
+            "tile_size": int(self.tile_size),
+        }
+        if layer:
+            req["layer"] = layer
+        if raster is not None:
+            req["raster"] = raster
+        if upload_id is not None:
+            req["upload_id"] = upload_id
+        if self.time_budget_s:
+            req["time_budget_s"] = float(self.time_budget_s)
+        return req

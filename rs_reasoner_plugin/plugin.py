@@ -1,5 +1,6 @@
-"""The plugin object: toolbar button, Plugins menu entries, the dock, the Processing
-provider, and the backend child process (stopped on unload if the plugin started it)."""
+"""The plugin object: toolbar buttons, Plugins menu entries, the dock, the fine-tuning
+dialog, the Processing provider, and the backend child process (stopped on unload if the
+plugin started it)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from .backend_process import BackendProcess
 
 MENU = "&RS Reasoner"
 ICON_PATH = os.path.join(os.path.dirname(__file__), "icon.svg")
+TRAIN_ICON_PATH = os.path.join(os.path.dirname(__file__), "icon_train.svg")
 
 
 class RsReasonerPlugin:
@@ -22,6 +24,7 @@ class RsReasonerPlugin:
     Attributes:
         iface: QgisInterface (None under qgis_process: only initProcessing is called).
         dock: The dock (after initGui).
+        train_dialog: The fine-tuning dialog (after it was first opened).
         provider: The Processing provider (after initProcessing).
         backend_process: The backend child process the plugin may start.
     """
@@ -29,6 +32,7 @@ class RsReasonerPlugin:
     def __init__(self, iface) -> None:  # noqa: ANN001
         self.iface = iface
         self.dock = None
+        self.train_dialog = None
         self.provider = None
         self.toolbar = None
         self.actions: list[QAction] = []
@@ -63,14 +67,21 @@ class RsReasonerPlugin:
         self.toggle_action.setToolTip("RS Reasoner: segment the imagery by description")
         self.toggle_action.toggled.connect(self._toggle_dock)
         self.dock.visibilityChanged.connect(self.toggle_action.setChecked)
+        self.train_action = QAction(QIcon(TRAIN_ICON_PATH), "Fine-tune on labelled parcels…",
+                                    main)
+        self.train_action.setObjectName("RsReasonerTrain")
+        self.train_action.setToolTip("RS Reasoner: fine-tune a model on polygons whose class "
+                                     "you know")
+        self.train_action.triggered.connect(self.show_train_dialog)
         self.settings_action = QAction("Settings…", main)
         self.settings_action.setObjectName("RsReasonerSettings")
         self.settings_action.triggered.connect(self.show_settings)
-        self.actions = [self.toggle_action, self.settings_action]
+        self.actions = [self.toggle_action, self.train_action, self.settings_action]
 
         self.toolbar = self.iface.addToolBar("RS Reasoner")
         self.toolbar.setObjectName("RsReasonerToolbar")
         self.toolbar.addAction(self.toggle_action)
+        self.toolbar.addAction(self.train_action)
         for action in self.actions:
             self.iface.addPluginToMenu(MENU, action)
 
@@ -82,6 +93,30 @@ class RsReasonerPlugin:
             self.dock.raise_()
             if self.dock.last_status is None:
                 self.dock.refresh_status()
+
+    def show_train_dialog(self):  # noqa: ANN201 - TrainDialog, imported lazily
+        """Open (or raise) the fine-tuning dialog; it stays the same while QGIS runs."""
+        from .train_dialog import TrainDialog
+
+        if self.train_dialog is None:
+            dock = self.dock
+            self.train_dialog = TrainDialog(
+                self.iface, self.backend_process,
+                parent=self.iface.mainWindow() if self.iface else None,
+                known_models=dock.models if dock is not None else None,
+            )
+            self.train_dialog.trainingFinished.connect(self._training_finished)
+        self.train_dialog.show()
+        self.train_dialog.raise_()
+        self.train_dialog.activateWindow()
+        if self.dock is not None and self.dock.last_status is None:
+            self.dock.refresh_status()  # learn the model names (built-in ones are refused)
+        return self.train_dialog
+
+    def _training_finished(self, outcome) -> None:  # noqa: ANN001 - TrainOutcome
+        # A new model (or a cancelled one's checkpoint) may be on the backend: list it.
+        if outcome.job_id is not None and self.dock is not None:
+            self.dock.refresh_status()
 
     def show_settings(self) -> None:
         from .settings_dialog import SettingsDialog
@@ -103,6 +138,11 @@ class RsReasonerPlugin:
                 self.iface.mainWindow().removeToolBar(self.toolbar)
             self.toolbar.deleteLater()
             self.toolbar = None
+        if self.train_dialog is not None:
+            self.train_dialog.shutdown()
+            self.train_dialog.close()
+            self.train_dialog.deleteLater()
+            self.train_dialog = None
         if self.dock is not None:
             self.dock.shutdown()
             if self.iface is not None:

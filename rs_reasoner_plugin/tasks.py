@@ -223,7 +223,7 @@ def execute_job(
     job_id = client.submit(params.to_request(raster=raster, upload_id=upload_id))
     if on_submitted is not None:
         on_submitted(job_id)
-    info = _poll(client, job_id, base, is_cancelled, set_progress, set_stage)
+    info = poll_job(client, job_id, base, is_cancelled, set_progress, set_stage)
     if info["status"] == "cancelled":
         raise JobCancelled()
     if info["status"] == "failed":
@@ -236,17 +236,41 @@ def execute_job(
     return info, collection
 
 
-def _poll(
+def poll_job(
     client: ApiClient,
     job_id: str,
     base: float,
     is_cancelled: Callable[[], bool],
     set_progress: Callable[[float], None],
     set_stage: Callable[[str], None],
+    on_info: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
+    """Follow a job (segmentation or training) until it is finished. Blocking.
+
+    Cancelling sends ``DELETE /jobs/{id}`` once, then keeps polling until the backend
+    reports the job finished (or :data:`CANCEL_WAIT` seconds pass).
+
+    Args:
+        client: The client.
+        job_id: The job.
+        base: Progress (0–100) already used by earlier steps; the job fills up to 95.
+        is_cancelled: True once the user cancelled.
+        set_progress: Receives 0–100.
+        set_stage: Receives the stage text.
+        on_info: Receives every job status (e.g. to show the last epoch line).
+
+    Returns:
+        The last job status (``status`` is succeeded, failed or cancelled).
+
+    Raises:
+        JobCancelled: The cancelled job did not stop within :data:`CANCEL_WAIT` seconds.
+        BackendError: The connection broke.
+    """
     cancel_sent_at: float | None = None
     while True:
         info = client.job(job_id)
+        if on_info is not None:
+            on_info(info)
         status = info.get("status")
         if status in FINISHED:
             return info

@@ -156,3 +156,71 @@ def unpacked_plugin(dest: Path) -> Path:
         assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
         zf.extractall(dest)
     return dest
+
+
+#: Parcels on the NEON sample: one square of PARCEL_PX pixels in every other cell of a
+#: TILE_PX grid (so each parcel has tiles of its own and can be held out for validation).
+TILE_PX, PARCEL_PX = 64, 32
+
+
+def neon_parcels(raster_path: Path) -> list[tuple[Any, str]]:
+    """(QgsRectangle in the raster CRS, class) of squares labelled from the real pixels:
+    'bright' when the square's mean brightness is above the median of all squares, else
+    'dark' (two classes of about the same size)."""
+    import numpy as np
+    from osgeo import gdal
+    from qgis.core import QgsRectangle
+
+    ds = gdal.Open(str(raster_path))
+    x0, px, _, y0, _, py = ds.GetGeoTransform()
+    data = ds.ReadAsArray().astype(float).mean(axis=0)
+    cells = ds.RasterYSize // TILE_PX, ds.RasterXSize // TILE_PX
+    squares = []
+    for r in range(cells[0]):
+        for c in range(cells[1]):
+            if (r + c) % 2:
+                continue
+            row = r * TILE_PX + (TILE_PX - PARCEL_PX) // 2
+            col = c * TILE_PX + (TILE_PX - PARCEL_PX) // 2
+            mean = data[row:row + PARCEL_PX, col:col + PARCEL_PX].mean()
+            rect = QgsRectangle(x0 + col * px, y0 + (row + PARCEL_PX) * py,
+                                x0 + (col + PARCEL_PX) * px, y0 + row * py)
+            squares.append((rect, mean))
+    median = float(np.median([m for _, m in squares]))
+    return [(rect, "bright" if m > median else "dark") for rect, m in squares]
+
+
+def parcels_memory_layer(raster_path: Path, name: str = "parcels",
+                         crs: str = "EPSG:32617") -> Any:
+    """A memory polygon layer with fields ``kind`` (class) and ``note``."""
+    from qgis.core import QgsFeature, QgsField, QgsGeometry, QgsVectorLayer
+    from qgis.PyQt.QtCore import QVariant
+
+    layer = QgsVectorLayer(f"Polygon?crs={crs}", name, "memory")
+    provider = layer.dataProvider()
+    provider.addAttributes([QgsField("kind", QVariant.String), QgsField("note", QVariant.Int)])
+    layer.updateFields()
+    feats = []
+    for i, (rect, kind) in enumerate(neon_parcels(raster_path)):
+        f = QgsFeature(layer.fields())
+        f.setGeometry(QgsGeometry.fromRect(rect))
+        f.setAttributes([kind, i])
+        feats.append(f)
+    provider.addFeatures(feats)
+    layer.updateExtents()
+    return layer
+
+
+def write_vector(layer: Any, path: Path, table: str, driver: str = "GPKG") -> Path:
+    """Write (or add, for a GeoPackage that exists) ``layer`` as ``table`` of ``path``."""
+    from qgis.core import QgsCoordinateTransformContext, QgsVectorFileWriter
+
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName = driver
+    options.layerName = table
+    if path.exists() and driver == "GPKG":
+        options.actionOnExistingFile = QgsVectorFileWriter.CreateOrOverwriteLayer
+    err = QgsVectorFileWriter.writeAsVectorFormatV3(
+        layer, str(path), QgsCoordinateTransformContext(), options)
+    assert err[0] == QgsVectorFileWriter.NoError, err
+    return path

@@ -33,7 +33,9 @@ def test_class_factory_init_gui_and_unload(iface, clean_project, plugin_settings
         assert toolbar.objectName() == "RsReasonerToolbar"
         assert plugin.toggle_action in toolbar.actions()
         menu = iface.menus["&RS Reasoner"]
-        assert [a.text() for a in menu.actions()] == ["Segment by description", "Settings…"]
+        assert [a.text() for a in menu.actions()] == [
+            "Segment by description", "Fine-tune on labelled parcels…", "Settings…"]
+        assert plugin.train_action in toolbar.actions()
         assert QgsApplication.processingRegistry().providerById("rsreasoner") is plugin.provider
         alg = QgsApplication.processingRegistry().algorithmById(
             "rsreasoner:segment_by_description")
@@ -42,8 +44,18 @@ def test_class_factory_init_gui_and_unload(iface, clean_project, plugin_settings
         # The toolbar button shows the dock.
         plugin.toggle_action.setChecked(True)
         assert plugin.dock.isVisible() or plugin.dock.isVisibleTo(main)
+        # The fine-tuning action opens one dialog, shown again (not duplicated) later.
+        plugin.train_action.trigger()
+        dialog = plugin.train_dialog
+        assert dialog is not None and dialog.isVisible()
+        assert dialog.windowTitle().endswith("Fine-tune on labelled parcels")
+        dialog.close_button.click()
+        assert not dialog.isVisible()
+        plugin.train_action.trigger()
+        assert plugin.train_dialog is dialog and dialog.isVisible()
     finally:
         plugin.unload()
+    assert plugin.train_dialog is None
     assert QgsApplication.processingRegistry().providerById("rsreasoner") is None
     assert "&RS Reasoner" not in iface.menus
     QgsApplication.sendPostedEvents(None, QEvent.DeferredDelete)

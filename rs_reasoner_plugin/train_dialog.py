@@ -1,0 +1,478 @@
+"""The "Fine-tune on labelled parcels" dialog: a raster, a polygon layer with a class
+field, a model name and a few switches → a training job on the backend (``POST /train``),
+followed in a :class:`~rs_reasoner_plugin.train_task.TrainTask`.
+
+The dialog is modeless: QGIS stays usable while the model trains, and closing the dialog
+does not stop the job (Cancel does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsFeatureRequest,
+    QgsMapLayerProxyModel,
+    QgsRasterLayer,
+    QgsVectorLayer,
+)
+from qgis.gui import QgsCollapsibleGroupBox, QgsFieldComboBox, QgsMapLayerComboBox
+from qgis.PyQt.QtCore import pyqtSignal
+from qgis.PyQt.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import messages
+from .backend_process import BackendProcess
+from .dock import InputError
+from .params import TrainParams, model_name_problem, sanitize_model_name
+from .parcels_export import ParcelsError, local_vector_file, prepare_parcels_export
+from .raster_export import ExportError, local_file_path, prepare_export
+from .settings import PluginSettings
+from .tasks import backend_config
+from .train_task import TrainOutcome, TrainSpec, TrainTask
+
+#: Hint for rasters that cannot be exported whole at their native resolution.
+_SAVE_AS_HINT = ("Save the layer as a GeoTIFF (right-click ▸ Export ▸ Save As…), add it to "
+                 "the project and train on that file.")
+
+
+def class_text(value: Any) -> str | None:
+    """A class value as the backend names it ('' and NULL → None; 2.0 → '2')."""
+    if value is None or (hasattr(value, "isNull") and value.isNull()):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def sorted_classes(names: set[str]) -> list[str]:
+    """Numbers numerically ('2' before '10'), otherwise alphabetically (as the backend)."""
+    try:
+        return sorted(names, key=float)
+    except ValueError:
+        return sorted(names)
+
+
+def parcel_classes(layer: QgsVectorLayer, field: str, selected_only: bool = False) -> list[str]:
+    """The distinct class values of the (selected) parcels, sorted.
+
+    Args:
+        layer: Polygon layer.
+        field: Class field.
+        selected_only: Only the selected features.
+
+    Returns:
+        The class names; empty when the field is missing or has no values.
+    """
+    idx = layer.fields().indexOf(field)
+    if idx < 0:
+        return []
+    if selected_only:
+        request = QgsFeatureRequest().setFilterFids(list(layer.selectedFeatureIds()))
+        request.setSubsetOfAttributes([idx])
+        request.setFlags(QgsFeatureRequest.NoGeometry)
+        values = {f.attribute(idx) for f in layer.getFeatures(request)}
+    else:
+        values = set(layer.uniqueValues(idx))
+    return sorted_classes({t for t in map(class_text, values) if t is not None})
+
+
+class TrainDialog(QDialog):
+    """Fine-tune a model on labelled parcels.
+
+    Args:
+        iface: QgisInterface (message bar).
+        backend_process: The plugin's backend process (auto-start), or None.
+        parent: Parent widget.
+        known_models: Returns the backend's last ``/models`` list (built-in names are
+            refused, trained ones resume), or None when unknown.
+
+    Signals:
+        trainingFinished(object): A :class:`TrainOutcome` after each run (after the
+            messages are shown).
+    """
+
+    trainingFinished = pyqtSignal(object)
+
+    def __init__(
+        self,
+        iface,  # noqa: ANN001
+        backend_process: BackendProcess | None = None,
+        parent: QWidget | None = None,
+        known_models: Callable[[], list[dict[str, Any]]] | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("RsReasonerTrainDialog")
+        self.setWindowTitle("RS Reasoner — Fine-tune on labelled parcels")
+        self.setModal(False)
+        self.iface = iface
+        self.backend_process = backend_process
+        self.known_models = known_models
+        self.task: TrainTask | None = None
+        self.last_outcome: TrainOutcome | None = None
+        self._name_edited = False
+        self._watched: QgsVectorLayer | None = None
+        self._build()
+        self._parcels_changed()
+        self._set_running(False)
+
+    # -- layout ---------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        form = QFormLayout()
+        outer.addLayout(form)
+
+        self.raster_combo = QgsMapLayerComboBox(self)
+        self.raster_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.raster_combo.setToolTip("Imagery to learn from (the parcels lie on it)")
+        form.addRow("Raster", self.raster_combo)
+
+        self.parcels_combo = QgsMapLayerComboBox(self)
+        self.parcels_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.parcels_combo.setToolTip("Polygons whose class you know (any CRS)")
+        self.parcels_combo.layerChanged.connect(self._parcels_changed)
+        form.addRow("Parcels", self.parcels_combo)
+
+        self.selected_check = QCheckBox("Only selected parcels", self)
+        self.selected_check.toggled.connect(self._update_classes)
+        form.addRow("", self.selected_check)
+
+        self.field_combo = QgsFieldComboBox(self)
+        self.field_combo.setToolTip("The field holding each parcel's class")
+        self.field_combo.fieldChanged.connect(self._update_classes)
+        form.addRow("Class field", self.field_combo)
+        self.classes_label = QLabel("", self)
+        self.classes_label.setWordWrap(True)
+        form.addRow("", self.classes_label)
+
+        self.name_edit = QLineEdit(self)
+        self.name_edit.setMaxLength(40)
+        self.name_edit.setToolTip("Lowercase letters, digits, '-' and '_'. The same name "
+                                  "again resumes that model's training.")
+        self.name_edit.textEdited.connect(self._name_typed)
+        self.name_edit.textChanged.connect(self._update_name_note)
+        form.addRow("Model name", self.name_edit)
+        self.name_note = QLabel("", self)
+        self.name_note.setWordWrap(True)
+        form.addRow("", self.name_note)
+
+        self.budget_spin = QSpinBox(self)
+        self.budget_spin.setRange(1, 100)
+        self.budget_spin.setValue(100)
+        self.budget_spin.setSuffix(" %")
+        self.budget_spin.setToolTip("Share of the training parcels whose labels are used")
+        form.addRow("Label budget", self.budget_spin)
+
+        self.epochs_spin = QSpinBox(self)
+        self.epochs_spin.setRange(1, 1000)
+        self.epochs_spin.setValue(30)
+        form.addRow("Epochs", self.epochs_spin)
+
+        self.semi_check = QCheckBox("Semi-supervised (also learn from unlabelled tiles)", self)
+        self.semi_check.setChecked(True)
+        self.semi_check.toggled.connect(self._update_switches)
+        form.addRow("", self.semi_check)
+        self.verifier_check = QCheckBox("Verifier (purify pseudo-labels with a VLM)", self)
+        self.verifier_check.setChecked(True)
+        form.addRow("", self.verifier_check)
+
+        self.advanced = QgsCollapsibleGroupBox("Advanced options", self)
+        self.advanced.setCollapsed(True)
+        adv = QFormLayout(self.advanced)
+        self.tile_spin = QSpinBox(self.advanced)
+        self.tile_spin.setRange(32, 2048)
+        self.tile_spin.setSingleStep(64)
+        self.tile_spin.setValue(256)
+        self.tile_spin.setSuffix(" px")
+        adv.addRow("Tile size", self.tile_spin)
+        self.time_spin = QSpinBox(self.advanced)
+        self.time_spin.setRange(0, 100000)
+        self.time_spin.setSuffix(" min")
+        self.time_spin.setSpecialValueText("no limit")
+        self.time_spin.setToolTip("Stop training after this long (the best model is kept)")
+        adv.addRow("Time budget", self.time_spin)
+        outer.addWidget(self.advanced)
+
+        buttons = QHBoxLayout()
+        self.train_button = QPushButton("Train", self)
+        self.train_button.setDefault(True)
+        self.train_button.clicked.connect(self.start_training)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setToolTip("Stop after the current step (checkpoints are kept)")
+        self.cancel_button.clicked.connect(self.cancel_training)
+        self.close_button = QPushButton("Close", self)
+        self.close_button.setToolTip("Hide this dialog (a running training goes on)")
+        self.close_button.clicked.connect(self.hide)
+        buttons.addWidget(self.train_button, 1)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.close_button)
+        outer.addLayout(buttons)
+
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 100)
+        outer.addWidget(self.progress)
+        self.stage_label = QLabel("", self)
+        self.stage_label.setWordWrap(True)
+        outer.addWidget(self.stage_label)
+        self.epoch_label = QLabel("", self)
+        self.epoch_label.setWordWrap(True)
+        outer.addWidget(self.epoch_label)
+        self.resize(460, self.sizeHint().height())
+
+    # -- reactions ------------------------------------------------------------------------
+
+    def _parcels_changed(self, *_: Any) -> None:
+        layer = self.parcels_combo.currentLayer()
+        self._watch_selection(layer if isinstance(layer, QgsVectorLayer) else None)
+        self.field_combo.setLayer(layer if isinstance(layer, QgsVectorLayer) else None)
+        if isinstance(layer, QgsVectorLayer) and not self._name_edited:
+            self.name_edit.setText(sanitize_model_name(layer.name()))
+        self._update_classes()
+
+    def _watch_selection(self, layer: QgsVectorLayer | None) -> None:
+        """Keep the class summary right while parcels are (de)selected on the map."""
+        if self._watched is not None:
+            with contextlib.suppress(RuntimeError, TypeError):  # deleted / not connected
+                self._watched.selectionChanged.disconnect(self._selection_changed)
+        self._watched = layer
+        if layer is not None:
+            layer.selectionChanged.connect(self._selection_changed)
+
+    def _selection_changed(self, *_: Any) -> None:
+        if self.selected_check.isChecked():
+            self._update_classes()
+
+    def _name_typed(self, _text: str) -> None:
+        self._name_edited = True
+
+    def _update_switches(self) -> None:
+        self.verifier_check.setEnabled(self.semi_check.isChecked() and self.task is None)
+
+    def _update_classes(self, *_: Any) -> None:
+        layer = self.parcels_combo.currentLayer()
+        field = self.field_combo.currentField()
+        if not isinstance(layer, QgsVectorLayer) or not field:
+            self.classes_label.setText("")
+            return
+        names = parcel_classes(layer, field, self.selected_check.isChecked())
+        shown = ", ".join(names[:12]) + (", …" if len(names) > 12 else "")
+        self.classes_label.setText(
+            f"{len(names)} class{'es' if len(names) != 1 else ''}: {shown}" if names
+            else "no class values in this field")
+
+    def _models(self) -> list[dict[str, Any]]:
+        if self.known_models is None:
+            return []
+        try:
+            return list(self.known_models() or [])
+        except RuntimeError:  # the dock is gone
+            return []
+
+    def _update_name_note(self, *_: Any) -> None:
+        name = self.name_edit.text().strip()
+        trained = {str(m.get("name")) for m in self._models() if m.get("trained")}
+        self.name_note.setText(
+            f"A trained model '{name}' exists: training resumes from its last checkpoint."
+            if name in trained else "")
+        self.name_note.setVisible(bool(self.name_note.text()))
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        self._update_classes()  # the selection or the layer may have changed meanwhile
+        self._update_name_note()
+        super().showEvent(event)
+
+    def _set_running(self, running: bool) -> None:
+        self.train_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        for w in (self.raster_combo, self.parcels_combo, self.selected_check, self.field_combo,
+                  self.name_edit, self.budget_spin, self.epochs_spin, self.semi_check,
+                  self.advanced):
+            w.setEnabled(not running)
+        self.verifier_check.setEnabled(not running and self.semi_check.isChecked())
+        if running:
+            self.progress.setValue(0)
+
+    # -- helpers for callers and tests ----------------------------------------------------
+
+    def set_layers(self, raster: QgsRasterLayer, parcels: QgsVectorLayer,
+                   field: str | None = None) -> None:
+        """Choose the raster, the parcels layer and (optionally) the class field."""
+        self.raster_combo.setLayer(raster)
+        self.parcels_combo.setLayer(parcels)
+        if field is not None:
+            self.field_combo.setField(field)
+
+    # -- building a run -------------------------------------------------------------------
+
+    def build_spec(self, settings: PluginSettings | None = None) -> tuple[TrainSpec, list[str]]:
+        """The run the dialog describes (GUI thread).
+
+        Args:
+            settings: Plugin settings (default: loaded now).
+
+        Returns:
+            The spec and warnings that do not block the run (e.g. only one class).
+
+        Raises:
+            InputError: Something is missing or wrong (the message says what to fix).
+        """
+        settings = settings or PluginSettings.load()
+        raster = self.raster_combo.currentLayer()
+        if not isinstance(raster, QgsRasterLayer) or not raster.isValid():
+            raise InputError("Choose the raster layer to train on (add one to the project "
+                             "first).")
+        parcels = self.parcels_combo.currentLayer()
+        if not isinstance(parcels, QgsVectorLayer) or not parcels.isValid():
+            raise InputError("Choose the polygon layer with the labelled parcels (add one to "
+                             "the project first).")
+        field = self.field_combo.currentField()
+        if not field or parcels.fields().indexOf(field) < 0:
+            raise InputError(f"Choose the field of layer '{parcels.name()}' that holds each "
+                             "parcel's class.")
+        selected = self.selected_check.isChecked()
+        if selected and parcels.selectedFeatureCount() == 0:
+            raise InputError(f"No parcel of layer '{parcels.name()}' is selected: select "
+                             "parcels on the map, or untick 'Only selected parcels'.")
+        if parcels.featureCount() == 0:
+            raise InputError(f"Layer '{parcels.name()}' has no parcels: draw or load labelled "
+                             "polygons first.")
+        classes = parcel_classes(parcels, field, selected)
+        if not classes:
+            raise InputError(f"No parcel has a value in field '{field}': choose the field "
+                             "that holds the classes, or fill it in.")
+        warnings = []
+        if len(classes) == 1:
+            warnings.append(
+                f"Field '{field}' has only one class ('{classes[0]}'). Training needs at "
+                "least two: add parcels of another class (e.g. 'background') if the backend "
+                "refuses.")
+        name = self.name_edit.text().strip()
+        builtin = {str(m.get("name")) for m in self._models() if not m.get("trained")}
+        problem = model_name_problem(name, builtin)
+        if problem:
+            raise InputError(problem)
+
+        params = TrainParams(
+            name=name,
+            class_field=field,
+            label_budget=self.budget_spin.value() / 100.0,
+            epochs=self.epochs_spin.value(),
+            semi_supervised=self.semi_check.isChecked(),
+            verifier=self.verifier_check.isChecked(),
+            tile_size=self.tile_spin.value(),
+            time_budget_s=self.time_spin.value() * 60.0 or None,
+        )
+        spec = TrainSpec(params=params, class_names=tuple(classes))
+        spec.raster_path = None if settings.always_upload else local_file_path(raster)
+        if spec.raster_path is None:
+            try:
+                spec.raster_export = prepare_export(raster, None, None)
+            except ExportError as exc:
+                raise InputError(f"{exc.message} {_SAVE_AS_HINT}") from None
+        found = None if selected else local_vector_file(parcels, field)
+        if found is not None:
+            spec.labels_path, spec.labels_layer = found
+        else:
+            try:
+                spec.parcels_export = prepare_parcels_export(parcels, field, selected)
+            except ParcelsError as exc:
+                raise InputError(str(exc)) from None
+        return spec, warnings
+
+    # -- running --------------------------------------------------------------------------
+
+    def is_running(self) -> bool:
+        return self.task is not None
+
+    def start_training(self) -> TrainTask | None:
+        """Start training with the dialog's inputs; problems go to the message bar."""
+        if self.task is not None:
+            return None
+        settings = PluginSettings.load()
+        try:
+            spec, warnings = self.build_spec(settings)
+        except InputError as exc:
+            messages.push(self.iface, str(exc), Qgis.Warning)
+            return None
+        for text in warnings:
+            messages.push(self.iface, text, Qgis.Warning)
+        task = TrainTask(spec, backend_config(settings, self.backend_process))
+        task.progressChanged.connect(lambda p: self.progress.setValue(int(p)))
+        task.stageChanged.connect(self.stage_label.setText)
+        task.epochChanged.connect(self.epoch_label.setText)
+        task.trainFinished.connect(self._training_finished)
+        self.task = task
+        self.stage_label.setText("starting…")
+        self.epoch_label.setText("")
+        self._set_running(True)
+        QgsApplication.taskManager().addTask(task)
+        return task
+
+    def cancel_training(self) -> None:
+        """Cancel the running job (it stops after the current step; checkpoints stay)."""
+        if self.task is not None:
+            self.stage_label.setText("cancelling…")
+            self.task.cancel()
+
+    def _training_finished(self, outcome: TrainOutcome) -> None:
+        task, self.task = self.task, None
+        self.last_outcome = outcome
+        self._set_running(False)
+        name = task.spec.params.name if task is not None else "?"
+        if outcome.status == "succeeded" and outcome.result is not None:
+            self.progress.setValue(100)
+            text = describe_result(outcome.result)
+            self.stage_label.setText("done")
+            self.epoch_label.setText(text)
+            messages.push(self.iface, f"{text} Choose '{outcome.result['model']}' in the "
+                          "dock's Model list (Advanced options).", Qgis.Success)
+        elif outcome.status == "cancelled":
+            self.progress.setValue(0)
+            self.stage_label.setText("cancelled")
+            messages.push(self.iface, f"Training of '{name}' cancelled; its checkpoints are "
+                          "kept: train again with the same name to resume.", Qgis.Info)
+        else:
+            self.progress.setValue(0)
+            self.stage_label.setText("failed")
+            if outcome.details:
+                messages.log(outcome.details, Qgis.Critical)
+            messages.push_error(self.iface, outcome.error or "The training failed.")
+        self.trainingFinished.emit(outcome)
+
+    def shutdown(self) -> None:
+        """Cancel running work (plugin unload)."""
+        self._watch_selection(None)
+        if self.task is not None:
+            self.task.cancel()
+
+
+def describe_result(result: dict[str, Any]) -> str:
+    """One sentence: model, best mIoU and epoch, per-class IoU."""
+    miou = result.get("best_miou")
+    score = f"{float(miou):.3f}" if isinstance(miou, (int, float)) else "n/a"
+    text = f"Model '{result.get('model')}' trained: best mIoU {score}"
+    if result.get("best_epoch") is not None:
+        text += f" (epoch {result['best_epoch']} of {result.get('epochs_run', '?')})"
+    per_class = result.get("per_class_iou") or {}
+    parts = [f"{k} {float(v):.2f}" for k, v in per_class.items()
+             if isinstance(v, (int, float))]
+    if parts:
+        text += f"; IoU per class: {', '.join(parts)}"
+    return text + "."

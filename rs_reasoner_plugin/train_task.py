@@ -1,0 +1,223 @@
+"""Fine-tuning in the background: (start the backend) → (export + upload the raster) →
+(write the parcels to a GeoPackage) → ``POST /train`` → poll → training result.
+
+:class:`TrainTask` is a QgsTask; its ``finished()`` runs on the GUI thread and emits a
+plain :class:`TrainOutcome`. The dialog (:mod:`.train_dialog`) builds the
+:class:`TrainSpec` on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qgis.core import QgsRasterBlockFeedback, QgsTask
+from qgis.PyQt.QtCore import pyqtSignal
+
+from .api_client import BackendError
+from .params import TrainParams
+from .parcels_export import EXPORT_LAYER, ParcelsError, ParcelsExport, write_parcels
+from .raster_export import ExportError, ExportJob, write_geotiff
+from .tasks import BackendConfig, JobCancelled, poll_job
+
+#: An epoch line of the backend ("epoch 3/30: loss 0.412, val mIoU 0.523, ...").
+EPOCH_LINE = re.compile(r"\bepoch \d+/\d+")
+
+
+@dataclass
+class TrainSpec:
+    """One fine-tuning run, resolved on the GUI thread.
+
+    Exactly one of ``raster_path`` / ``raster_export`` and one of ``labels_path`` /
+    ``parcels_export`` is set.
+
+    Attributes:
+        params: Name, class field, budget, epochs and switches.
+        raster_path: A raster file the backend opens by path.
+        raster_export: The raster layer's data to export and upload.
+        labels_path: A parcels file the backend reads by path.
+        labels_layer: The table inside ``labels_path`` (GeoPackage), or None.
+        parcels_export: Parcels to write to a temporary GeoPackage first.
+        class_names: Distinct class values seen in the dialog (for messages).
+    """
+
+    params: TrainParams
+    raster_path: str | None = None
+    raster_export: ExportJob | None = None
+    labels_path: str | None = None
+    labels_layer: str | None = None
+    parcels_export: ParcelsExport | None = None
+    class_names: tuple[str, ...] = ()
+
+    def request(
+        self, upload_id: str | None = None, labels: str | None = None, layer: str | None = None
+    ) -> dict[str, Any]:
+        """The ``POST /train`` body; ``upload_id``/``labels``/``layer`` fill in what the
+        exports produced (defaults: the spec's own paths)."""
+        return self.params.to_request(
+            labels=labels or self.labels_path or "",
+            layer=layer if labels else self.labels_layer,
+            raster=None if upload_id else self.raster_path,
+            upload_id=upload_id,
+        )
+
+
+@dataclass
+class TrainOutcome:
+    """What a :class:`TrainTask` ended with.
+
+    Attributes:
+        status: ``succeeded``, ``failed`` or ``cancelled``.
+        result: The backend's training result (succeeded only): model, classes,
+            best_miou, best_epoch, per_class_iou, epochs_run, checkpoint.
+        error: Why it failed.
+        job: The last job status.
+        request: The body sent to ``POST /train`` (None when it was not sent).
+        job_id: The backend's job id (None when no job was accepted).
+        last_epoch: The last epoch line of the job.
+        details: A traceback for unexpected errors (for the log).
+    """
+
+    status: str
+    result: dict[str, Any] | None = None
+    error: BackendError | None = None
+    job: dict[str, Any] | None = None
+    request: dict[str, Any] | None = None
+    job_id: str | None = None
+    last_epoch: str = ""
+    details: str = ""
+
+
+def last_epoch_line(info: dict[str, Any]) -> str:
+    """The job's most recent epoch line, or ''."""
+    for line in reversed(info.get("messages") or []):
+        if EPOCH_LINE.search(str(line)):
+            return str(line)
+    return ""
+
+
+class TrainTask(QgsTask):
+    """Runs one fine-tuning job on the backend. Connect ``trainFinished`` (GUI thread).
+
+    Signals:
+        stageChanged(str): Stage text (from the worker thread; Qt queues it).
+        epochChanged(str): The last epoch line, whenever it changes.
+        jobSubmitted(str): The job id once the backend accepted the job.
+        trainFinished(object): A :class:`TrainOutcome`.
+    """
+
+    stageChanged = pyqtSignal(str)
+    epochChanged = pyqtSignal(str)
+    jobSubmitted = pyqtSignal(str)
+    trainFinished = pyqtSignal(object)
+
+    def __init__(self, spec: TrainSpec, backend: BackendConfig) -> None:
+        super().__init__(f"RS Reasoner: fine-tune '{spec.params.name}'", QgsTask.CanCancel)
+        self.spec = spec
+        self.backend = backend
+        self.outcome = TrainOutcome(status="failed")
+        self.job_id: str | None = None
+        self._stage = ""
+        self._raster_feedback = QgsRasterBlockFeedback()
+
+    def cancel(self) -> None:
+        self._raster_feedback.cancel()
+        super().cancel()
+
+    # -- worker thread -----------------------------------------------------------------------
+
+    def run(self) -> bool:
+        try:
+            self._run()
+            self.outcome.status = "succeeded"
+        except JobCancelled:
+            self.outcome.status = "cancelled"
+        except (BackendError, ExportError, ParcelsError) as exc:
+            if self.isCanceled():
+                self.outcome.status = "cancelled"
+            else:
+                self.outcome.status = "failed"
+                self.outcome.error = exc if isinstance(exc, BackendError) else BackendError(
+                    exc.message, exc.hint)
+        except Exception as exc:  # noqa: BLE001 - shown in the message bar, never raised in Qt
+            self.outcome.status = "failed"
+            self.outcome.error = BackendError(
+                f"Unexpected error in the RS Reasoner plugin: {type(exc).__name__}: {exc}",
+                "The details are in the log (View ▸ Panels ▸ Log Messages, 'RS Reasoner').",
+            )
+            self.outcome.details = traceback.format_exc()
+        return self.outcome.status == "succeeded"
+
+    def _stage_text(self, text: str) -> None:
+        if text != self._stage:
+            self._stage = text
+            self.stageChanged.emit(text)
+
+    def _job_info(self, info: dict[str, Any]) -> None:
+        line = last_epoch_line(info)
+        if line and line != self.outcome.last_epoch:
+            self.outcome.last_epoch = line
+            self.epochChanged.emit(line)
+
+    def _check(self) -> None:
+        if self.isCanceled():
+            raise JobCancelled()
+
+    def _run(self) -> None:
+        spec, outcome = self.spec, self.outcome
+        self._stage_text("connecting to the backend")
+        client, _health = self.backend.connect(self.isCanceled, self._stage_text)
+        # The exported parcels must outlive the job (the backend reads them while
+        # preparing), so the folder goes only when the job is over.
+        tmpdir = Path(tempfile.mkdtemp(prefix="rs_reasoner_train_"))
+        try:
+            upload_id = None
+            if spec.raster_export is not None:
+                self._check()
+                self._stage_text("reading the raster layer through QGIS")
+                tif = str(tmpdir / "raster.tif")
+                write_geotiff(spec.raster_export, tif, self._raster_feedback)
+                self._check()
+                self.setProgress(3.0)
+                self._stage_text("uploading the raster")
+                upload_id = client.upload(tif)
+                Path(tif).unlink(missing_ok=True)
+            labels = layer = None
+            if spec.parcels_export is not None:
+                self._check()
+                self._stage_text("writing the parcels to a GeoPackage")
+                labels = str(tmpdir / "parcels.gpkg")
+                write_parcels(spec.parcels_export, labels, self.isCanceled)
+                layer = EXPORT_LAYER
+            self._check()
+            self.setProgress(5.0)
+            self._stage_text("submitting the training job")
+            outcome.request = spec.request(upload_id=upload_id, labels=labels, layer=layer)
+            self.job_id = outcome.job_id = client.train(outcome.request)
+            self.jobSubmitted.emit(self.job_id)
+            info = poll_job(client, self.job_id, 5.0, self.isCanceled, self.setProgress,
+                            self._stage_text, on_info=self._job_info)
+            outcome.job = info
+            if info["status"] == "cancelled":
+                raise JobCancelled()
+            if info["status"] == "failed":
+                err = info.get("error") or {}
+                raise BackendError(str(err.get("detail") or "The training job failed."),
+                                   str(err.get("hint") or ""))
+            self._stage_text("fetching the result")
+            outcome.result = client.train_result(self.job_id)
+            self.setProgress(100.0)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+    # -- GUI thread ---------------------------------------------------------------------------
+
+    def finished(self, result: bool) -> None:  # noqa: ARG002 - outcome carries it
+        if self.isCanceled() and self.outcome.status != "succeeded":
+            self.outcome.status = "cancelled"
+        self.trainFinished.emit(self.outcome)
