@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from rs_reasoner_training.api import train_on_parcels
-from rs_reasoner_training.checkpoint import load_trained_model
+from rs_reasoner.errors import InvalidRequestError
+from rs_reasoner_training.api import train_model, train_on_parcels
+from rs_reasoner_training.checkpoint import load_checkpoint, load_trained_model
 from rs_reasoner_training.errors import CheckpointError, LabelLayerError
+from tests.training.helpers import synthetic_data
 
 
 def test_train_on_parcels_end_to_end(shared_data, tmp_path):
@@ -25,8 +27,10 @@ def test_train_on_parcels_end_to_end(shared_data, tmp_path):
         epochs=1,
         steps_per_epoch=2,
         batch_size=2,
+        model="unet",
         base_channels=8,
         depth=2,
+        verifier=False,  # the service sends a bool
         progress_bar=False,
     )
     result = train_on_parcels(
@@ -48,3 +52,55 @@ def test_train_on_parcels_end_to_end(shared_data, tmp_path):
         train_on_parcels(raster, labels, "kind", tmp_path / "run", label_budget=0.5, **options)
     with pytest.raises(LabelLayerError, match="Available fields: kind"):
         train_on_parcels(raster, labels, "class", tmp_path / "bad", **options)
+
+
+def test_verifier_true_without_clip_weights_trains_in_two_stages(tmp_path, offline_weights):
+    progress = []
+    result = train_model(
+        synthetic_data(),
+        tmp_path,
+        model="unet",
+        base_channels=8,
+        depth=2,
+        verifier=True,
+        epochs=2,
+        steps_per_epoch=2,
+        batch_size=2,
+        progress_bar=False,
+        callback=lambda stage, fraction, message: progress.append((stage, fraction, message)),
+    )
+    stages = [s for s, _, _ in progress]
+    fractions = [f for _, f, _ in progress]
+    assert stages[0] == "preparing" and "model: unet" in progress[0][2]
+    assert "trained supervised-only on the labelled tiles first" in progress[0][2]
+    assert stages.count("done") == 1 and stages[-1] == "done"
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("stage 1/2" in (m or "") for _, _, m in progress)
+    # Stage 1: supervised only, its own folder; stage 2 is purified by it.
+    stage1 = load_checkpoint(tmp_path / "verifier" / "best.pt")
+    assert stage1["config"]["semi_supervised"] is False
+    assert str(tmp_path / "verifier" / "best.pt") in result.extra["verifier"]
+    first = result.history[0]
+    assert first["purified_fraction"] + first["rectified_fraction"] > 0
+    # Resuming the finished run retrains nothing.
+    again = train_model(
+        synthetic_data(),
+        tmp_path,
+        model="unet",
+        base_channels=8,
+        depth=2,
+        verifier=True,
+        epochs=2,
+        steps_per_epoch=2,
+        batch_size=2,
+        progress_bar=False,
+    )
+    assert again.start_epoch == 2 and again.history == result.history
+
+
+def test_unknown_model_is_a_clear_error(tmp_path):
+    with pytest.raises(InvalidRequestError, match="Unknown training model") as info:
+        train_model(synthetic_data(), tmp_path, model="resnet", epochs=1)
+    assert "rs-zeroseg" in info.value.hint
+    with pytest.raises(InvalidRequestError, match="Invalid RS-ZeroSeg options"):
+        train_model(synthetic_data(), tmp_path, model="rs-zeroseg", rs_zeroseg={"bogus": 1})

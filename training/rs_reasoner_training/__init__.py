@@ -6,12 +6,16 @@ Entry points:
   checkpoints (``best.pt`` to serve, ``last.pt`` to resume); what ``rs-reasoner train``
   runs.
 * :func:`rs_reasoner_training.api.train_model` - any :class:`TrainingData` (e.g.
-  :func:`rs_reasoner_training.data.folder.dubai_training_data`) with the from-scratch U-Net.
+  :func:`rs_reasoner_training.data.folder.dubai_training_data`); ``model`` "rs-zeroseg"
+  (open-vocabulary model with the user's classes), "unet" (from scratch) or "auto";
+  ``verifier`` none / clip-openvocab / a checkpoint / two-stage "supervised".
 * :func:`rs_reasoner_training.loop.train` - the generic loop for any model (logits
   ``(B, C, H, W)`` from images ``(B, 3, H, W)`` in [0, 1]) and loss.
 * :func:`rs_reasoner_training.checkpoint.load_trained_model` - rebuild a trained model.
 
 Modules: ``data`` (parcels, tiles and split, folders), ``augment``, ``purify`` (VLM-PP and
-selection policies), ``ema``, ``metrics``, ``models``, ``checkpoint``, ``loop``, ``api``.
+selection policies), ``verifiers`` (who verifies: open-vocabulary segmenters, checkpoints),
+``ema``, ``metrics``, ``models`` (U-Net, RS-ZeroSeg adapter), ``checkpoint``, ``loop``,
+``api``.
 Nothing heavy is imported here.
 """

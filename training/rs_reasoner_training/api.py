@@ -1,19 +1,42 @@
-"""Entry points for the CLI, the service and benchmarks: data + model + loop in one call."""
+"""Entry points for the CLI, the service and benchmarks: data + model + loop in one call.
+
+**Model** (``model=``): ``"rs-zeroseg"`` (the open-vocabulary RS-ZeroSeg with the user's
+class names, :mod:`.models.rs_zeroseg`), ``"unet"`` (from scratch), or ``"auto"``
+(default): RS-ZeroSeg when its pretrained CLIP and DINOv2 backbone files are on this
+machine, else the U-Net. The choice is reported in the first progress message.
+
+**Verifier** (``verifier=``, see :mod:`.verifiers`): ``"auto"`` (default) uses
+``clip-openvocab`` when its weights are on this machine and no verifier otherwise;
+``True`` uses ``clip-openvocab`` when available and otherwise trains in two stages
+(stage 1: the same model supervised-only on the labelled tiles, in ``output_dir/verifier``;
+stage 2: teacher-student with VLM-PP, that model as the frozen verifier); ``False`` or
+``"none"``: plain teacher-student; ``"checkpoint:<path>"``, ``"supervised"`` or a registered
+open-vocabulary model name choose explicitly.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
+from rs_reasoner.errors import InvalidRequestError
 from rs_reasoner_training.checkpoint import load_trained_model
 from rs_reasoner_training.data.dataset import TrainingData
 from rs_reasoner_training.loop import ProgressFn, TrainConfig, TrainResult, resolve_device, train
 from rs_reasoner_training.models import UNet
 from rs_reasoner_training.purify import ModelVerifier
+from rs_reasoner_training.verifiers import VerifierChoice, VerifierPlan, plan_verifier
+
+MODEL_CHOICES = ("auto", "rs-zeroseg", "unet")
+#: Share of the progress bar (and of a time budget) given to stage 1 of two-stage runs.
+_STAGE1_SHARE = 1 / 3
 
 
 def load_verifier(path: str | os.PathLike[str], device: str = "auto") -> ModelVerifier:
@@ -22,47 +45,246 @@ def load_verifier(path: str | os.PathLike[str], device: str = "auto") -> ModelVe
     return ModelVerifier(model, names)
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelChoice:
+    """The model to train: ``arch``, whether on pretrained backbones, and why."""
+
+    arch: str
+    pretrained: bool
+    description: str
+
+
+def _check_rs_zeroseg_options(options: Mapping[str, Any] | None) -> None:
+    """Raise a user error for RS-ZeroSeg options that are not a valid config."""
+    from rs_reasoner.segmenters.open_vocab.rs_zeroseg.config import RSZeroSegConfig
+
+    try:
+        RSZeroSegConfig.from_dict(dict(options or {}))
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequestError(
+            f"Invalid RS-ZeroSeg options: {exc}",
+            "Use RSZeroSegConfig fields, e.g. {'clip_trainable': 'attention'}.",
+        ) from None
+
+
+def choose_model(
+    model: str = "auto",
+    pretrained: bool | None = None,
+    rs_zeroseg: Mapping[str, Any] | None = None,
+) -> ModelChoice:
+    """Resolve the model option.
+
+    Args:
+        model: ``"auto"``, ``"rs-zeroseg"`` or ``"unet"``.
+        pretrained: RS-ZeroSeg backbones: True requires the local pretrained files,
+            False builds a small random one, None uses the files when present.
+        rs_zeroseg: RSZeroSegConfig overrides (they decide which backbone files count).
+
+    Returns:
+        The choice.
+
+    Raises:
+        InvalidRequestError: Unknown model name or invalid RS-ZeroSeg options.
+        MissingWeightsError: ``pretrained=True`` and the backbone files are missing.
+    """
+    from rs_reasoner_training.models.rs_zeroseg import backbones_available
+
+    name = str(model).strip().lower()
+    if name not in MODEL_CHOICES:
+        raise InvalidRequestError(
+            f"Unknown training model {model!r}.", f"Choose one of: {', '.join(MODEL_CHOICES)}."
+        )
+    if name == "unet":
+        return ModelChoice("unet", False, "unet (trained from scratch)")
+    _check_rs_zeroseg_options(rs_zeroseg)
+    if pretrained is False:
+        if name == "auto":
+            return ModelChoice("unet", False, "unet (trained from scratch)")
+        return ModelChoice(
+            "rs-zeroseg", False, "rs-zeroseg, small and randomly initialised (pretrained=False)"
+        )
+    available = backbones_available(rs_zeroseg)
+    if available:
+        return ModelChoice(
+            "rs-zeroseg",
+            True,
+            "rs-zeroseg on the local pretrained CLIP + DINOv2 backbones "
+            "(CLIP attention layers fine-tuned, DINOv2 frozen)",
+        )
+    if pretrained is True:
+        from rs_reasoner.segmenters.open_vocab.rs_zeroseg.config import RSZeroSegConfig
+        from rs_reasoner.segmenters.open_vocab.rs_zeroseg.model import MODEL_NAME, weight_specs
+        from rs_reasoner.weights import resolve
+
+        for spec in weight_specs(RSZeroSegConfig(**dict(rs_zeroseg or {}))):
+            resolve(spec, MODEL_NAME)  # raises MissingWeightsError with the pull command
+    missing = "RS-ZeroSeg backbone weights (CLIP, DINOv2) are not on this machine"
+    if name == "auto":
+        return ModelChoice("unet", False, f"unet (trained from scratch): {missing}")
+    return ModelChoice(
+        "rs-zeroseg", False, f"rs-zeroseg, small and randomly initialised: {missing}"
+    )
+
+
+def initial_model(
+    choice: ModelChoice,
+    class_names: Sequence[str],
+    *,
+    crop: int,
+    rs_zeroseg: Mapping[str, Any] | None = None,
+    prompts: Mapping[str, Sequence[str]] | None = None,
+    base_channels: int = 32,
+    depth: int = 4,
+) -> nn.Module:
+    """A freshly initialised model for ``choice`` (seed torch first for repeatability).
+
+    Args:
+        choice: From :func:`choose_model`.
+        class_names: Output classes.
+        crop: Training crop side (RS-ZeroSeg input size).
+        rs_zeroseg: RSZeroSegConfig overrides.
+        prompts: RS-ZeroSeg text synonyms per class.
+        base_channels: U-Net width.
+        depth: U-Net downsamplings.
+
+    Returns:
+        The model.
+    """
+    if choice.arch == "unet":
+        return UNet(len(class_names), base_channels=base_channels, depth=depth)
+    from rs_reasoner_training.models.rs_zeroseg import build_rs_zeroseg
+
+    return build_rs_zeroseg(
+        class_names, pretrained=choice.pretrained, config=rs_zeroseg, crop=crop, prompts=prompts
+    )
+
+
+def _stage_callback(
+    report: ProgressFn, start: float, share: float, label: str, final: bool
+) -> ProgressFn:
+    """Map a stage's progress into [start, start + share], messages prefixed by ``label``;
+    only the final stage's "done" reaches the caller as "done"."""
+
+    def callback(stage: str, fraction: float, message: str | None) -> None:
+        text = f"{label}: {message}" if message else label
+        if stage == "done" and not final:
+            stage = "training"
+        report(stage, start + share * fraction, text)
+
+    return callback
+
+
 def train_model(
     data: TrainingData,
     output_dir: str | os.PathLike[str],
     *,
-    verifier_checkpoint: str | os.PathLike[str] | None = None,
+    model: str = "auto",
+    pretrained: bool | None = None,
+    rs_zeroseg: Mapping[str, Any] | None = None,
+    prompts: Mapping[str, Sequence[str]] | None = None,
     base_channels: int = 32,
     depth: int = 4,
+    verifier: VerifierChoice = "auto",
+    verifier_checkpoint: str | os.PathLike[str] | None = None,
+    verifier_epochs: int | None = None,
     callback: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     **config: Any,
 ) -> TrainResult:
-    """Train the from-scratch U-Net on prepared data.
+    """Train a model on prepared data (see the module docstring for the choices).
 
     Args:
         data: From :func:`~rs_reasoner_training.data.tiles.parcel_training_data` or
             :func:`~rs_reasoner_training.data.folder.folder_training_data`.
         output_dir: Folder for checkpoints (resumed when ``last.pt`` is there).
-        verifier_checkpoint: ``best.pt`` of a model used as VLM-PP verifier; None for
-            plain teacher-student.
+        model: ``"auto"``, ``"rs-zeroseg"`` or ``"unet"``.
+        pretrained: RS-ZeroSeg backbones (None: pretrained when on this machine).
+        rs_zeroseg: RSZeroSegConfig overrides (e.g. freezing, sizes).
+        prompts: Text synonyms per class name (RS-ZeroSeg and open-vocabulary verifiers).
         base_channels: U-Net width.
         depth: U-Net downsamplings.
+        verifier: VLM-PP verifier choice (bool, name, ``checkpoint:<path>``, object).
+        verifier_checkpoint: Shortcut for ``verifier="checkpoint:<path>"``.
+        verifier_epochs: Epochs of stage 1 in two-stage runs (default: ``epochs``).
         callback: ``callback(stage, fraction, message)``.
         cancel: Event that stops training (raises ``JobCancelled``).
         **config: Other :class:`~rs_reasoner_training.loop.TrainConfig` fields.
 
     Returns:
-        The training result (``best_path`` is the model to serve).
+        The training result (``best_path`` is the model to serve); ``extra`` has
+        ``model`` and ``verifier`` descriptions.
     """
     cfg = TrainConfig(output_dir=str(output_dir), **config)
-    torch.manual_seed(cfg.seed)  # same initial weights for the same seed
-    model = UNet(len(data.class_names), base_channels=base_channels, depth=depth)
-    verifier = load_verifier(verifier_checkpoint, cfg.device) if verifier_checkpoint else None
-    return train(
-        model,
+    report = callback or (lambda stage, fraction, message: None)
+    choice = choose_model(model, pretrained, rs_zeroseg)
+    crop = cfg.crop_size or data.summary.get("tile_size") or data.labelled.refs[0].size
+
+    def fresh(seed: int) -> nn.Module:
+        torch.manual_seed(seed)  # same initial weights for the same seed
+        return initial_model(
+            choice,
+            data.class_names,
+            crop=int(crop),
+            rs_zeroseg=rs_zeroseg,
+            prompts=prompts,
+            base_channels=base_channels,
+            depth=depth,
+        )
+
+    semi = cfg.semi_supervised and data.unlabelled is not None and len(data.unlabelled) > 0
+    if not semi:
+        plan = VerifierPlan("none", "none (no unlabelled tiles are used)")
+    else:
+        wanted = f"checkpoint:{verifier_checkpoint}" if verifier_checkpoint else verifier
+        plan = plan_verifier(wanted, cfg.device, prompts)
+    report("preparing", 0.0, f"model: {choice.description}; verifier: {plan.description}")
+
+    start, share = 0.0, 1.0
+    active = plan.verifier
+    if plan.kind == "supervised":
+        stage1 = dataclasses.replace(
+            cfg,
+            output_dir=str(Path(output_dir) / "verifier"),
+            semi_supervised=False,
+            epochs=verifier_epochs or cfg.epochs,
+            seed=cfg.seed + 1,  # another initialisation: a more independent opinion
+            time_budget_s=None if cfg.time_budget_s is None else cfg.time_budget_s * _STAGE1_SHARE,
+        )
+        first = fresh(stage1.seed)
+        label = "stage 1/2 (supervised-only verifier)"
+        result1 = train(
+            first,
+            data,
+            stage1,
+            model_spec=first.spec(),
+            callback=_stage_callback(report, 0.0, _STAGE1_SHARE, label, final=False),
+            cancel=cancel,
+        )
+        active = load_verifier(result1.best_path, cfg.device)
+        plan = dataclasses.replace(
+            plan, description=f"{plan.description}: {result1.best_path}", verifier=active
+        )
+        start, share = _STAGE1_SHARE, 1 - _STAGE1_SHARE
+        if cfg.time_budget_s is not None:
+            cfg = dataclasses.replace(cfg, time_budget_s=cfg.time_budget_s * (1 - _STAGE1_SHARE))
+        del first
+
+    student = fresh(cfg.seed)
+    if start:
+        stage_report = _stage_callback(report, start, share, "stage 2/2", final=True)
+    else:
+        stage_report = report
+    result = train(
+        student,
         data,
         cfg,
-        verifier=verifier,
-        model_spec=model.spec(),
-        callback=callback,
+        verifier=active,
+        model_spec=student.spec(),
+        callback=stage_report,
         cancel=cancel,
     )
+    result.extra.update(model=choice.description, verifier=plan.description)
+    return result
 
 
 def train_on_parcels(
@@ -102,9 +324,11 @@ def train_on_parcels(
         seed: Seed of split, budget, initial weights, order and augmentation.
         callback: ``callback(stage, fraction, message)``.
         cancel: Stop event.
-        **train_options: :func:`train_model` options (``epochs``, ``time_budget_s``,
-            ``batch_size``, ``lr``, ``verifier_checkpoint``, ``selection``,
-            ``semi_supervised``, ``device``, ``resume``, ``progress_bar``...).
+        **train_options: :func:`train_model` options: ``model`` ("auto", "rs-zeroseg",
+            "unet"), ``pretrained``, ``verifier`` (bool: True = default verifier,
+            False = none; or a name, see :mod:`.verifiers`), ``epochs``,
+            ``time_budget_s``, ``batch_size``, ``lr``, ``selection``,
+            ``semi_supervised``, ``device``, ``resume``, ``progress_bar``...
 
     Returns:
         The training result.

@@ -4,6 +4,10 @@
 history); ``best.pt`` holds only what serving needs (weights, model spec, class names,
 metrics). Both are written to a temporary file in the same folder, fsynced and moved into
 place with ``os.replace``, so a kill at any moment leaves the previous file intact.
+
+Weights are what :func:`model_state` gives: the whole state dict, except for an RS-ZeroSeg
+on pretrained backbones, whose frozen backbone weights are left out and restored from the
+local backbone files when the model is rebuilt from its spec.
 """
 
 from __future__ import annotations
@@ -110,6 +114,30 @@ def _tuples(value: Any) -> Any:
     return value
 
 
+def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The weights a checkpoint stores for ``model``.
+
+    Models built on pretrained backbones (RS-ZeroSeg) define ``checkpoint_state()`` to
+    leave out frozen weights that the local backbone files restore; others store their
+    whole ``state_dict()``.
+    """
+    if hasattr(model, "checkpoint_state"):
+        return model.checkpoint_state()
+    return model.state_dict()
+
+
+def load_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load :func:`model_state` output (strict: every stored key must fit).
+
+    Raises:
+        RuntimeError: Missing/unexpected keys or wrong shapes.
+    """
+    if hasattr(model, "load_checkpoint_state"):
+        model.load_checkpoint_state(state)
+    else:
+        model.load_state_dict(state)
+
+
 def load_trained_model(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
 ) -> tuple[nn.Module, list[str], dict[str, Any]]:
@@ -123,8 +151,10 @@ def load_trained_model(
         (model in eval mode, class names, the checkpoint's metadata without weights).
 
     Raises:
-        CheckpointError: Unreadable file, or no model spec stored (a model from outside
-            this package, e.g. RS-ZeroSeg, is rebuilt by its own loader).
+        CheckpointError: Unreadable file, or no model spec stored (a model trained
+            outside this package is rebuilt by its own loader).
+        MissingWeightsError: An RS-ZeroSeg trained on pretrained backbones whose files
+            are not on this machine (they are restored locally, never downloaded).
     """
     from rs_reasoner_training.models import build_model
 
@@ -137,8 +167,8 @@ def load_trained_model(
         )
     try:
         model = build_model(spec)
-        model.load_state_dict(payload["model"])
-    except (KeyError, RuntimeError, TypeError) as exc:
+        load_model_state(model, payload["model"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise CheckpointError(
             f"The model in {path} cannot be rebuilt: {exc}", "Train again."
         ) from None

@@ -20,7 +20,9 @@ def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
     """``teacher = decay * teacher + (1 - decay) * student``, in place.
 
     Parameters and floating-point buffers (e.g. BatchNorm statistics) are averaged;
-    integer buffers (BatchNorm's step counter) are copied.
+    integer buffers (BatchNorm's step counter) are copied. Parameters frozen in both
+    models are skipped: they never change, and large frozen backbones make up most of
+    an RS-ZeroSeg.
 
     Args:
         teacher: The EMA model (same architecture as ``student``).
@@ -28,6 +30,8 @@ def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
         decay: Weight of the teacher's current values, in [0, 1].
     """
     for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
+        if not s.requires_grad and not t.requires_grad:
+            continue  # frozen in both (e.g. pretrained backbones): equal, nothing to average
         t.mul_(decay).add_(s.detach(), alpha=1.0 - decay)
     for t, s in zip(teacher.buffers(), student.buffers(), strict=True):
         if t.dtype.is_floating_point:

@@ -54,6 +54,8 @@ from rs_reasoner_training.checkpoint import (
     FORMAT,
     LAST,
     load_checkpoint,
+    load_model_state,
+    model_state,
     rng_state,
     save_atomic,
     set_rng_state,
@@ -206,6 +208,15 @@ def make_selector(config: TrainConfig, num_classes: int) -> PseudoLabelSelector:
     if config.selection == "learned":
         return LearnedThresholdPolicy(num_classes, seed=config.seed)
     raise ValueError(f"unknown selection {config.selection!r}")
+
+
+def _parameter_groups(model: nn.Module, lr: float) -> list[dict[str, Any]]:
+    """Optimizer groups: the model's own (``parameter_groups(lr)``, e.g. RS-ZeroSeg's
+    lower backbone rate, kept through the schedule by ``lr_scale``), else one group of
+    the trainable parameters."""
+    if hasattr(model, "parameter_groups"):
+        return model.parameter_groups(lr)
+    return [{"params": [p for p in model.parameters() if p.requires_grad]}]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -370,7 +381,7 @@ def train(
     for p in teacher.parameters():
         p.requires_grad_(False)
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        _parameter_groups(model, config.lr), lr=config.lr, weight_decay=config.weight_decay
     )
     selector = selector or make_selector(config, k)
     purifier = (
@@ -403,8 +414,8 @@ def train(
                 f"{last_path} was trained on other data (split, budget or tiles differ).",
                 "Resume with the same inputs and options, or use a new output folder.",
             )
-        model.load_state_dict(state["model"])
-        teacher.load_state_dict(state["teacher"])
+        load_model_state(model, state["model"])
+        load_model_state(teacher, state["teacher"])
         optimizer.load_state_dict(state["optimizer"])
         if state.get("selector") is not None and hasattr(selector, "load_state_dict"):
             selector.load_state_dict(state["selector"])
@@ -454,7 +465,7 @@ def train(
                 if config.lr_schedule == "poly":
                     lr *= (1 - min(step, total_steps - 1) / total_steps) ** 0.9
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group.get("lr_scale", 1.0)
                 optimizer.zero_grad(set_to_none=True)
                 for _ in range(accum):
                     losses = _micro_step(
@@ -525,7 +536,7 @@ def train(
                     **base,
                     "kind": "best",
                     "epoch": epoch,
-                    "model": chosen.state_dict(),
+                    "model": model_state(chosen),
                     "weights_from": weights_from,
                     "metrics": metrics,
                 },
@@ -537,8 +548,8 @@ def train(
                 "kind": "last",
                 "epoch": epoch,
                 "step": step,
-                "model": model.state_dict(),
-                "teacher": teacher.state_dict(),
+                "model": model_state(model),
+                "teacher": model_state(teacher),
                 "optimizer": optimizer.state_dict(),
                 "selector": selector.state_dict() if hasattr(selector, "state_dict") else None,
                 "rng": rng_state(),

@@ -1,4 +1,9 @@
-"""Models trainable here, rebuilt from a spec stored in checkpoints."""
+"""Models trainable here, rebuilt from a spec stored in checkpoints.
+
+``"unet"``: the from-scratch U-Net (:mod:`.unet`); ``"rs-zeroseg"``: the open-vocabulary
+RS-ZeroSeg with the user's classes (:mod:`.rs_zeroseg`, imported only when used: it
+loads open_clip and transformers).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,15 @@ from torch import nn
 
 from rs_reasoner_training.models.unet import UNet
 
+
+def _rs_zeroseg(**kwargs: Any) -> nn.Module:
+    from rs_reasoner_training.models.rs_zeroseg import RSZeroSegModel
+
+    return RSZeroSegModel(**kwargs)
+
+
 #: arch name -> constructor taking the spec's other keys.
-MODELS: dict[str, Callable[..., nn.Module]] = {"unet": UNet}
+MODELS: dict[str, Callable[..., nn.Module]] = {"unet": UNet, "rs-zeroseg": _rs_zeroseg}
 
 
 def build_model(spec: dict[str, Any]) -> nn.Module:
