@@ -394,28 +394,21 @@ class JobManager:
         log.info("job %s running", job.id)
         if job.kind == "train":
             self._run_training(job)
-            return
-        try:
+        else:
+            self._run_segmentation(job)
+
+    def _run_segmentation(self, job: Job) -> None:
+        def segment() -> tuple[Any, dict[str, Any]]:
             result = self._pipeline.run(
                 job.request, job.raster_path, progress=job._progress, cancel=job.cancel_event
             )
             if job.cancel_event.is_set():
                 raise JobCancelled()
-            geojson = self._geojson(result.polygons)
-        except JobCancelled:
-            job._finish(JobStatus.cancelled)
-            job._note("cancelled")
-            log.info("job %s cancelled", job.id)
-        except RsReasonerError as exc:
-            job._finish(JobStatus.failed, {"detail": exc.message, "hint": exc.hint})
-            job._note(f"failed: {exc.message}")
-            log.info("job %s failed: %s", job.id, exc)
-        except Exception as exc:  # noqa: BLE001 - a bug in one job must not stop the worker
-            log.exception("job %s crashed", job.id)
-            detail, hint = _describe_crash(exc)
-            job._finish(JobStatus.failed, {"detail": detail, "hint": hint})
-            job._note(f"failed: {detail}")
-        else:
+            return result, self._geojson(result.polygons)
+
+        ok, value = self._attempt(job, segment, "cancelled")
+        if ok:
+            result, geojson = value
             features = geojson.get("features") if isinstance(geojson, dict) else None
             with job._lock:
                 job.result = geojson
@@ -434,17 +427,41 @@ class JobManager:
             )
 
     def _run_training(self, job: Job) -> None:
-        try:
-            summary = self.trainer.run(
+        def train() -> Any:
+            return self.trainer.run(
                 job.request,
                 job.raster_path,
                 progress=job._progress,
                 cancel=job.cancel_event,
                 note=job._note,
             )
+
+        ok, summary = self._attempt(
+            job, train, "cancelled; checkpoints are kept: submit the same name again to resume"
+        )
+        if ok:
+            with job._lock:
+                job.result = summary
+                job._finish_locked(JobStatus.succeeded)
+            log.info(
+                "job %s trained '%s' in %.1f s",
+                job.id,
+                job.model,
+                (job.finished or 0.0) - (job.started or 0.0),
+            )
+
+    @staticmethod
+    def _attempt(job: Job, work: Callable[[], Any], cancelled_note: str) -> tuple[bool, Any]:
+        """Run a job's work; settle it as cancelled or failed when that raises.
+
+        Returns:
+            ``(True, value)`` when the work returned, else ``(False, None)``.
+        """
+        try:
+            return True, work()
         except JobCancelled:
             job._finish(JobStatus.cancelled)
-            job._note("cancelled; checkpoints are kept: submit the same name again to resume")
+            job._note(cancelled_note)
             log.info("job %s cancelled", job.id)
         except RsReasonerError as exc:
             job._finish(JobStatus.failed, {"detail": exc.message, "hint": exc.hint})
@@ -455,16 +472,7 @@ class JobManager:
             detail, hint = _describe_crash(exc)
             job._finish(JobStatus.failed, {"detail": detail, "hint": hint})
             job._note(f"failed: {detail}")
-        else:
-            with job._lock:
-                job.result = summary
-                job._finish_locked(JobStatus.succeeded)
-            log.info(
-                "job %s trained '%s' in %.1f s",
-                job.id,
-                job.model,
-                (job.finished or 0.0) - (job.started or 0.0),
-            )
+        return False, None
 
     def _geojson(self, polygons: Any) -> dict[str, Any]:
         convert = self._to_geojson
