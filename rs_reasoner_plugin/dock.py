@@ -32,7 +32,6 @@ from qgis.PyQt.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QSizePolicy,
     QSpinBox,
@@ -54,6 +53,7 @@ from .raster_export import (
 )
 from .results import add_to_project, layer_display_name, load_result_layer
 from .settings import PluginSettings
+from .task_runner import TaskRunner
 from .tasks import (
     BackendStatus,
     BackendStatusTask,
@@ -77,7 +77,7 @@ class InputError(Exception):
     """A problem with what the user entered (shown in the message bar)."""
 
 
-class SegmentDock(QgsDockWidget):
+class SegmentDock(TaskRunner, QgsDockWidget):
     """The dock panel.
 
     Signals:
@@ -218,12 +218,7 @@ class SegmentDock(QgsDockWidget):
         buttons.addWidget(self.export_button)
         outer.addLayout(buttons)
 
-        self.progress = QProgressBar(body)
-        self.progress.setRange(0, 100)
-        outer.addWidget(self.progress)
-        self.stage_label = QLabel("", body)
-        self.stage_label.setWordWrap(True)
-        outer.addWidget(self.stage_label)
+        self._add_progress_widgets(outer, body)
 
         self.reasoning = QTextBrowser(body)
         self.reasoning.setPlaceholderText("The model's reasoning appears here.")
@@ -447,9 +442,6 @@ class SegmentDock(QgsDockWidget):
 
     # -- running --------------------------------------------------------------------------
 
-    def is_running(self) -> bool:
-        return self.task is not None
-
     def start_run(self) -> SegmentTask | None:
         """Start a run with the dock's inputs; problems go to the message bar."""
         if self.task is not None:
@@ -469,26 +461,17 @@ class SegmentDock(QgsDockWidget):
         self._load_history()
         self.query_combo.setEditText(spec.params.query)
         task = SegmentTask(spec, backend_config(self.settings, self.backend_process))
-        task.progressChanged.connect(lambda p: self.progress.setValue(int(p)))
-        task.stageChanged.connect(self.stage_label.setText)
         task.runFinished.connect(self._run_finished)
-        self.task = task
         self.reasoning.clear()
-        self.stage_label.setText("starting…")
-        self._set_running(True)
-        QgsApplication.taskManager().addTask(task)
+        self._launch(task)
         return task
 
     def cancel_run(self) -> None:
         """Cancel the running job (the backend stops after the current tile)."""
-        if self.task is not None:
-            self.stage_label.setText("cancelling…")
-            self.task.cancel()
+        self._cancel_task()
 
     def _run_finished(self, outcome: RunOutcome) -> None:
-        task, self.task = self.task, None
-        self.last_outcome = outcome
-        self._set_running(False)
+        task = self._task_done(outcome)
         self.progress.setValue(100 if outcome.status == "succeeded" else 0)
         if outcome.status == "succeeded" and outcome.written is not None:
             try:

@@ -224,16 +224,29 @@ def execute_job(
     if on_submitted is not None:
         on_submitted(job_id)
     info = poll_job(client, job_id, base, is_cancelled, set_progress, set_stage)
-    if info["status"] == "cancelled":
-        raise JobCancelled()
-    if info["status"] == "failed":
-        err = info.get("error") or {}
-        raise BackendError(str(err.get("detail") or "The job failed."),
-                           str(err.get("hint") or ""))
+    raise_unless_succeeded(info, "The job failed.")
     set_stage("downloading the result")
     collection = client.result(job_id)
     check()
     return info, collection
+
+
+def raise_unless_succeeded(info: dict[str, Any], default: str) -> None:
+    """Turn a finished job's status into an exception unless it succeeded.
+
+    Args:
+        info: The last job status (``poll_job``'s answer).
+        default: The message when the backend gave no ``error.detail``.
+
+    Raises:
+        JobCancelled: The job was cancelled.
+        BackendError: The job failed (the backend's detail and hint).
+    """
+    if info["status"] == "cancelled":
+        raise JobCancelled()
+    if info["status"] == "failed":
+        err = info.get("error") or {}
+        raise BackendError(str(err.get("detail") or default), str(err.get("hint") or ""))
 
 
 def poll_job(
@@ -293,26 +306,34 @@ def poll_job(
         time.sleep(POLL_INTERVAL)
 
 
-class SegmentTask(QgsTask):
-    """Runs one segmentation on the backend. Connect ``runFinished`` (GUI thread).
+class BackendJobTask(QgsTask):
+    """A cancellable QgsTask that runs one backend job and ends with ``self.outcome``.
+
+    Holds the backend config, the job id, the stage text and the raster-export feedback;
+    :meth:`run` maps cancellation and errors onto the outcome's ``status``, ``error`` and
+    ``details``. Subclasses implement :meth:`_run` and :meth:`_emit_outcome`.
 
     Signals:
-        stageChanged(str): The backend's stage text (emitted from the worker thread;
-            Qt queues it to the receiver's thread).
+        stageChanged(str): The stage text (emitted from the worker thread; Qt queues it
+            to the receiver's thread).
         jobSubmitted(str): The job id once the backend accepted the job.
-        runFinished(object): A :class:`RunOutcome`.
     """
 
     stageChanged = pyqtSignal(str)
     jobSubmitted = pyqtSignal(str)
-    runFinished = pyqtSignal(object)
 
-    def __init__(self, spec: RunSpec, backend: BackendConfig, description: str = "") -> None:
-        super().__init__(description or f"RS Reasoner: {spec.params.query[:40]}",
-                         QgsTask.CanCancel)
-        self.spec = spec
+    #: Plugin errors (with ``message`` and ``hint``) that fail the run with that text.
+    user_errors: tuple[type[Exception], ...] = (ExportError,)
+
+    def __init__(self, description: str, backend: BackendConfig, outcome: Any) -> None:
+        """Args:
+            description: The task manager's label.
+            backend: How to reach (or start) the backend.
+            outcome: The subclass's outcome, ``status="failed"`` until the run succeeds.
+        """
+        super().__init__(description, QgsTask.CanCancel)
         self.backend = backend
-        self.outcome = RunOutcome(status="failed")
+        self.outcome = outcome
         self.job_id: str | None = None
         self._stage = ""
         # Cancels QgsRasterFileWriter (it does not see QgsTask.isCanceled()).
@@ -326,10 +347,11 @@ class SegmentTask(QgsTask):
 
     def run(self) -> bool:
         try:
-            self.outcome = self._run()
+            self._run()
+            self.outcome.status = "succeeded"
         except JobCancelled:
             self.outcome.status = "cancelled"
-        except (BackendError, ExportError, ResultError) as exc:
+        except (BackendError, *self.user_errors) as exc:
             if self.isCanceled():
                 self.outcome.status = "cancelled"
             else:
@@ -345,12 +367,54 @@ class SegmentTask(QgsTask):
             self.outcome.details = traceback.format_exc()
         return self.outcome.status == "succeeded"
 
+    def _run(self) -> None:
+        """The job itself (worker thread); raising ends it as cancelled or failed."""
+        raise NotImplementedError
+
     def _stage_text(self, text: str) -> None:
         if text != self._stage:
             self._stage = text
             self.stageChanged.emit(text)
 
-    def _run(self) -> RunOutcome:
+    def _check(self) -> None:
+        if self.isCanceled():
+            raise JobCancelled()
+
+    def _submitted(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.jobSubmitted.emit(job_id)
+
+    # -- GUI thread ---------------------------------------------------------------------------
+
+    def finished(self, result: bool) -> None:  # noqa: ARG002 - outcome carries it
+        if self.isCanceled() and self.outcome.status != "succeeded":
+            self.outcome.status = "cancelled"
+        self._emit_outcome()
+
+    def _emit_outcome(self) -> None:
+        """Emit the subclass's finished signal with ``self.outcome`` (GUI thread)."""
+        raise NotImplementedError
+
+
+class SegmentTask(BackendJobTask):
+    """Runs one segmentation on the backend. Connect ``runFinished`` (GUI thread).
+
+    Signals:
+        stageChanged(str): The backend's stage text (emitted from the worker thread;
+            Qt queues it to the receiver's thread).
+        jobSubmitted(str): The job id once the backend accepted the job.
+        runFinished(object): A :class:`RunOutcome`.
+    """
+
+    runFinished = pyqtSignal(object)
+    user_errors = (ExportError, ResultError)
+
+    def __init__(self, spec: RunSpec, backend: BackendConfig, description: str = "") -> None:
+        super().__init__(description or f"RS Reasoner: {spec.params.query[:40]}", backend,
+                         RunOutcome(status="failed"))
+        self.spec = spec
+
+    def _run(self) -> None:
         spec = self.spec
         outcome = RunOutcome(status="failed", uploaded=spec.export is not None)
         self.outcome = outcome
@@ -373,18 +437,8 @@ class SegmentTask(QgsTask):
         if not outcome.written.reasoning and info.get("reasoning"):
             outcome.written.reasoning = str(info["reasoning"])
         self.setProgress(100)
-        outcome.status = "succeeded"
-        return outcome
 
-    def _submitted(self, job_id: str) -> None:
-        self.job_id = job_id
-        self.jobSubmitted.emit(job_id)
-
-    # -- GUI thread ---------------------------------------------------------------------------
-
-    def finished(self, result: bool) -> None:  # noqa: ARG002 - outcome carries it
-        if self.isCanceled() and self.outcome.status != "succeeded":
-            self.outcome.status = "cancelled"
+    def _emit_outcome(self) -> None:
         self.runFinished.emit(self.outcome)
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 from qgis.core import (
     Qgis,
-    QgsApplication,
     QgsFeatureRequest,
     QgsMapLayerProxyModel,
     QgsRasterLayer,
@@ -29,7 +28,6 @@ from qgis.PyQt.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -43,6 +41,7 @@ from .params import TrainParams, model_name_problem, sanitize_model_name
 from .parcels_export import ParcelsError, local_vector_file, prepare_parcels_export
 from .raster_export import ExportError, local_file_path, prepare_export
 from .settings import PluginSettings
+from .task_runner import TaskRunner
 from .tasks import backend_config
 from .train_task import TrainOutcome, TrainSpec, TrainTask
 
@@ -93,7 +92,7 @@ def parcel_classes(layer: QgsVectorLayer, field: str, selected_only: bool = Fals
     return sorted_classes({t for t in map(class_text, values) if t is not None})
 
 
-class TrainDialog(QDialog):
+class TrainDialog(TaskRunner, QDialog):
     """Fine-tune a model on labelled parcels.
 
     Args:
@@ -225,12 +224,7 @@ class TrainDialog(QDialog):
         buttons.addWidget(self.close_button)
         outer.addLayout(buttons)
 
-        self.progress = QProgressBar(self)
-        self.progress.setRange(0, 100)
-        outer.addWidget(self.progress)
-        self.stage_label = QLabel("", self)
-        self.stage_label.setWordWrap(True)
-        outer.addWidget(self.stage_label)
+        self._add_progress_widgets(outer, self)
         self.epoch_label = QLabel("", self)
         self.epoch_label.setWordWrap(True)
         outer.addWidget(self.epoch_label)
@@ -398,9 +392,6 @@ class TrainDialog(QDialog):
 
     # -- running --------------------------------------------------------------------------
 
-    def is_running(self) -> bool:
-        return self.task is not None
-
     def start_training(self) -> TrainTask | None:
         """Start training with the dialog's inputs; problems go to the message bar."""
         if self.task is not None:
@@ -414,27 +405,18 @@ class TrainDialog(QDialog):
         for text in warnings:
             messages.push(self.iface, text, Qgis.Warning)
         task = TrainTask(spec, backend_config(settings, self.backend_process))
-        task.progressChanged.connect(lambda p: self.progress.setValue(int(p)))
-        task.stageChanged.connect(self.stage_label.setText)
         task.epochChanged.connect(self.epoch_label.setText)
         task.trainFinished.connect(self._training_finished)
-        self.task = task
-        self.stage_label.setText("starting…")
         self.epoch_label.setText("")
-        self._set_running(True)
-        QgsApplication.taskManager().addTask(task)
+        self._launch(task)
         return task
 
     def cancel_training(self) -> None:
         """Cancel the running job (it stops after the current step; checkpoints stay)."""
-        if self.task is not None:
-            self.stage_label.setText("cancelling…")
-            self.task.cancel()
+        self._cancel_task()
 
     def _training_finished(self, outcome: TrainOutcome) -> None:
-        task, self.task = self.task, None
-        self.last_outcome = outcome
-        self._set_running(False)
+        task = self._task_done(outcome)
         name = task.spec.params.name if task is not None else "?"
         if outcome.status == "succeeded" and outcome.result is not None:
             self.progress.setValue(100)

@@ -11,19 +11,17 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qgis.core import QgsRasterBlockFeedback, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
 from .api_client import BackendError
 from .params import TrainParams
 from .parcels_export import EXPORT_LAYER, ParcelsError, ParcelsExport, write_parcels
 from .raster_export import ExportError, ExportJob, write_geotiff
-from .tasks import BackendConfig, JobCancelled, poll_job
+from .tasks import BackendConfig, BackendJobTask, poll_job, raise_unless_succeeded
 
 #: An epoch line of the backend ("epoch 3/30: loss 0.412, val mIoU 0.523, ...").
 EPOCH_LINE = re.compile(r"\bepoch \d+/\d+")
@@ -101,7 +99,7 @@ def last_epoch_line(info: dict[str, Any]) -> str:
     return ""
 
 
-class TrainTask(QgsTask):
+class TrainTask(BackendJobTask):
     """Runs one fine-tuning job on the backend. Connect ``trainFinished`` (GUI thread).
 
     Signals:
@@ -111,62 +109,22 @@ class TrainTask(QgsTask):
         trainFinished(object): A :class:`TrainOutcome`.
     """
 
-    stageChanged = pyqtSignal(str)
     epochChanged = pyqtSignal(str)
-    jobSubmitted = pyqtSignal(str)
     trainFinished = pyqtSignal(object)
+    user_errors = (ExportError, ParcelsError)
 
     def __init__(self, spec: TrainSpec, backend: BackendConfig) -> None:
-        super().__init__(f"RS Reasoner: fine-tune '{spec.params.name}'", QgsTask.CanCancel)
+        super().__init__(f"RS Reasoner: fine-tune '{spec.params.name}'", backend,
+                         TrainOutcome(status="failed"))
         self.spec = spec
-        self.backend = backend
-        self.outcome = TrainOutcome(status="failed")
-        self.job_id: str | None = None
-        self._stage = ""
-        self._raster_feedback = QgsRasterBlockFeedback()
-
-    def cancel(self) -> None:
-        self._raster_feedback.cancel()
-        super().cancel()
 
     # -- worker thread -----------------------------------------------------------------------
-
-    def run(self) -> bool:
-        try:
-            self._run()
-            self.outcome.status = "succeeded"
-        except JobCancelled:
-            self.outcome.status = "cancelled"
-        except (BackendError, ExportError, ParcelsError) as exc:
-            if self.isCanceled():
-                self.outcome.status = "cancelled"
-            else:
-                self.outcome.status = "failed"
-                self.outcome.error = exc if isinstance(exc, BackendError) else BackendError(
-                    exc.message, exc.hint)
-        except Exception as exc:  # noqa: BLE001 - shown in the message bar, never raised in Qt
-            self.outcome.status = "failed"
-            self.outcome.error = BackendError(
-                f"Unexpected error in the RS Reasoner plugin: {type(exc).__name__}: {exc}",
-                "The details are in the log (View ▸ Panels ▸ Log Messages, 'RS Reasoner').",
-            )
-            self.outcome.details = traceback.format_exc()
-        return self.outcome.status == "succeeded"
-
-    def _stage_text(self, text: str) -> None:
-        if text != self._stage:
-            self._stage = text
-            self.stageChanged.emit(text)
 
     def _job_info(self, info: dict[str, Any]) -> None:
         line = last_epoch_line(info)
         if line and line != self.outcome.last_epoch:
             self.outcome.last_epoch = line
             self.epochChanged.emit(line)
-
-    def _check(self) -> None:
-        if self.isCanceled():
-            raise JobCancelled()
 
     def _run(self) -> None:
         spec, outcome = self.spec, self.outcome
@@ -198,26 +156,17 @@ class TrainTask(QgsTask):
             self.setProgress(5.0)
             self._stage_text("submitting the training job")
             outcome.request = spec.request(upload_id=upload_id, labels=labels, layer=layer)
-            self.job_id = outcome.job_id = client.train(outcome.request)
-            self.jobSubmitted.emit(self.job_id)
-            info = poll_job(client, self.job_id, 5.0, self.isCanceled, self.setProgress,
+            outcome.job_id = client.train(outcome.request)
+            self._submitted(outcome.job_id)
+            info = poll_job(client, outcome.job_id, 5.0, self.isCanceled, self.setProgress,
                             self._stage_text, on_info=self._job_info)
             outcome.job = info
-            if info["status"] == "cancelled":
-                raise JobCancelled()
-            if info["status"] == "failed":
-                err = info.get("error") or {}
-                raise BackendError(str(err.get("detail") or "The training job failed."),
-                                   str(err.get("hint") or ""))
+            raise_unless_succeeded(info, "The training job failed.")
             self._stage_text("fetching the result")
-            outcome.result = client.train_result(self.job_id)
+            outcome.result = client.train_result(outcome.job_id)
             self.setProgress(100.0)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
-    # -- GUI thread ---------------------------------------------------------------------------
-
-    def finished(self, result: bool) -> None:  # noqa: ARG002 - outcome carries it
-        if self.isCanceled() and self.outcome.status != "succeeded":
-            self.outcome.status = "cancelled"
+    def _emit_outcome(self) -> None:
         self.trainFinished.emit(self.outcome)
