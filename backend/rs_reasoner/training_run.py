@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from rs_reasoner.errors import InvalidRequestError, RsReasonerError
+from rs_reasoner.errors import InvalidRequestError
 from rs_reasoner.schemas import TrainRequest
 from rs_reasoner.trained_models import (
     BEST,
@@ -34,6 +34,7 @@ from rs_reasoner.trained_models import (
     read_info,
     write_info,
 )
+from rs_reasoner.vector.layers import check_layer_choice, unreadable_layer_error
 
 #: (stage, fraction 0..1, message or None), stages "preparing", "training", "done".
 ProgressFn = Callable[[str, float, "str | None"], None]
@@ -103,32 +104,11 @@ def check_label_layer(path: str, layer: str | None, class_field: str) -> None:
     """
     import pyogrio
 
-    if not Path(path).exists():
-        raise InvalidRequestError(
-            f"The label layer does not exist: {path}",
-            "Give the path of a GeoPackage, Shapefile or GeoJSON with polygons.",
-        )
+    check_layer_choice(path, layer, "label layer")
     try:
-        layers = [str(row[0]) for row in pyogrio.list_layers(path)]
-        if layer is None and len(layers) > 1:
-            raise InvalidRequestError(
-                f"{path} holds {len(layers)} layers: {', '.join(layers)}.",
-                "Say which one to use (--layer, or 'layer' in the request).",
-            )
-        if layer is not None and layer not in layers:
-            raise InvalidRequestError(
-                f"{path} has no layer {layer!r}; it has: {', '.join(layers)}.",
-                "Choose one of these layers.",
-            )
         info = pyogrio.read_info(path, layer=layer)
-    except RsReasonerError:
-        raise
     except Exception as exc:  # GDAL raises many types; all mean "cannot read"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidRequestError(
-            f"Cannot read the label layer {path}: {reason[:300]}",
-            "Give a vector file GDAL can read (GeoPackage, Shapefile, GeoJSON).",
-        ) from None
+        raise unreadable_layer_error(path, "label layer", exc) from None
     if info.get("features") == 0:
         raise InvalidRequestError(
             f"The label layer {path} has no features.",

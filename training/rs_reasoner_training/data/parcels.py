@@ -29,6 +29,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from rs_reasoner.raster import open_raster, raster_transform
+from rs_reasoner.vector.layers import check_layer_choice, unreadable_layer_error
 from rs_reasoner_training.data.dataset import IGNORE_INDEX
 from rs_reasoner_training.errors import LabelLayerError
 
@@ -78,33 +79,11 @@ def read_layer(labels: LayerInput, layer: str | None = None, what: str = "label 
     if isinstance(labels, gpd.GeoDataFrame):
         return labels
     path = Path(os.fspath(labels))
-    if not path.exists():
-        raise LabelLayerError(
-            f"The {what} does not exist: {path}",
-            "Give the path of a GeoPackage, Shapefile or GeoJSON with polygons.",
-        )
+    check_layer_choice(path, layer, what, LabelLayerError)
     try:
-        import pyogrio
-
-        layers = [str(name) for name, _ in pyogrio.list_layers(path)]
-        if layer is None and len(layers) > 1:
-            raise LabelLayerError(
-                f"{path} holds {len(layers)} layers: {', '.join(layers)}.",
-                "Say which one to use (the layer option).",
-            )
-        if layer is not None and layer not in layers:
-            raise LabelLayerError(
-                f"{path} has no layer {layer!r}; it has: {', '.join(layers)}.",
-                "Choose one of these layers.",
-            )
         return gpd.read_file(path, layer=layer)
-    except LabelLayerError:
-        raise
     except Exception as exc:  # GDAL/pyogrio raise many types; all mean "cannot read"
-        raise LabelLayerError(
-            f"Cannot read the {what} {path}: {str(exc).strip() or type(exc).__name__}",
-            "Give a vector file GDAL can read (GeoPackage, Shapefile, GeoJSON).",
-        ) from None
+        raise unreadable_layer_error(path, what, exc, LabelLayerError) from None
 
 
 def _class_text(value: Any) -> str:
