@@ -32,6 +32,12 @@ def command(raster: Path, labels: Path, epochs: int) -> list[str]:
     ]  # fmt: skip
 
 
+def _default_sigint() -> None:
+    # A test run started in the background by a shell without job control inherits an
+    # ignored SIGINT, and Python then keeps ignoring it: give the child what a terminal would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_keeps_checkpoints_and_rerun_resumes(
     shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
@@ -49,6 +55,7 @@ def test_ctrl_c_keeps_checkpoints_and_rerun_resumes(
     proc = subprocess.Popen(
         command(shared_data / NEON, labels, epochs=100),
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint,
     )  # fmt: skip
     history = models / "neon" / "history.json"
     deadline = time.monotonic() + 60
