@@ -6,6 +6,18 @@ from rs_reasoner.schemas import Mode
 from rs_reasoner.segmenters.registry import ModelSpec, register
 from rs_reasoner.weights import WeightSpec
 
+# Literals, not imported from the model modules: listing models must not load torch.
+_CLIP_B16 = WeightSpec(
+    repo_id="timm/vit_base_patch16_clip_224.openai",
+    filename="open_clip_pytorch_model.bin",
+    purpose="OpenAI CLIP ViT-B/16 (open_clip format)",
+)
+_DINOV2_SMALL = WeightSpec(
+    repo_id="facebook/dinov2-small",
+    purpose="DINOv2-small (RS-ZeroSeg remote-sensing stream)",
+    allow_patterns=("config.json", "model.safetensors"),
+)
+
 register(
     ModelSpec(
         name="index-baseline",
@@ -25,13 +37,8 @@ register(
             "self-correlation attention, global-bias removal, guided upsampling."
         ),
         factory="rs_reasoner.segmenters.open_vocab.training_free:ClipOpenVocabSegmenter",
-        # A literal, not imported from the model module: listing models must not load torch.
         weights=(
-            WeightSpec(
-                repo_id="timm/vit_base_patch16_clip_224.openai",
-                filename="open_clip_pytorch_model.bin",
-                purpose="OpenAI CLIP ViT-B/16 (open_clip format)",
-            ),
+            _CLIP_B16,
         ),
         default_for=(Mode.open_vocabulary,),
         priority=50,
@@ -48,16 +55,8 @@ register(
         ),
         factory="rs_reasoner.segmenters.open_vocab.rs_zeroseg.segmenter:RSZeroSegSegmenter",
         weights=(
-            WeightSpec(
-                repo_id="timm/vit_base_patch16_clip_224.openai",
-                filename="open_clip_pytorch_model.bin",
-                purpose="RS-ZeroSeg VLM stream: OpenAI CLIP ViT-B/16 (open_clip format)",
-            ),
-            WeightSpec(
-                repo_id="facebook/dinov2-small",
-                purpose="RS-ZeroSeg remote-sensing stream (DINOv2)",
-                allow_patterns=("config.json", "model.safetensors"),
-            ),
+            _CLIP_B16,
+            _DINOV2_SMALL,
         ),
         # Not a default: it is useless without a checkpoint trained for the user's classes.
         priority=40,
@@ -117,16 +116,8 @@ register(
         ),
         factory="rs_reasoner.segmenters.open_vocab.fused:rs_zeroseg_with_clip",
         weights=(
-            WeightSpec(
-                repo_id="timm/vit_base_patch16_clip_224.openai",
-                filename="open_clip_pytorch_model.bin",
-                purpose="OpenAI CLIP ViT-B/16 (open_clip format), both streams",
-            ),
-            WeightSpec(
-                repo_id="facebook/dinov2-small",
-                purpose="RS-ZeroSeg remote-sensing stream (DINOv2)",
-                allow_patterns=("config.json", "model.safetensors"),
-            ),
+            _CLIP_B16,
+            _DINOV2_SMALL,
         ),
         priority=30,
     )
