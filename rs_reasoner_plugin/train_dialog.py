@@ -375,6 +375,11 @@ class TrainDialog(TaskRunner, QDialog):
         )
         spec = TrainSpec(params=params, class_names=tuple(classes))
         spec.raster_path = None if settings.always_upload else local_file_path(raster)
+        if settings.always_upload:
+            warnings.append(
+                "'Upload every raster' is on, but the parcels are read from a file on this "
+                "computer: fine-tuning works only with a backend running here. For a backend "
+                "on another machine, run 'rs-reasoner train' there.")
         if spec.raster_path is None:
             try:
                 spec.raster_export = prepare_export(raster, None, None)

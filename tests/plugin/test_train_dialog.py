@@ -167,8 +167,9 @@ def test_geopackage_table_is_sent_by_path_with_its_layer_name(
     assert request["labels"] == os.path.abspath(shp) and "layer" not in request
     # "Upload every raster" sends the raster through the upload path instead.
     plugin_settings.always_upload = True
-    spec, _ = dialog.build_spec(plugin_settings)
+    spec, warnings = dialog.build_spec(plugin_settings)
     assert spec.raster_path is None and spec.raster_export is not None
+    assert any("works only with a backend running here" in w for w in warnings), warnings
     assert (spec.raster_export.width, spec.raster_export.height) == (400, 400)
 
 
