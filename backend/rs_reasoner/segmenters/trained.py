@@ -33,7 +33,6 @@ query class this is the model's own argmax, whatever else the query names. The r
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +42,7 @@ import numpy as np
 
 from rs_reasoner.errors import InvalidRequestError
 from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
+from rs_reasoner.segmenters.windows import blend_weight, cuda_autocast, window_starts
 
 _DEFAULT_WINDOW = 512
 #: Default batch: windows adding up to about this many pixels.
@@ -156,13 +156,6 @@ def decide(
     )
 
 
-def window_starts(size: int, window: int, stride: int) -> list[int]:
-    """Start offsets of windows covering ``[0, size)``; the last one ends at ``size``."""
-    if size <= window:
-        return [0]
-    return [*range(0, size - window, stride), size - window]
-
-
 def _stamp(path: Path) -> tuple[int, int] | None:
     try:
         st = path.stat()
@@ -239,8 +232,8 @@ class TrainedSegmenter(Segmenter):
         k = len(self.class_names)
         total = torch.zeros((k, h, w), dtype=torch.float32, device=self.device)
         norm = torch.zeros((h, w), dtype=torch.float32, device=self.device)
-        weight = _blend_weight(wh, ww).to(self.device) if len(boxes) > 1 else None
-        with torch.inference_mode(), self._autocast():
+        weight = blend_weight(wh, ww, self.device) if len(boxes) > 1 else None
+        with torch.inference_mode(), cuda_autocast(self.device):
             for i in range(0, len(boxes), self.batch_size):
                 chunk = boxes[i : i + self.batch_size]
                 batch = torch.stack([x[:, r : r + wh, c : c + ww] for r, c in chunk])
@@ -253,14 +246,6 @@ class TrainedSegmenter(Segmenter):
                         total[:, r : r + wh, c : c + ww] += p * weight
                         norm[r : r + wh, c : c + ww] += weight
         return (total / norm.clamp(min=1e-6)).cpu().numpy()
-
-    def _autocast(self) -> Any:
-        import torch
-
-        if self.device.type == "cuda":
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            return torch.autocast("cuda", dtype=dtype)
-        return contextlib.nullcontext()
 
     def segment(
         self, image: np.ndarray, valid: np.ndarray, query: SegmentationQuery
@@ -283,17 +268,6 @@ class TrainedSegmenter(Segmenter):
             import torch
 
             torch.cuda.empty_cache()
-
-
-def _blend_weight(height: int, width: int) -> Any:
-    """Tent profile with a floor: window centres count more than borders, never 0."""
-    import torch
-
-    def ramp(n: int) -> Any:
-        offset = (torch.arange(n, dtype=torch.float32) + 0.5 - n / 2).abs()
-        return (1 - offset / (n / 2)).clamp(min=0.1)
-
-    return ramp(height)[:, None] * ramp(width)[None, :]
 
 
 def create_trained_segmenter(

@@ -18,8 +18,8 @@ from rs_reasoner.segmenters.open_vocab.prompts import TEMPLATES
 from rs_reasoner.segmenters.open_vocab.training_free import (
     ClipOpenVocabSegmenter,
     guided_filter,
-    window_starts,
 )
+from rs_reasoner.segmenters.windows import window_starts
 from rs_reasoner.weights import WeightSpec
 
 CLASSES = (("building", "roof"), ("water",), ("tree", "forest"))
@@ -45,25 +45,6 @@ def seg(make_tiny) -> ClipOpenVocabSegmenter:
     return ClipOpenVocabSegmenter.from_model(
         model, tokenizer, window=64, stride=32, batch_size=4, templates=TEMPLATES[:4]
     )
-
-
-# ------------------------------------------------------------------ sliding windows
-
-
-@pytest.mark.parametrize(
-    ("size", "expected"),
-    [(64, [0]), (50, [0]), (100, [0, 32, 36]), (128, [0, 32, 64]), (300, None)],
-)
-def test_window_starts_cover_the_extent(size: int, expected: list[int] | None) -> None:
-    starts = window_starts(size, 64, 32)
-    if expected is not None:
-        assert starts == expected
-    covered = np.zeros(max(size, 64), bool)
-    for s in starts:
-        covered[s : s + 64] = True
-    assert covered.all()
-    assert starts[-1] == max(size - 64, 0)
-    assert all(0 < b - a <= 32 for a, b in zip(starts, starts[1:], strict=False))
 
 
 @pytest.mark.parametrize("shape", [(40, 50), (64, 64), (97, 150), (130, 70)])

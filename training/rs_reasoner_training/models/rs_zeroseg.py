@@ -48,6 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rs_reasoner.segmenters.windows import blend_weight, window_starts
+
 log = logging.getLogger(__name__)
 
 ARCH = "rs-zeroseg"
@@ -100,19 +102,6 @@ def backbones_available(config: Mapping[str, Any] | None = None) -> bool:
     except ValueError:  # open_clip knows no Hub copy for the tag
         return False
     return all(is_available(s) for s in specs)
-
-
-def _window_starts(size: int, window: int, stride: int) -> list[int]:
-    if size <= window:
-        return [0]
-    return [*range(0, size - window, stride), size - window]
-
-
-def _tent(window: int, device: torch.device) -> torch.Tensor:
-    # Window centres count more than borders (less context there); never 0.
-    offset = (torch.arange(window, device=device, dtype=torch.float32) + 0.5 - window / 2).abs()
-    ramp = (1 - offset / (window / 2)).clamp(min=0.1)
-    return ramp[:, None] * ramp[None, :]
 
 
 class RSZeroSegModel(nn.Module):
@@ -238,11 +227,11 @@ class RSZeroSegModel(nn.Module):
         stride = max(1, win - win // 4)
         spots = [
             (r, c)
-            for r in _window_starts(hp, win, stride)
-            for c in _window_starts(wp, win, stride)
+            for r in window_starts(hp, win, stride)
+            for c in window_starts(wp, win, stride)
         ]
         b = x.shape[0]
-        weight = _tent(win, x.device)
+        weight = blend_weight(win, win, x.device)
         acc = x.new_zeros(b, len(self.class_names), hp, wp)
         total = x.new_zeros(1, 1, hp, wp)
         per_call = max(1, 16 // b)  # windows per forward pass

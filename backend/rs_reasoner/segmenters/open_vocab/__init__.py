@@ -24,7 +24,6 @@ from rs_reasoner.segmenters.open_vocab.training_free import (
     ClipOpenVocabSegmenter,
     OpenVocabSettings,
     guided_filter,
-    window_starts,
 )
 
 __all__ = [
@@ -45,5 +44,4 @@ __all__ = [
     "select_background",
     "self_correlation_attention",
     "weight_spec_for",
-    "window_starts",
 ]

@@ -26,7 +26,6 @@ the pipeline, not here.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,6 +58,7 @@ from rs_reasoner.segmenters.open_vocab.prompts import (
     ensemble_text_embeddings,
     select_background,
 )
+from rs_reasoner.segmenters.windows import cuda_autocast, window_starts
 from rs_reasoner.weights import WeightSpec, resolve
 
 log = logging.getLogger(__name__)
@@ -68,22 +68,6 @@ _CHECKPOINT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def window_starts(size: int, window: int, stride: int) -> list[int]:
-    """Start offsets of sliding windows covering ``[0, size)``; the last ends at ``size``.
-
-    Args:
-        size: Length to cover (at least ``window``).
-        window: Window length.
-        stride: Step between windows (1..window).
-
-    Returns:
-        Increasing start offsets.
-    """
-    if size <= window:
-        return [0]
-    return [*range(0, size - window, stride), size - window]
 
 
 def _box_sum(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
@@ -387,14 +371,8 @@ class ClipOpenVocabSegmenter(Segmenter):
 
     # -------------------------------------------------------------------- inference
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type != "cuda":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-
     def _encode_classes(self, keys: list[ClassKey]) -> torch.Tensor:
-        with self._autocast():
+        with cuda_autocast(self.device):
             return ensemble_text_embeddings(
                 self.model, self.tokenizer, keys, self.settings.templates, self.device
             )
@@ -455,7 +433,7 @@ class ClipOpenVocabSegmenter(Segmenter):
         for i in range(0, len(spots), s.batch_size):
             batch = spots[i : i + s.batch_size]
             crops = torch.stack([norm[:, y : y + s.window, x : x + s.window] for y, x in batch])
-            with self._autocast():
+            with cuda_autocast(self.device):
                 patches, cls = self.encoder(crops)
             logits = global_bias_logits(patches, cls, text, s.lam)
             logits = F.interpolate(

@@ -27,7 +27,6 @@ segmenter's, for class-wise fusion.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +42,7 @@ from rs_reasoner.segmenters.open_vocab.rs_zeroseg.checkpoint import (
     load_checkpoint,
 )
 from rs_reasoner.segmenters.open_vocab.rs_zeroseg.model import MODEL_NAME, RSZeroSeg
+from rs_reasoner.segmenters.windows import blend_weight, cuda_autocast, window_starts
 
 #: Environment variable naming the checkpoint file when none is passed.
 ENV_CHECKPOINT = "RS_REASONER_RS_ZEROSEG_CHECKPOINT"
@@ -50,20 +50,6 @@ ENV_CHECKPOINT = "RS_REASONER_RS_ZEROSEG_CHECKPOINT"
 
 def _norm_name(name: str) -> str:
     return " ".join(name.lower().split())
-
-
-def window_starts(size: int, window: int, stride: int) -> list[int]:
-    """Start offsets of windows covering ``[0, size)``; the last one ends at ``size``."""
-    if size <= window:
-        return [0]
-    return [*range(0, size - window, stride), size - window]
-
-
-def _blend_weight(window: int, device: torch.device) -> torch.Tensor:
-    # Tent profile with a floor: centres count more than borders, borders never 0.
-    offset = (torch.arange(window, device=device, dtype=torch.float32) + 0.5 - window / 2).abs()
-    ramp = (1 - offset / (window / 2)).clamp(min=0.1)
-    return ramp[:, None] * ramp[None, :]
 
 
 class RSZeroSegSegmenter(Segmenter):
@@ -152,7 +138,7 @@ class RSZeroSegSegmenter(Segmenter):
                 self._known.setdefault(_norm_name(name), i)
         self._known_embeddings = loaded.text_embeddings.to(self.device).float()
         self._cache: dict[tuple[str, ...], torch.Tensor] = {}
-        self._weight = _blend_weight(self.window, self.device)
+        self._weight = blend_weight(self.window, self.window, self.device)
 
     # ------------------------------------------------------------------ text
 
@@ -169,7 +155,7 @@ class RSZeroSegSegmenter(Segmenter):
                 rows.append(self._known_embeddings[known])
                 continue
             if names not in self._cache:
-                with self._autocast():
+                with cuda_autocast(self.device):
                     self._cache[names] = model.encode_classes([names], self.templates)[0].float()
             rows.append(self._cache[names])
         return torch.stack(rows)
@@ -180,12 +166,6 @@ class RSZeroSegSegmenter(Segmenter):
         if self.model is None:
             raise RuntimeError("the segmenter was closed")
         return self.model
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type != "cuda":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
 
     def class_probabilities(
         self, image: np.ndarray, valid: np.ndarray, classes: Sequence[Sequence[str]]
@@ -229,7 +209,7 @@ class RSZeroSegSegmenter(Segmenter):
             for i in range(0, len(spots), self.batch_size):
                 batch = spots[i : i + self.batch_size]
                 crops = torch.stack([norm[:, y : y + win, x : x + win] for y, x in batch])
-                with self._autocast():
+                with cuda_autocast(self.device):
                     logits = model(crops, text, with_alignment=False)["logits"]
                 probs = torch.sigmoid(logits.float())
                 for (y, x), p in zip(batch, probs, strict=True):
