@@ -363,8 +363,10 @@ class ClipOpenVocabSegmenter(Segmenter):
             raise ValueError(f"window {settings.window} is not a multiple of the patch {patch}")
         self.guided_radius = settings.guided_radius or patch
         visual = self.model.visual
-        mean = getattr(visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
-        std = getattr(visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
+        from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+        mean = getattr(visual, "image_mean", None) or OPENAI_DATASET_MEAN
+        std = getattr(visual, "image_std", None) or OPENAI_DATASET_STD
         self._mean = torch.tensor(mean, device=self.device).view(3, 1, 1)
         self._std = torch.tensor(std, device=self.device).view(3, 1, 1)
         self.text_cache = TextEmbeddingCache()

@@ -36,6 +36,7 @@ name can be scored, including ones never seen in training.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -47,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rs_reasoner.errors import MissingWeightsError
+from rs_reasoner.segmenters.open_vocab.clip_dense import weight_spec_for
 from rs_reasoner.segmenters.open_vocab.rs_zeroseg.config import RSZeroSegConfig
 from rs_reasoner.weights import WeightSpec, resolve
 
@@ -56,11 +58,8 @@ Tokenizer = Callable[[list[str]], torch.Tensor]
 
 #: Registry name used in missing-weights messages.
 MODEL_NAME = "rs-zeroseg"
-_OPEN_CLIP_DEFAULT_FILE = "open_clip_pytorch_model.bin"
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
-_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 # ----------------------------------------------------------------------------- weights
@@ -78,23 +77,8 @@ def clip_weight_spec(config: RSZeroSegConfig) -> tuple[WeightSpec, bool]:
     Raises:
         ValueError: open_clip knows no Hub copy for the model and tag.
     """
-    import open_clip
-
-    cfg = open_clip.get_pretrained_cfg(config.clip_model, config.clip_pretrained) or {}
-    hub = cfg.get("hf_hub", "")
-    if not hub:
-        raise ValueError(
-            f"open_clip has no Hub weights for {config.clip_model!r} / "
-            f"{config.clip_pretrained!r}; set clip_checkpoint to a local file."
-        )
-    parts = hub.strip("/").split("/")
-    repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:]) or _OPEN_CLIP_DEFAULT_FILE
-    spec = WeightSpec(
-        repo_id=repo_id,
-        filename=filename,
-        purpose=f"RS-ZeroSeg VLM stream: open_clip {config.clip_model} ({config.clip_pretrained})",
-    )
-    return spec, bool(cfg.get("quick_gelu", False))
+    spec, quick_gelu = weight_spec_for(config.clip_model, config.clip_pretrained)
+    return dataclasses.replace(spec, purpose=f"RS-ZeroSeg VLM stream: {spec.purpose}"), quick_gelu
 
 
 def rs_weight_spec(config: RSZeroSegConfig) -> WeightSpec:
@@ -458,8 +442,10 @@ class RSZeroSeg(nn.Module):
         # Alignment loss: F_MSCAM projected into the text space, contrastive logit scale.
         self.align_proj = nn.Conv2d(config.fine_dim, self.text_dim, 1)
         self.align_logit_scale = nn.Parameter(torch.tensor(math.log(1 / config.align_temperature)))
-        mean = getattr(visual, "image_mean", None) or _CLIP_MEAN
-        std = getattr(visual, "image_std", None) or _CLIP_STD
+        from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+        mean = getattr(visual, "image_mean", None) or OPENAI_DATASET_MEAN
+        std = getattr(visual, "image_std", None) or OPENAI_DATASET_STD
         self.register_buffer("clip_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("clip_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.register_buffer(
