@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from rs_reasoner.schemas import Mode
+from rs_reasoner.segmenters.hub_weights import (
+    DINOV2_SMALL_WEIGHTS,
+    OPENAI_VIT_B16_WEIGHTS,
+    PROMPTER_WEIGHTS,
+    REMOTECLIP_VIT_L14_WEIGHTS,
+    sam_weights,
+)
 from rs_reasoner.segmenters.registry import ModelSpec, register
-from rs_reasoner.weights import WeightSpec
 
-# Literals, not imported from the model modules: listing models must not load torch.
-_CLIP_B16 = WeightSpec(
-    repo_id="timm/vit_base_patch16_clip_224.openai",
-    filename="open_clip_pytorch_model.bin",
-    purpose="OpenAI CLIP ViT-B/16 (open_clip format)",
-)
-_DINOV2_SMALL = WeightSpec(
-    repo_id="facebook/dinov2-small",
-    purpose="DINOv2-small (RS-ZeroSeg remote-sensing stream)",
-    allow_patterns=("config.json", "model.safetensors"),
-)
+_SAM_SMALL = sam_weights("small")
+_RS_ZEROSEG = (OPENAI_VIT_B16_WEIGHTS, DINOV2_SMALL_WEIGHTS)
 
 register(
     ModelSpec(
@@ -37,9 +34,7 @@ register(
             "self-correlation attention, global-bias removal, guided upsampling."
         ),
         factory="rs_reasoner.segmenters.open_vocab.training_free:ClipOpenVocabSegmenter",
-        weights=(
-            _CLIP_B16,
-        ),
+        weights=(OPENAI_VIT_B16_WEIGHTS,),
         default_for=(Mode.open_vocabulary,),
         priority=50,
     )
@@ -54,19 +49,10 @@ register(
             "(RS_REASONER_RS_ZEROSEG_CHECKPOINT)."
         ),
         factory="rs_reasoner.segmenters.open_vocab.rs_zeroseg.segmenter:RSZeroSegSegmenter",
-        weights=(
-            _CLIP_B16,
-            _DINOV2_SMALL,
-        ),
+        weights=_RS_ZEROSEG,
         # Not a default: it is useless without a checkpoint trained for the user's classes.
         priority=40,
     )
-)
-_PROMPTER_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.jinja")
-_SAM_SMALL = WeightSpec(
-    repo_id="facebook/sam2.1-hiera-small",
-    filename="sam2.1_hiera_small.pt",
-    purpose="SAM 2.1 hiera-small",
 )
 register(
     ModelSpec(
@@ -77,14 +63,7 @@ register(
             "(hiera-small) with boxes and points."
         ),
         factory="rs_reasoner.segmenters.reasoning.segmenter:ReasoningSegmenter",
-        weights=(
-            WeightSpec(
-                repo_id="RicardoString/Think2Seg-RS-3B",
-                purpose="Think2Seg-RS prompter (Qwen2.5-VL-3B, GRPO on EarthReason)",
-                allow_patterns=_PROMPTER_PATTERNS,
-            ),
-            _SAM_SMALL,
-        ),
+        weights=(PROMPTER_WEIGHTS["think2seg-rs-3b"], _SAM_SMALL),
         default_for=(Mode.reasoning,),
         priority=50,
     )
@@ -95,14 +74,7 @@ register(
         modes=(Mode.reasoning,),
         description="Think2Seg-RS with the Qwen2.5-VL-7B prompter (more GPU memory, slower).",
         factory="rs_reasoner.segmenters.reasoning.segmenter:think2seg_rs_7b",
-        weights=(
-            WeightSpec(
-                repo_id="RicardoString/Think2Seg-RS-7B",
-                purpose="Think2Seg-RS prompter (Qwen2.5-VL-7B, GRPO on EarthReason)",
-                allow_patterns=_PROMPTER_PATTERNS,
-            ),
-            _SAM_SMALL,
-        ),
+        weights=(PROMPTER_WEIGHTS["think2seg-rs-7b"], _SAM_SMALL),
         priority=40,
     )
 )
@@ -115,10 +87,7 @@ register(
             "a class one of them misses is kept (rule: options.fusion_rule)."
         ),
         factory="rs_reasoner.segmenters.open_vocab.fused:rs_zeroseg_with_clip",
-        weights=(
-            _CLIP_B16,
-            _DINOV2_SMALL,
-        ),
+        weights=_RS_ZEROSEG,
         priority=30,
     )
 )
@@ -131,13 +100,7 @@ register(
             "ViT-L/14 (CLIP fine-tuned on remote-sensing image-text pairs)."
         ),
         factory="rs_reasoner.segmenters.open_vocab.training_free:remoteclip_segmenter",
-        weights=(
-            WeightSpec(
-                repo_id="chendelong/RemoteCLIP",
-                filename="RemoteCLIP-ViT-L-14.pt",
-                purpose="RemoteCLIP ViT-L/14 (remote-sensing CLIP, open_clip state dict)",
-            ),
-        ),
+        weights=(REMOTECLIP_VIT_L14_WEIGHTS,),
         priority=45,
     )
 )

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from rs_reasoner.segmenters.hub_weights import OPENAI_VIT_B16_WEIGHTS
 from rs_reasoner.segmenters.open_vocab.clip_dense import (
-    OPENAI_VIT_B16_WEIGHTS,
     DenseClipEncoder,
     global_bias_logits,
     self_correlation_attention,

@@ -17,7 +17,7 @@ from pyproj import CRS
 
 from rs_reasoner.cli import main
 from rs_reasoner.segmenters import registry
-from rs_reasoner.segmenters.open_vocab.clip_dense import OPENAI_VIT_B16_WEIGHTS
+from rs_reasoner.segmenters.hub_weights import OPENAI_VIT_B16_WEIGHTS
 from tests.backend.test_service_http import start_backend, stop_backend, submit, wait_job
 
 CLASSES = {"buildings", "roads", "water"}
@@ -74,7 +74,7 @@ def test_registered_weights_match_the_model_module() -> None:
 
 def test_remoteclip_is_registered_and_missing_weights_name_it(empty_hub_cache: Path) -> None:
     from rs_reasoner.errors import MissingWeightsError
-    from rs_reasoner.segmenters.open_vocab.clip_dense import REMOTECLIP_VIT_L14_WEIGHTS
+    from rs_reasoner.segmenters.hub_weights import REMOTECLIP_VIT_L14_WEIGHTS
 
     spec = registry.get_spec("remoteclip-openvocab")
     assert spec.weights == (REMOTECLIP_VIT_L14_WEIGHTS,)

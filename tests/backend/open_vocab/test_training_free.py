@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from rs_reasoner.errors import InvalidRequestError, MissingWeightsError
 from rs_reasoner.schemas import Mode
 from rs_reasoner.segmenters.base import SegmentationQuery
-from rs_reasoner.segmenters.open_vocab.clip_dense import OPENAI_VIT_B16_WEIGHTS
+from rs_reasoner.segmenters.hub_weights import OPENAI_VIT_B16_WEIGHTS
 from rs_reasoner.segmenters.open_vocab.prompts import TEMPLATES
 from rs_reasoner.segmenters.open_vocab.training_free import (
     ClipOpenVocabSegmenter,

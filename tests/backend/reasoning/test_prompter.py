@@ -9,11 +9,8 @@ from typing import Any
 import pytest
 
 from rs_reasoner.errors import MissingWeightsError
-from rs_reasoner.segmenters.reasoning.prompter import (
-    PROMPTER_WEIGHTS,
-    QwenPrompter,
-    prompter_weights,
-)
+from rs_reasoner.segmenters.hub_weights import PROMPTER_WEIGHTS
+from rs_reasoner.segmenters.reasoning.prompter import QwenPrompter, prompter_weights
 from rs_reasoner.segmenters.reasoning.template import (
     MAX_QUERY_CHARS,
     MODEL_SIZE,

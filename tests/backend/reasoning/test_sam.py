@@ -8,14 +8,10 @@ import numpy as np
 import pytest
 
 from rs_reasoner.errors import MissingWeightsError
+from rs_reasoner.segmenters.hub_weights import SAM_VARIANTS, sam_weights
 from rs_reasoner.segmenters.reasoning.geometry import ModelFrame, Window
 from rs_reasoner.segmenters.reasoning.parser import ObjectPrompt
-from rs_reasoner.segmenters.reasoning.sam import (
-    SAM_VARIANTS,
-    SamRefiner,
-    build_sam2_model,
-    sam_weights,
-)
+from rs_reasoner.segmenters.reasoning.sam import SamRefiner, build_sam2_model
 from tests.backend.reasoning.helpers import BoxPredictor, SpyPredictor
 from tests.backend.reasoning.tiny_models import random_image
 

@@ -15,14 +15,14 @@ from rs_reasoner.pipeline import SegmentationPipeline
 from rs_reasoner.schemas import Mode, SegmentRequest
 from rs_reasoner.segmenters import registry
 from rs_reasoner.segmenters.base import SegmentationQuery, TileResult
+from rs_reasoner.segmenters.hub_weights import PROMPTER_WEIGHTS, sam_weights
 from rs_reasoner.segmenters.reasoning import ReasoningSegmenter
 from rs_reasoner.segmenters.reasoning.geometry import ModelFrame, Window
-from rs_reasoner.segmenters.reasoning.prompter import PROMPTER_WEIGHTS, QwenPrompter
+from rs_reasoner.segmenters.reasoning.prompter import QwenPrompter
 from rs_reasoner.segmenters.reasoning.sam import (
     ObjectMask,
     SamRefiner,
     build_sam2_model,
-    sam_weights,
 )
 from rs_reasoner.segmenters.reasoning.segmenter import compose_masks
 from tests.backend.reasoning.helpers import BoxPredictor, FixedPrompter, SpyPredictor, box_mask

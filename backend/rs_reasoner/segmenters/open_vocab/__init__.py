@@ -1,7 +1,7 @@
 """Training-free open-vocabulary segmentation with CLIP (SegEarth-OV style) and fusion."""
 
+from rs_reasoner.segmenters.hub_weights import OPENAI_VIT_B16_WEIGHTS
 from rs_reasoner.segmenters.open_vocab.clip_dense import (
-    OPENAI_VIT_B16_WEIGHTS,
     DenseClipEncoder,
     create_open_clip,
     global_bias_logits,

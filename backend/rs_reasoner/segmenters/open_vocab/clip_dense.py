@@ -39,19 +39,6 @@ log = logging.getLogger(__name__)
 ClsSource = Literal["dense", "global"]
 Tokenizer = Callable[[list[str]], torch.Tensor]
 
-#: Default weights: OpenAI CLIP ViT-B/16 in open_clip format on the Hub (the file
-#: open_clip itself fetches for ``create_model("ViT-B-16", pretrained="openai")``).
-OPENAI_VIT_B16_WEIGHTS = WeightSpec(
-    repo_id="timm/vit_base_patch16_clip_224.openai",
-    filename="open_clip_pytorch_model.bin",
-    purpose="OpenAI CLIP ViT-B/16 (open_clip format)",
-)
-#: RemoteCLIP ViT-L/14 (Liu et al. 2024), a plain open_clip state dict, no QuickGELU.
-REMOTECLIP_VIT_L14_WEIGHTS = WeightSpec(
-    repo_id="chendelong/RemoteCLIP",
-    filename="RemoteCLIP-ViT-L-14.pt",
-    purpose="RemoteCLIP ViT-L/14 (remote-sensing CLIP, open_clip state dict)",
-)
 _OPEN_CLIP_DEFAULT_FILE = "open_clip_pytorch_model.bin"
 
 

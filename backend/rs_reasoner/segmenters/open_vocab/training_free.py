@@ -39,9 +39,8 @@ from torch import nn
 
 from rs_reasoner.errors import MissingWeightsError
 from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
+from rs_reasoner.segmenters.hub_weights import OPENAI_VIT_B16_WEIGHTS, REMOTECLIP_VIT_L14_WEIGHTS
 from rs_reasoner.segmenters.open_vocab.clip_dense import (
-    OPENAI_VIT_B16_WEIGHTS,
-    REMOTECLIP_VIT_L14_WEIGHTS,
     ClsSource,
     DenseClipEncoder,
     Tokenizer,

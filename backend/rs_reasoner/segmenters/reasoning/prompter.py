@@ -21,38 +21,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from rs_reasoner.segmenters.hub_weights import DEFAULT_PROMPTER, PROMPTER_WEIGHTS
 from rs_reasoner.segmenters.reasoning.template import MODEL_SIZE, build_messages
 from rs_reasoner.weights import WeightSpec, resolve
 
 log = logging.getLogger(__name__)
 
-#: Files a Qwen2.5-VL snapshot needs (weights, configs, tokenizer, chat template).
-SNAPSHOT_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.jinja")
-
-#: Selectable prompter weights.
-PROMPTER_WEIGHTS: dict[str, WeightSpec] = {
-    "think2seg-rs-3b": WeightSpec(
-        repo_id="RicardoString/Think2Seg-RS-3B",
-        purpose="Think2Seg-RS prompter (Qwen2.5-VL-3B, GRPO on EarthReason)",
-        allow_patterns=SNAPSHOT_PATTERNS,
-    ),
-    "think2seg-rs-7b": WeightSpec(
-        repo_id="RicardoString/Think2Seg-RS-7B",
-        purpose="Think2Seg-RS prompter (Qwen2.5-VL-7B, GRPO on EarthReason)",
-        allow_patterns=SNAPSHOT_PATTERNS,
-    ),
-    "qwen2.5-vl-3b": WeightSpec(
-        repo_id="Qwen/Qwen2.5-VL-3B-Instruct",
-        purpose="Qwen2.5-VL-3B-Instruct (base model, not fine-tuned for prompting SAM)",
-        allow_patterns=SNAPSHOT_PATTERNS,
-    ),
-    "qwen2.5-vl-7b": WeightSpec(
-        repo_id="Qwen/Qwen2.5-VL-7B-Instruct",
-        purpose="Qwen2.5-VL-7B-Instruct (base model, not fine-tuned for prompting SAM)",
-        allow_patterns=SNAPSHOT_PATTERNS,
-    ),
-}
-DEFAULT_PROMPTER = "think2seg-rs-3b"
 #: Generation budget; training used 1024 completion tokens, typical answers are 100-400.
 DEFAULT_MAX_NEW_TOKENS = 1024
 

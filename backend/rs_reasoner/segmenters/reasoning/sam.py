@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rs_reasoner.segmenters.hub_weights import DEFAULT_SAM_VARIANT, sam_variant, sam_weights
 from rs_reasoner.segmenters.reasoning.geometry import (
     CROP_MARGIN,
     CROP_MAX_SIDE,
@@ -29,58 +30,9 @@ from rs_reasoner.segmenters.reasoning.geometry import (
     plan_windows,
 )
 from rs_reasoner.segmenters.reasoning.parser import ObjectPrompt
-from rs_reasoner.weights import WeightSpec, resolve
+from rs_reasoner.weights import resolve
 
 log = logging.getLogger(__name__)
-
-#: variant → (packaged sam2 config, Hub repo, checkpoint file).
-SAM_VARIANTS: dict[str, tuple[str, str, str]] = {
-    "tiny": (
-        "configs/sam2.1/sam2.1_hiera_t.yaml",
-        "facebook/sam2.1-hiera-tiny",
-        "sam2.1_hiera_tiny.pt",
-    ),
-    "small": (
-        "configs/sam2.1/sam2.1_hiera_s.yaml",
-        "facebook/sam2.1-hiera-small",
-        "sam2.1_hiera_small.pt",
-    ),
-    "base_plus": (
-        "configs/sam2.1/sam2.1_hiera_b+.yaml",
-        "facebook/sam2.1-hiera-base-plus",
-        "sam2.1_hiera_base_plus.pt",
-    ),
-    "large": (
-        "configs/sam2.1/sam2.1_hiera_l.yaml",
-        "facebook/sam2.1-hiera-large",
-        "sam2.1_hiera_large.pt",
-    ),
-}
-#: The paper's choice: hiera-small beat larger SAMs on semantic-level targets.
-DEFAULT_SAM_VARIANT = "small"
-
-
-def sam_weights(variant: str = DEFAULT_SAM_VARIANT) -> WeightSpec:
-    """The checkpoint a SAM 2.1 variant needs.
-
-    Args:
-        variant: ``tiny``, ``small``, ``base_plus`` or ``large``.
-
-    Returns:
-        Its weight spec (one ``.pt`` file on the Hub).
-    """
-    _, repo, filename = _variant(variant)
-    return WeightSpec(repo_id=repo, filename=filename, purpose=f"SAM 2.1 hiera-{variant}")
-
-
-def _variant(variant: str) -> tuple[str, str, str]:
-    try:
-        return SAM_VARIANTS[variant]
-    except KeyError:
-        raise ValueError(
-            f"unknown SAM 2.1 variant {variant!r}; choose one of {', '.join(SAM_VARIANTS)}"
-        ) from None
-
 
 def build_sam2_model(
     variant: str, checkpoint: str | None, device: str, image_size: int = 1024
@@ -99,7 +51,7 @@ def build_sam2_model(
     """
     from sam2.build_sam import build_sam2
 
-    config, _, _ = _variant(variant)
+    config, _, _ = sam_variant(variant)
     overrides = [] if image_size == 1024 else [f"++model.image_size={image_size}"]
     return build_sam2(config, checkpoint, device=device, hydra_overrides_extra=overrides)
 

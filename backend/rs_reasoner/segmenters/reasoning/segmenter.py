@@ -26,23 +26,21 @@ import numpy as np
 from scipy.special import expit
 
 from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
+from rs_reasoner.segmenters.hub_weights import DEFAULT_PROMPTER, DEFAULT_SAM_VARIANT, sam_weights
 from rs_reasoner.segmenters.reasoning.geometry import ModelFrame, make_overview
 from rs_reasoner.segmenters.reasoning.parser import ParsedAnswer, parse_answer
 from rs_reasoner.segmenters.reasoning.prompter import (
     DEFAULT_MAX_NEW_TOKENS,
-    DEFAULT_PROMPTER,
     GenerationStats,
     Prompter,
     QwenPrompter,
 )
 from rs_reasoner.segmenters.reasoning.prompter import prompter_weights as prompter_spec
 from rs_reasoner.segmenters.reasoning.sam import (
-    DEFAULT_SAM_VARIANT,
     ObjectMask,
     SamRefiner,
     SamStats,
     build_sam2_model,
-    sam_weights,
 )
 from rs_reasoner.weights import resolve
 

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rs_reasoner.errors import MissingWeightsError
+from rs_reasoner.segmenters.hub_weights import DINOV2_SMALL_WEIGHTS
 from rs_reasoner.segmenters.open_vocab.clip_dense import weight_spec_for
 from rs_reasoner.segmenters.open_vocab.rs_zeroseg.config import RSZeroSegConfig
 from rs_reasoner.weights import WeightSpec, resolve
@@ -83,11 +84,7 @@ def clip_weight_spec(config: RSZeroSegConfig) -> tuple[WeightSpec, bool]:
 
 def rs_weight_spec(config: RSZeroSegConfig) -> WeightSpec:
     """Hub snapshot of the remote-sensing stream (a transformers DINOv2 repo)."""
-    return WeightSpec(
-        repo_id=config.rs_model,
-        purpose="RS-ZeroSeg remote-sensing stream (DINOv2)",
-        allow_patterns=("config.json", "model.safetensors"),
-    )
+    return dataclasses.replace(DINOV2_SMALL_WEIGHTS, repo_id=config.rs_model)
 
 
 def weight_specs(config: RSZeroSegConfig | None = None) -> tuple[WeightSpec, ...]:
