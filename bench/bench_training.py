@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import statistics
 import sys
@@ -40,6 +39,7 @@ from typing import Any
 
 import torch
 
+from rs_reasoner.atomic import write_text_atomic
 from rs_reasoner_training.api import train_model
 from rs_reasoner_training.data.folder import dubai_training_data
 
@@ -192,19 +192,6 @@ def table(results: dict[str, Any], seeds: list[int], key: str) -> str:
     return "\n".join(lines)
 
 
-def write_json(obj: Any, path: Path) -> None:
-    """Write JSON atomically (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the grid, print the tables, write JSON."""
     args = parse_args(argv)
@@ -237,18 +224,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"total {elapsed / 60:.1f} min on {platform.processor() or platform.machine()}")
     if args.out:
         options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-        write_json(
-            {
-                "options": options,
-                "verifier": verifier_text,
-                "held_out_images": held_out,
-                "results": results,
-                "seconds": round(elapsed, 1),
-                "torch": torch.__version__,
-                "device": args.device,
-            },
-            args.out,
-        )
+        summary = {
+            "options": options,
+            "verifier": verifier_text,
+            "held_out_images": held_out,
+            "results": results,
+            "seconds": round(elapsed, 1),
+            "torch": torch.__version__,
+            "device": args.device,
+        }
+        write_text_atomic(args.out, json.dumps(summary, indent=1))
         print(f"wrote {args.out}")
     return 0
 

@@ -27,22 +27,14 @@ import torch
 from torch import nn
 
 from rs_reasoner.errors import InvalidRequestError
-from rs_reasoner_training.checkpoint import load_trained_model
 from rs_reasoner_training.data.dataset import TrainingData
-from rs_reasoner_training.loop import ProgressFn, TrainConfig, TrainResult, resolve_device, train
+from rs_reasoner_training.loop import ProgressFn, TrainConfig, TrainResult, train
 from rs_reasoner_training.models import UNet
-from rs_reasoner_training.purify import ModelVerifier
 from rs_reasoner_training.verifiers import VerifierChoice, VerifierPlan, plan_verifier
 
 MODEL_CHOICES = ("auto", "rs-zeroseg", "unet")
 #: Share of the progress bar (and of a time budget) given to stage 1 of two-stage runs.
 _STAGE1_SHARE = 1 / 3
-
-
-def load_verifier(path: str | os.PathLike[str], device: str = "auto") -> ModelVerifier:
-    """A frozen model from a ``best.pt`` as VLM-PP verifier (e.g. a supervised-only run)."""
-    model, names, _ = load_trained_model(path, map_location=resolve_device(device))
-    return ModelVerifier(model, names)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,7 +177,6 @@ def train_model(
     base_channels: int = 32,
     depth: int = 4,
     verifier: VerifierChoice = "auto",
-    verifier_checkpoint: str | os.PathLike[str] | None = None,
     verifier_epochs: int | None = None,
     callback: ProgressFn | None = None,
     cancel: threading.Event | None = None,
@@ -204,7 +195,6 @@ def train_model(
         base_channels: U-Net width.
         depth: U-Net downsamplings.
         verifier: VLM-PP verifier choice (bool, name, ``checkpoint:<path>``, object).
-        verifier_checkpoint: Shortcut for ``verifier="checkpoint:<path>"``.
         verifier_epochs: Epochs of stage 1 in two-stage runs (default: ``epochs``).
         callback: ``callback(stage, fraction, message)``.
         cancel: Event that stops training (raises ``JobCancelled``).
@@ -235,8 +225,7 @@ def train_model(
     if not semi:
         plan = VerifierPlan("none", "none (no unlabelled tiles are used)")
     else:
-        wanted = f"checkpoint:{verifier_checkpoint}" if verifier_checkpoint else verifier
-        plan = plan_verifier(wanted, cfg.device, prompts)
+        plan = plan_verifier(verifier, cfg.device, prompts)
     report("preparing", 0.0, f"model: {choice.description}; verifier: {plan.description}")
 
     start, share = 0.0, 1.0
@@ -260,7 +249,7 @@ def train_model(
             callback=_stage_callback(report, 0.0, _STAGE1_SHARE, label, final=False),
             cancel=cancel,
         )
-        active = load_verifier(result1.best_path, cfg.device)
+        active = plan_verifier(Path(result1.best_path), cfg.device).verifier
         plan = dataclasses.replace(
             plan, description=f"{plan.description}: {result1.best_path}", verifier=active
         )

@@ -27,8 +27,6 @@ import copy
 import json
 import logging
 import math
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from rs_reasoner.atomic import write_text_atomic
 from rs_reasoner.errors import JobCancelled
 from rs_reasoner_training.augment import (
     apply_cutmix,
@@ -280,13 +279,6 @@ def _score(cm: torch.Tensor, class_names: list[str]) -> dict[str, Any]:
         "pixel_accuracy": _finite(pixel_accuracy(cm)),
         "iou": {n: _finite(v) for n, v in zip(class_names, iou, strict=True)},
     }
-
-
-def _write_json(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 class _Stats:
@@ -562,7 +554,10 @@ def train(
             },
             last_path,
         )
-        _write_json({"class_names": class_names, "history": history}, out / "history.json")
+        write_text_atomic(
+            out / "history.json",
+            json.dumps({"class_names": class_names, "history": history}, indent=1),
+        )
         line = _epoch_line(metrics, config.epochs)
         log.info(line)
         if config.progress_bar:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -197,7 +196,6 @@ class TrainedSegmenter(Segmenter):
         model, classes, meta = load_trained_model(self.checkpoint, map_location=self.device)
         self.model = model
         self.class_names: list[str] = list(classes)
-        self.meta: dict[str, Any] = meta
         trained_tile = (meta.get("data") or {}).get("tile_size")
         self.window = int(window or max(int(trained_tile or 0), _DEFAULT_WINDOW))
         self.stride = max(1, round(self.window * (1 - overlap)))

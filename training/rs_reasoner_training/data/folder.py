@@ -40,8 +40,6 @@ DUBAI_COLOURS: dict[str, str] = {
     "Vegetation": "#FEDD3A",
     "Water": "#E2A929",
 }
-#: Dubai "Unlabeled" colour, read as ignore.
-DUBAI_IGNORE = ("#9B9B9B",)
 
 
 def hex_rgb(colour: str | Sequence[int]) -> tuple[int, int, int]:

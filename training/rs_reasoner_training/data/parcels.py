@@ -370,16 +370,9 @@ def grid_bounds(transform: Affine, shape: tuple[int, int]) -> tuple[float, float
     return min(xs), min(ys), max(xs), max(ys)
 
 
-def class_pixel_counts(label: np.ndarray, num_classes: int) -> np.ndarray:
-    """Pixels per class id in a label map (ignore excluded)."""
-    counts = np.bincount(label[label != IGNORE_INDEX].ravel(), minlength=num_classes)
-    return counts[:num_classes]
-
-
 __all__ = [
     "MAX_CLASSES",
     "ParcelLayer",
-    "class_pixel_counts",
     "grid_bounds",
     "label_raster",
     "load_parcels",

@@ -12,11 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 #: Side of the square image the prompter sees; its answers are pixel coordinates in it.
+#: 840 = 30 x 28 (Qwen2.5-VL's 14 px patch, 2x2 merged): a 30x30 grid of 900 image tokens.
 MODEL_SIZE = 840
-
-#: Qwen2.5-VL's vision patch (14 px) times its 2x2 token merge: image sides must be
-#: multiples of this, and 840 = 30 * 28 gives a 30x30 grid of 900 image tokens.
-VISION_FACTOR = 28
 
 #: Longest query accepted into the prompt (characters); longer ones are cut.
 MAX_QUERY_CHARS = 2000

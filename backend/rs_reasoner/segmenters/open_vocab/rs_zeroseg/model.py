@@ -662,9 +662,3 @@ class RSZeroSeg(nn.Module):
 
     def extra_repr(self) -> str:
         return f"clip={self.config.clip_model}, rs={self.config.rs_model}"
-
-    def describe(self) -> dict[str, Any]:
-        """Parameter counts (total / trainable) for logs and reports."""
-        total = sum(p.numel() for p in self.parameters())
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        return {"parameters": total, "trainable": trainable}
