@@ -175,6 +175,14 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     trn.add_argument(
         "--tile-size", type=int, default=256, help="training tile side in pixels (default: 256)"
     )
+    trn.add_argument(
+        "--bands", nargs="+", type=int, help="1 or 3 band numbers used as R G B (segment with "
+        "the same --bands later)",
+    )
+    trn.add_argument(
+        "--resolution", type=float, help="training ground resolution (map units/px; default: "
+        "the raster's own; segment with the same --resolution later)",
+    )
     trn.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     trn.add_argument("--seed", type=int, default=0, help="seed of split and training (default: 0)")
     trn.add_argument(
@@ -229,6 +237,8 @@ def _train(args: argparse.Namespace) -> int:
         background=args.background,
         val_fraction=args.val_fraction,
         seed=args.seed,
+        bands=args.bands,
+        resolution=args.resolution,
     )
     check_train_request(request, request.raster)
     options = check_options(_parse_options(args.train_option))
@@ -287,8 +297,11 @@ def _train(args: argparse.Namespace) -> int:
             + ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in per_class.items())
         )
     print(f"saved: {folder / trained_models.BEST}")
+    same = (f" --bands {' '.join(map(str, args.bands))}" if args.bands else "") + (
+        f" --resolution {args.resolution:g}" if args.resolution else ""
+    )
     print(
-        f"use it: rs-reasoner segment {shlex.quote(str(args.raster))} --model {name} "
+        f"use it: rs-reasoner segment {shlex.quote(str(args.raster))} --model {name}{same} "
         f'--query "{", ".join(classes)}" --out polygons.gpkg'
     )
     return 0

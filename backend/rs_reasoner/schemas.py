@@ -47,20 +47,30 @@ class Extent(BaseModel):
         return self
 
 
+_BANDS_HELP = (
+    "1-based band indexes to use as R,G,B (1 or 3 bands). Default: bands whose colour "
+    "interpretation is RGB, else the first three; a single band is replicated."
+)
+_RESOLUTION_HELP = "Target ground resolution in raster CRS units per pixel."
+
+
+def _valid_bands(v: list[int] | None) -> list[int] | None:
+    if v is None:
+        return v
+    if len(v) not in (1, 3):
+        raise ValueError(f"give 1 or 3 bands, not {len(v)}")
+    if any(b < 1 for b in v):
+        raise ValueError("band indexes start at 1")
+    return v
+
+
 class SegmentOptions(BaseModel):
     """Knobs of one segmentation run. Distances and areas are in the raster CRS's units."""
 
     model_config = ConfigDict(extra="forbid")
 
-    bands: list[int] | None = Field(
-        None,
-        description="1-based band indexes to use as R,G,B (1 or 3 bands). "
-        "Default: bands whose colour interpretation is RGB, else the first three; "
-        "a single band is replicated.",
-    )
-    resolution: float | None = Field(
-        None, gt=0, description="Target ground resolution in raster CRS units per pixel."
-    )
+    bands: list[int] | None = Field(None, description=_BANDS_HELP)
+    resolution: float | None = Field(None, gt=0, description=_RESOLUTION_HELP)
     score_threshold: float = Field(0.5, ge=0.0, le=1.0)
     min_area: float = Field(0.0, ge=0.0, description="Drop smaller polygons (map units²).")
     simplify: float = Field(0.0, ge=0.0, description="Simplification tolerance (map units).")
@@ -83,13 +93,7 @@ class SegmentOptions(BaseModel):
     @field_validator("bands")
     @classmethod
     def _bands(cls, v: list[int] | None) -> list[int] | None:
-        if v is None:
-            return v
-        if len(v) not in (1, 3):
-            raise ValueError(f"give 1 or 3 bands, not {len(v)}")
-        if any(b < 1 for b in v):
-            raise ValueError("band indexes start at 1")
-        return v
+        return _valid_bands(v)
 
     @model_validator(mode="after")
     def _overlap(self) -> SegmentOptions:
@@ -177,6 +181,17 @@ class TrainRequest(BaseModel):
         0.2, ge=0.0, lt=1.0, description="Fraction of parcels held out for validation (0: none)."
     )
     seed: int = Field(0, ge=0, description="Seed of the split, label budget and training.")
+    bands: list[int] | None = Field(
+        None, description=_BANDS_HELP + " Segment with the same bands later."
+    )
+    resolution: float | None = Field(
+        None, gt=0, description=_RESOLUTION_HELP + " Default: the raster's own."
+    )
+
+    @field_validator("bands")
+    @classmethod
+    def _bands(cls, v: list[int] | None) -> list[int] | None:
+        return _valid_bands(v)
 
     @field_validator("labels", "class_field")
     @classmethod

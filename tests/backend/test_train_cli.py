@@ -8,6 +8,7 @@ from pathlib import Path
 import geopandas as gpd
 import pytest
 import shapely
+import torch
 
 from rs_reasoner import trained_models
 from rs_reasoner.cli import main
@@ -129,6 +130,26 @@ def test_train_option_and_name_errors(run, capsys) -> None:
         assert main(train_args(raster, labels, *extra)) == 2, extra
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_bands_and_resolution_are_trained_on_recorded_and_repeated(trained, capsys) -> None:
+    args = train_args(trained["raster"], trained["labels"], "--name", "swapped")
+    assert main([*args, "--bands", "3", "2", "1", "--resolution", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "--model swapped --bands 3 2 1 --resolution 0.2 --query" in out
+    info = json.loads((Path(trained["tmp"]) / "models" / "swapped" / "model.json").read_text())
+    assert info["bands"] == [3, 2, 1] and info["resolution"] == 0.2
+    data = torch.load(Path(trained["tmp"]) / "models" / "swapped" / "best.pt")["data"]
+    assert data["bands"] == [3, 2, 1] and data["scale"] == pytest.approx(2.0)  # 10 cm → 20 cm
+    # Resuming the model with other bands would mix inputs: refused, with a hint.
+    assert main([*args, "--bands", "1", "2", "3", "--resolution", "0.2"]) == 2
+    assert "trained on other data" in capsys.readouterr().err
+    # A band the raster does not have is an error with a hint, before any training.
+    assert main([*train_args(trained["raster"], trained["labels"], "--name", "bad-band"),
+                 "--bands", "7", "2", "1"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "\nhint: " in err and "Traceback" not in err
+    assert not (Path(trained["tmp"]) / "models" / "bad-band").exists()
 
 
 def test_time_budget_before_the_first_epoch_is_an_error_not_a_model(trained, capsys) -> None:

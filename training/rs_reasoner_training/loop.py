@@ -628,7 +628,8 @@ def _micro_step(
 
 def _fingerprint(summary: dict[str, Any]) -> dict[str, Any]:
     """The parts of a data summary that must match to resume (counts, not paths)."""
-    return {k: summary.get(k) for k in ("source", "tile_size", "parcels", "tiles", "images")}
+    keys = ("source", "tile_size", "bands", "scale", "parcels", "tiles", "images")
+    return {k: summary.get(k) for k in keys}
 
 
 def _epoch_line(m: dict[str, Any], epochs: int) -> str:

@@ -409,7 +409,7 @@ def test_segmenter_needs_a_checkpoint(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.delenv(ENV_CHECKPOINT, raising=False)
     with pytest.raises(MissingWeightsError) as info:
         RSZeroSegSegmenter()
-    assert ENV_CHECKPOINT in info.value.hint and "Train" in info.value.hint
+    assert ENV_CHECKPOINT in info.value.hint and "rs-reasoner train" in info.value.hint
     monkeypatch.setenv(ENV_CHECKPOINT, str(tmp_path / "missing.pt"))
     with pytest.raises(ckpt.CheckpointError, match="does not exist"):
         RSZeroSegSegmenter()

@@ -428,6 +428,8 @@ def parcel_training_data(
         "source": "parcels",
         "raster": path,
         "tile_size": tile_size,
+        "bands": list(reader.bands),
+        "scale": float(reader.scale),  # working pixel / raster pixel (the resolution)
         "parcels": {
             "train": int((plan.parcel_role == TRAIN).sum()),
             "val": int((plan.parcel_role == VAL).sum()),

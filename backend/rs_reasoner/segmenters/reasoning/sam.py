@@ -3,8 +3,9 @@
 SAM runs on full-resolution crops of the extent around the objects (zoom-in refinement,
 see :func:`~rs_reasoner.segmenters.reasoning.geometry.plan_windows`), not on the 840²
 overview the prompter saw, so a 10,000 px extent still gets edges at (about) native pixel
-accuracy for objects up to ~800 px; larger objects get a crop SAM downsamples to 1024², so
-their edge accuracy is about crop side / 1024 pixels. One image encoding per crop, one
+accuracy for objects up to ~730 px (box + 20 % context per side within 1024 px); larger
+objects get a crop SAM downsamples to 1024², so their edge accuracy is about crop side /
+1024 pixels. One image encoding per crop, one
 mask decode per object (``multimask_output=False``: box + two points are unambiguous).
 """
 

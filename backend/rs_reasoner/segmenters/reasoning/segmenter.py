@@ -9,8 +9,8 @@ Limits: the prompter sees at most 840x840 pixels of the extent, so objects small
 about ``extent side / 840 * 10`` pixels are hard for it to see (choose a smaller extent
 or a finer zoom for small targets); extents far from square are squeezed into the square
 overview (the model was trained on square images), which degrades its boxes beyond about
-3:1; SAM edges are native-resolution for objects up to ~800 px and about
-``object side / 1024`` px beyond (see :mod:`.sam`); at most ``MAX_OBJECTS`` objects.
+3:1; SAM edges are native-resolution for objects up to ~730 px and about
+``1.4 x object side / 1024`` px beyond (see :mod:`.sam`); at most ``MAX_OBJECTS`` objects.
 """
 
 from __future__ import annotations

@@ -82,8 +82,10 @@ class RSZeroSegSegmenter(Segmenter):
         if not path:
             raise MissingWeightsError(
                 f"Model '{MODEL_NAME}' needs a trained RS-ZeroSeg checkpoint and none is set.",
-                f"Train one with the RS-ZeroSeg training recipe (rs_reasoner_training) and set "
-                f"{ENV_CHECKPOINT} to the checkpoint file (or pass checkpoint=...).",
+                f"Set {ENV_CHECKPOINT} to a checkpoint written by rs_zeroseg.checkpoint."
+                "save_checkpoint. To fine-tune RS-ZeroSeg on your labelled parcels, run "
+                "'rs-reasoner train ... --train-option model=rs-zeroseg' and segment with "
+                "--model NAME.",
             )
         loaded = load_checkpoint(path, device=device, allow_download=allow_download)
         self._setup(loaded, device, batch_size, overlap, threshold)
