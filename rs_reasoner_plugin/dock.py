@@ -542,7 +542,7 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         return next((m for m in self._models if m.get("name") == name), None)
 
     def _set_models(self, models: list[dict]) -> None:
-        current = self.model_combo.currentText()
+        current = self.selected_model()  # by name: labels change (classes), names do not
         self._models = models
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
@@ -558,9 +558,11 @@ class SegmentDock(TaskRunner, QgsDockWidget):
                 note = "" if m.get("weights_available", True) else " (weights missing)"
                 label = f"{name}{note}"
             self.model_combo.addItem(label, name)
-        idx = self.model_combo.findText(current)
+        idx = self.model_combo.findData(current)
         if idx >= 0:
             self.model_combo.setCurrentIndex(idx)
+        else:  # a typed name the backend does not list (yet): keep it
+            self.model_combo.setEditText(current)
         self.model_combo.blockSignals(False)
 
     def select_model(self, name: str) -> bool:

@@ -311,6 +311,14 @@ def test_training_run_then_the_dock_lists_the_model(
         assert dock.query_combo.currentText() == "bright, dark"
         assert dock.mode_combo.currentData() == "open_vocabulary"
         assert dock.selected_model() == name
+        # A refresh of the list keeps the choice by name, also a typed one.
+        dock.model_combo.setEditText(name)
+        dock._set_models(dock.models())
+        assert dock.selected_model() == name and dock.model_combo.currentData() == name
+        dock.model_combo.setEditText("not-trained-yet")
+        dock._set_models(dock.models())
+        assert dock.selected_model() == "not-trained-yet"
+        assert dock.select_model(name)
 
         # A run of the dock now asks for that model (its segmentation is the backend's).
         dock.layer_combo.setLayer(neon)
