@@ -201,20 +201,7 @@ def execute_job(
     raster = raster_path
     base = 0.0
     if export is not None:
-        set_stage("reading the layer through QGIS")
-        tmpdir = tempfile.mkdtemp(prefix="rs_reasoner_")
-        tif = os.path.join(tmpdir, "layer.tif")
-        try:
-            write_geotiff(export, tif, feedback)
-            check()
-            set_progress(5.0)
-            set_stage("uploading the raster")
-            upload_id = client.upload(tif)
-        finally:
-            with contextlib.suppress(OSError):
-                os.remove(tif)
-            with contextlib.suppress(OSError):
-                os.rmdir(tmpdir)
+        upload_id = export_and_upload(client, export, feedback, check, set_stage)
         raster = None
         base = 10.0
         set_progress(base)
@@ -229,6 +216,40 @@ def execute_job(
     collection = client.result(job_id)
     check()
     return info, collection
+
+
+def export_and_upload(
+    client: ApiClient,
+    export: ExportJob,
+    feedback: QgsRasterBlockFeedback | None,
+    check: Callable[[], None],
+    set_stage: Callable[[str], None],
+) -> str:
+    """Write a layer's export to a temporary GeoTIFF, upload it, delete it. Blocking.
+
+    Args:
+        client: The client.
+        export: What to read through QGIS (from ``prepare_export``).
+        feedback: Lets QGIS stop reading when the task is cancelled.
+        check: Raises ``JobCancelled`` once the user cancelled.
+        set_stage: Receives the stage text.
+
+    Returns:
+        The backend's ``upload_id``.
+    """
+    set_stage("reading the layer through QGIS")
+    tmpdir = tempfile.mkdtemp(prefix="rs_reasoner_")
+    tif = os.path.join(tmpdir, "layer.tif")
+    try:
+        write_geotiff(export, tif, feedback)
+        check()
+        set_stage("uploading the raster")
+        return client.upload(tif)
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(tif)
+        with contextlib.suppress(OSError):
+            os.rmdir(tmpdir)
 
 
 def raise_unless_succeeded(info: dict[str, Any], default: str) -> None:

@@ -20,8 +20,14 @@ from qgis.PyQt.QtCore import pyqtSignal
 from .api_client import BackendError
 from .params import TrainParams
 from .parcels_export import EXPORT_LAYER, ParcelsError, ParcelsExport, write_parcels
-from .raster_export import ExportError, ExportJob, write_geotiff
-from .tasks import BackendConfig, BackendJobTask, poll_job, raise_unless_succeeded
+from .raster_export import ExportError, ExportJob
+from .tasks import (
+    BackendConfig,
+    BackendJobTask,
+    export_and_upload,
+    poll_job,
+    raise_unless_succeeded,
+)
 
 #: An epoch line of the backend ("epoch 3/30: loss 0.412, val mIoU 0.523, ...").
 EPOCH_LINE = re.compile(r"\bepoch \d+/\d+")
@@ -131,20 +137,17 @@ class TrainTask(BackendJobTask):
         self._stage_text("connecting to the backend")
         client, _health = self.backend.connect(self.isCanceled, self._stage_text)
         # The exported parcels must outlive the job (the backend reads them while
-        # preparing), so the folder goes only when the job is over.
+        # preparing), so the folder goes only once the job is known to be over.
         tmpdir = Path(tempfile.mkdtemp(prefix="rs_reasoner_train_"))
+        job_over = False
         try:
             upload_id = None
             if spec.raster_export is not None:
                 self._check()
-                self._stage_text("reading the raster layer through QGIS")
-                tif = str(tmpdir / "raster.tif")
-                write_geotiff(spec.raster_export, tif, self._raster_feedback)
-                self._check()
+                upload_id = export_and_upload(client, spec.raster_export,
+                                              self._raster_feedback, self._check,
+                                              self._stage_text)
                 self.setProgress(3.0)
-                self._stage_text("uploading the raster")
-                upload_id = client.upload(tif)
-                Path(tif).unlink(missing_ok=True)
             labels = layer = None
             if spec.parcels_export is not None:
                 self._check()
@@ -160,13 +163,17 @@ class TrainTask(BackendJobTask):
             self._submitted(outcome.job_id)
             info = poll_job(client, outcome.job_id, 5.0, self.isCanceled, self.setProgress,
                             self._stage_text, on_info=self._job_info)
+            job_over = True
             outcome.job = info
             raise_unless_succeeded(info, "The training job failed.")
             self._stage_text("fetching the result")
             outcome.result = client.train_result(outcome.job_id)
             self.setProgress(100.0)
         finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+            # A job still running (the cancel was not confirmed in time, or the connection
+            # broke) may still read the parcels: leave them to the system's temp cleanup.
+            if outcome.job_id is None or job_over:
+                shutil.rmtree(tmpdir, ignore_errors=True)
 
     def _emit_outcome(self) -> None:
         self.trainFinished.emit(self.outcome)

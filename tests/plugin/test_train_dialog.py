@@ -371,6 +371,34 @@ def test_cancel_stops_training_of_an_uploaded_raster_and_exported_parcels(
     assert dialog.train_button.isEnabled() and not dialog.cancel_button.isEnabled()
 
 
+def test_exported_parcels_stay_while_the_job_may_still_be_reading_them(
+    trainer, dialog, neon, clean_project, monkeypatch, tmp_path
+) -> None:
+    import tempfile
+
+    from rs_reasoner_plugin import train_task
+    from rs_reasoner_plugin.api_client import BackendError
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the task exports
+
+    def connection_lost(client: ApiClient, job_id: str, *args: Any, **kwargs: Any) -> dict:
+        client.cancel(job_id)  # tidy up the real job; the task cannot know it stopped
+        raise BackendError("The connection to the backend was lost.")
+
+    monkeypatch.setattr(train_task, "poll_job", connection_lost)
+    memory = parcels_memory_layer(Path(neon.source()))
+    clean_project.addMapLayer(memory)
+    dialog.set_layers(neon, memory, "kind")
+    quick(dialog, unique("lost"), epochs=1)
+    outcomes: list[TrainOutcome] = []
+    dialog.trainingFinished.connect(outcomes.append)
+    assert dialog.start_training() is not None
+    wait_until(lambda: bool(outcomes), 60, "the task to end")
+    assert outcomes[0].status == "failed" and outcomes[0].job_id
+    # The backend may still be reading the exported parcels: they are not deleted.
+    assert len(list(tmp_path.glob("rs_reasoner_train_*/parcels.gpkg"))) == 1
+
+
 def test_backend_refusals_are_message_bar_errors(
     trainer, dialog, iface, neon, parcels_gpkg, clean_project
 ) -> None:
