@@ -416,17 +416,7 @@ def create_app(
     """
     if not token:
         raise ValueError("token must not be empty")
-    if jobs is not None:
-        manager = jobs
-    else:
-        from rs_reasoner.service.training import Trainer
-
-        trainer = Trainer(
-            device=lambda: pipeline.device,
-            options=train_options,
-            before_run=getattr(pipeline, "unload", None),
-        )
-        manager = JobManager(pipeline, trainer=trainer)
+    manager = jobs if jobs is not None else JobManager(pipeline, train_options=train_options)
     uploads = UploadStore(Path(upload_dir))
 
     @contextlib.asynccontextmanager

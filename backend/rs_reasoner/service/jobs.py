@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -208,6 +208,7 @@ class JobManager:
         trainer: Runs training jobs; default a
             :class:`~rs_reasoner.service.training.Trainer` on the pipeline's device that
             unloads the pipeline's models before training.
+        train_options: Extra options for every training job of the default trainer.
     """
 
     def __init__(
@@ -217,11 +218,13 @@ class JobManager:
         *,
         to_geojson: Callable[[Any], dict[str, Any]] | None = None,
         trainer: TrainerLike | None = None,
+        train_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._max_finished = max(0, max_finished)
         self._to_geojson = to_geojson
         self._trainer = trainer
+        self._train_options = train_options
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[Job | None] = queue.Queue()
@@ -287,7 +290,9 @@ class JobManager:
 
             pipeline = self._pipeline
             self._trainer = Trainer(
-                device=lambda: pipeline.device, before_run=getattr(pipeline, "unload", None)
+                device=lambda: pipeline.device,
+                options=self._train_options,
+                before_run=getattr(pipeline, "unload", None),
             )
         return self._trainer
 
