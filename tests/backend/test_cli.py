@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -101,3 +102,29 @@ def test_console_script_runs_end_to_end(scene: Path, tmp_path: Path) -> None:
     assert out.with_suffix(".prj").exists()
     proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert "segment" in proc.stdout and "serve" in proc.stdout and "models" in proc.stdout
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    # `rs-reasoner models list | head -1`: the pipe closes before the listing is written.
+    exe = shutil.which("rs-reasoner", path=str(Path(sys.executable).parent))
+    assert exe, "the rs-reasoner console script is not installed"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # the test segmenters' module
+    proc = subprocess.Popen([exe, "models", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    proc.stdout.close()  # before the child (still importing) writes a byte
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 1
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_a_segmenter_module_that_does_not_import_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rs_reasoner.segmenters import registry
+
+    monkeypatch.setattr(registry, "_LOADED_PLUGINS", False)
+    monkeypatch.setenv(registry.ENV_MODULES, "no_such_module_here")
+    assert main(["models", "list"]) == 2
+    err = capsys.readouterr().err
+    assert "error: Cannot import the segmenter module 'no_such_module_here'" in err
+    assert f"hint: Fix {registry.ENV_MODULES}" in err

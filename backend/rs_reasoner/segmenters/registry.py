@@ -14,16 +14,19 @@ always win: a trained model can never shadow a built-in one.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
-from rs_reasoner.errors import UnknownModelError
+from rs_reasoner.errors import RsReasonerError, UnknownModelError
 from rs_reasoner.schemas import Mode
 from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter
 from rs_reasoner.weights import WeightSpec
+
+log = logging.getLogger(__name__)
 
 ENV_MODULES = "RS_REASONER_SEGMENTER_MODULES"
 
@@ -81,12 +84,22 @@ def _load_plugins() -> None:
     global _LOADED_PLUGINS
     if _LOADED_PLUGINS:
         return
-    _LOADED_PLUGINS = True
     importlib.import_module("rs_reasoner.segmenters.builtin")
     for ep in entry_points(group="rs_reasoner.segmenters"):
-        ep.load()
+        try:
+            ep.load()
+        except Exception:  # a broken third-party package must not take the models down
+            log.warning("segmenter plugin %s failed to load; skipped", ep.value, exc_info=True)
     for mod in filter(None, (m.strip() for m in os.environ.get(ENV_MODULES, "").split(","))):
-        importlib.import_module(mod)
+        try:
+            importlib.import_module(mod)
+        except Exception as exc:
+            raise RsReasonerError(
+                f"Cannot import the segmenter module {mod!r} named in {ENV_MODULES}: "
+                f"{type(exc).__name__}: {exc}",
+                f"Fix {ENV_MODULES} (comma-separated importable module names) or unset it.",
+            ) from None
+    _LOADED_PLUGINS = True
 
 
 def registered_names() -> set[str]:
