@@ -60,11 +60,14 @@ def test_validation_parcels_never_reach_training_tiles(atlanta):
     for r in val:
         covered[r.row : r.row + r.size, r.col : r.col + r.size] = True
     assert full.sum() > 0 and covered[full == 1].all()
-    # Labels of a training tile are exactly its training parcels (+ background).
+    # Labels of every tile are exactly its parcels (+ background), as burnt from all of them.
+    for dataset, parcels in ((data.labelled, src.train), (data.val, src.val)):
+        for k, ref in enumerate(dataset.refs):
+            item = dataset[k]
+            expected = rasterize_parcels(parcels, _window(src, ref), (128, 128), fill=0)
+            expected[~item["valid"].numpy().astype(bool)] = IGNORE_INDEX  # off the raster
+            assert np.array_equal(item["label"].numpy(), expected), (dataset.role, k)
     item = data.labelled[0]
-    ref = train[0]
-    expected = rasterize_parcels(src.train, _window(src, ref), (128, 128), fill=0)
-    assert np.array_equal(item["label"].numpy(), expected)
     assert item["image"].shape == (3, 128, 128) and 0 <= item["image"].min() <= 1
     assert (data.unlabelled[0]["label"] == IGNORE_INDEX).all()
 

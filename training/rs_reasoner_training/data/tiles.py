@@ -25,6 +25,7 @@ import numpy as np
 import shapely
 from affine import Affine
 from rasterio.enums import Resampling
+from rasterio.transform import array_bounds
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -352,7 +353,11 @@ class RasterParcelSource:
             tf = self.transform @ Affine.translation(ref.col, ref.row)
             frame = self.val if role == "val" else self.train
             ignored = None if role == "val" else self.left_out
-            label = _rasterize(frame, tf, shape, fill=self.fill, ignored=ignored, aoi=self.aoi)
+            near = shapely.box(*array_bounds(*shape, tf))  # only parcels touching the tile
+            label = _rasterize(
+                _touching(frame, near), tf, shape, fill=self.fill,
+                ignored=None if ignored is None else _touching(ignored, near), aoi=self.aoi,
+            )  # fmt: skip
             label[~valid] = IGNORE_INDEX
         return TileSample(image, label, valid)
 
@@ -361,6 +366,11 @@ class RasterParcelSource:
         if self._reader is not None:
             self._reader.ds.close()
             self._reader = None
+
+
+def _touching(frame: Any, area: Any) -> Any:
+    """The rows of a GeoDataFrame whose geometry intersects ``area`` (spatial index)."""
+    return frame.iloc[np.sort(frame.sindex.query(area, predicate="intersects"))]
 
 
 def parcel_training_data(
