@@ -29,7 +29,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -256,16 +256,37 @@ def evaluate(
     Returns:
         (C, C) int64, rows true class, columns predicted.
     """
-    was_training = model.training
-    model.eval()
-    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    return evaluate_all([model], dataset, num_classes, device, batch_size, amp, workers)[0]
+
+
+def evaluate_all(
+    models: Sequence[nn.Module],
+    dataset: TileDataset,
+    num_classes: int,
+    device: torch.device,
+    batch_size: int = 8,
+    amp: bool = True,
+    workers: int = 0,
+) -> list[torch.Tensor]:
+    """:func:`evaluate` for several models (student and teacher) in one pass over the tiles.
+
+    Returns:
+        One (C, C) int64 confusion matrix per model, in order.
+    """
+    modes = [m.training for m in models]
+    for m in models:
+        m.eval()
+    cms = [torch.zeros(num_classes, num_classes, dtype=torch.int64) for _ in models]
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     for batch in loader:
-        with _autocast(device, amp):
-            logits = model(batch["image"].to(device))
-        cm += confusion_matrix(logits.argmax(1).cpu(), batch["label"], num_classes)
-    model.train(was_training)
-    return cm
+        images = batch["image"].to(device)
+        for m, cm in zip(models, cms, strict=True):
+            with _autocast(device, amp):
+                logits = m(images)
+            cm += confusion_matrix(logits.argmax(1).cpu(), batch["label"], num_classes)
+    for m, mode in zip(models, modes, strict=True):
+        m.train(mode)
+    return cms
 
 
 def _finite(x: float) -> float | None:
@@ -495,14 +516,17 @@ def train(
             )
         score, weights_from = math.nan, "student"
         if data.val is not None and len(data.val):
-            args = (k, device, config.eval_batch_size, config.amp, config.num_workers)
-            cm = evaluate(model, data.val, *args)
+            judged = [model, teacher] if config.eval_teacher else [model]
+            cm, *teacher_cm = evaluate_all(
+                judged, data.val, k, device, config.eval_batch_size, config.amp,
+                config.num_workers,
+            )  # fmt: skip
             metrics.update(_score(cm, class_names))
             score = metrics["miou"] if metrics["miou"] is not None else math.nan
             if hasattr(selector, "update"):
                 selector.update(iou_per_class(cm).tolist())
-            if config.eval_teacher:
-                t = _score(evaluate(teacher, data.val, *args), class_names)
+            if teacher_cm:
+                t = _score(teacher_cm[0], class_names)
                 metrics.update({f"{key}_teacher": v for key, v in t.items()})
                 if t["miou"] is not None and not (t["miou"] <= score):
                     score, weights_from = t["miou"], "teacher"
