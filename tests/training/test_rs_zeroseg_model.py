@@ -85,6 +85,10 @@ def test_tiny_random_rs_zeroseg_learns_dubai_tiles_and_round_trips(shared_data, 
         assert torch.equal(served(images), model(images))
         out = served(odd)  # other sizes: blended windows of the training size
         assert out.shape == (1, 5, 50, 130) and torch.equal(out, model(odd))
+    # The backend serves it in windows of that size (no second windowing inside).
+    from rs_reasoner.segmenters.trained import TrainedSegmenter
+
+    assert TrainedSegmenter(str(result.best_path)).window == model.native_window == 64
 
 
 def test_pretrained_backbones_are_restored_from_local_files(tmp_path, monkeypatch, offline_weights):

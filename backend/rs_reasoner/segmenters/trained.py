@@ -7,14 +7,14 @@ to logits over its K classes. It runs under ``torch.inference_mode`` on the pipe
 device (bf16 autocast on CUDA).
 
 **Windows.** A tile larger than ``window`` pixels (default 512, at least the training tile
-size) is cut into overlapping windows of that size (the last flush with the edge), run in
-batches; softmax probabilities are blended with weights that fall off towards window
-borders, where context is missing. Windows larger than the training tiles give the
-convolutions more context (on the NEON sample, a U-Net trained on 64-px tiles agreed
-better with the parcels in 512-px windows than in 64-px ones). Only the box around the
-tile's valid pixels is run (the pipeline pads tiles at the raster's edge with NoData,
-which would skew normalisation layers); NoData pixels inside it are fed as the reader
-gives them (as in training); all NoData pixels get label 0, score 0.
+size; for RS-ZeroSeg its fixed input size) is cut into overlapping windows of that size (the
+last flush with the edge), run in batches; softmax probabilities are blended with weights
+that fall off towards window borders, where context is missing. Windows larger than the
+training tiles give the convolutions more context (on the NEON sample, a U-Net trained on
+64-px tiles agreed better with the parcels in 512-px windows than in 64-px ones). Only the
+box around the tile's valid pixels is run (the pipeline pads tiles at the raster's edge with
+NoData, which would skew normalisation layers); NoData pixels inside it are fed as the
+reader gives them (as in training); all NoData pixels get label 0, score 0.
 
 **Classes.** The query names classes of the model (any synonym, case-, space- and
 plural-insensitive: ``"buildings; roof"`` finds ``building``); a class it does not know is
@@ -171,7 +171,8 @@ class TrainedSegmenter(Segmenter):
         device: Torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
         name: The model's name (for messages).
         window: Largest square run at once (pixels); larger tiles are windowed. Default:
-            512, or the training tile size stored in the checkpoint if larger.
+            the model's ``native_window`` if it has one (RS-ZeroSeg), else 512 or the
+            training tile size stored in the checkpoint if larger.
         overlap: Fraction of a window shared with its neighbour (0 <= overlap < 1).
         batch_size: Windows per forward pass (default: about a million pixels' worth).
     """
@@ -197,7 +198,10 @@ class TrainedSegmenter(Segmenter):
         self.model = model
         self.class_names: list[str] = list(classes)
         trained_tile = (meta.get("data") or {}).get("tile_size")
-        self.window = int(window or max(int(trained_tile or 0), _DEFAULT_WINDOW))
+        # A model that windows its input itself (RS-ZeroSeg) is served at that window:
+        # larger windows here would be cut again inside it, at twice the cost.
+        native = getattr(model, "native_window", None)
+        self.window = int(window or native or max(int(trained_tile or 0), _DEFAULT_WINDOW))
         self.stride = max(1, round(self.window * (1 - overlap)))
         self.batch_size = max(1, int(batch_size or _PIXELS_PER_BATCH // self.window**2))
 

@@ -214,10 +214,15 @@ class RSZeroSegModel(nn.Module):
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x, self.text_embeddings, with_alignment=False)["logits"]
 
+    @property
+    def native_window(self) -> int:
+        """The input side the network runs at; larger inputs are cut into such windows."""
+        return int(self.net.config.image_size)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits (B, C, H, W) of images (B, 3, H, W) in [0, 1], any H and W."""
         h, w = images.shape[-2:]
-        win = int(self.net.config.image_size)
+        win = self.native_window
         x = self.net.normalize(images)
         if (h, w) == (win, win):
             return self._logits(x)
