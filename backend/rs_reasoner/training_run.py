@@ -34,7 +34,11 @@ from rs_reasoner.trained_models import (
     read_info,
     write_info,
 )
-from rs_reasoner.vector.layers import check_layer_choice, unreadable_layer_error
+from rs_reasoner.vector.layers import (
+    check_field_choice,
+    check_layer_choice,
+    unreadable_layer_error,
+)
 
 #: (stage, fraction 0..1, message or None), stages "preparing", "training", "done".
 ProgressFn = Callable[[str, float, "str | None"], None]
@@ -119,15 +123,7 @@ def check_label_layer(path: str, layer: str | None, class_field: str) -> None:
             f"Training labels must be polygons; {path} has {info['geometry_type']} geometries.",
             "Convert them to polygons (e.g. buffer lines/points in QGIS).",
         )
-    fields = [str(f) for f in info.get("fields", [])]
-    if class_field not in fields:
-        close = [f for f in fields if f.lower() == class_field.lower()]
-        hint = f"Did you mean {close[0]!r}?" if close else "Choose the field that holds the class."
-        raise InvalidRequestError(
-            f"The label layer has no field {class_field!r}. Available fields: "
-            f"{', '.join(fields) if fields else '(none)'}.",
-            hint,
-        )
+    check_field_choice([str(f) for f in info.get("fields", [])], class_field)
 
 
 def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -213,12 +209,7 @@ class EpochLog:
         return st.st_mtime_ns, st.st_size
 
     def _read(self, sub: str) -> list[dict[str, Any]] | None:
-        try:
-            data = json.loads(self._path(sub).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        history = data.get("history") if isinstance(data, dict) else None
-        return history if isinstance(history, list) else None
+        return read_history(self._path(sub))
 
     def poll(self) -> list[str]:
         """Lines of the epochs finished since the last call (a stat per file when none)."""
@@ -411,7 +402,7 @@ def register_model(
     payload = load_checkpoint(best, map_location="cpu")
     metrics = payload.get("metrics") or {}
     suffix = "_teacher" if payload.get("weights_from") == "teacher" else ""
-    history = _history(folder)
+    history = read_history(folder / "history.json") or []
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     previous = read_info(folder) or {}
     info = {
@@ -442,11 +433,12 @@ def register_model(
     return read_info(folder)
 
 
-def _history(folder: Path) -> list[Any]:
+def read_history(path: Path) -> list[dict[str, Any]] | None:
+    """The epoch entries of a ``history.json``, or None when missing or unreadable."""
     try:
-        data = json.loads((folder / "history.json").read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return []
+        return None
     history = data.get("history") if isinstance(data, dict) else None
-    return history if isinstance(history, list) else []
+    return history if isinstance(history, list) else None
 

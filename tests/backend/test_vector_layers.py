@@ -9,7 +9,11 @@ import pytest
 from shapely.geometry import box
 
 from rs_reasoner.errors import InvalidRequestError
-from rs_reasoner.vector.layers import check_layer_choice, unreadable_layer_error
+from rs_reasoner.vector.layers import (
+    check_field_choice,
+    check_layer_choice,
+    unreadable_layer_error,
+)
 
 
 class _CustomError(InvalidRequestError):
@@ -67,3 +71,13 @@ def test_unreadable_layer_error_keeps_the_first_line_only() -> None:
     assert "GDAL can read" in err.hint
     empty = unreadable_layer_error("x.shp", "label layer", ValueError())
     assert empty.message.endswith("ValueError")
+
+
+def test_field_choice_lists_fields_and_a_near_miss() -> None:
+    check_field_choice(["cover", "area"], "cover")
+    with pytest.raises(_CustomError, match="no field 'Cover'. Available fields: cover, area.") as e:
+        check_field_choice(["cover", "area"], "Cover", _CustomError)
+    assert e.value.hint == "Did you mean 'cover'?"
+    with pytest.raises(InvalidRequestError, match=r"Available fields: \(none\)") as e:
+        check_field_choice([], "cover")
+    assert e.value.hint == "Choose the field that holds the class."

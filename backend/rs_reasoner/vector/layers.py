@@ -76,4 +76,30 @@ def check_layer_choice(
         )
 
 
-__all__ = ["check_layer_choice", "unreadable_layer_error"]
+def check_field_choice(
+    fields: list[str],
+    field: str,
+    error: type[InvalidRequestError] = InvalidRequestError,
+) -> None:
+    """The layer has ``field``; otherwise an error listing its fields (and a near miss).
+
+    Args:
+        fields: The layer's attribute fields.
+        field: The field asked for (e.g. the class field).
+        error: The error class to raise (a subclass of InvalidRequestError).
+
+    Raises:
+        InvalidRequestError: (or ``error``) ``field`` is not among ``fields``; the hint
+            names a field that differs only in case.
+    """
+    if field in fields:
+        return
+    close = [f for f in fields if f.lower() == field.lower()]
+    raise error(
+        f"The label layer has no field {field!r}. Available fields: "
+        f"{', '.join(fields) if fields else '(none)'}.",
+        f"Did you mean {close[0]!r}?" if close else "Choose the field that holds the class.",
+    )
+
+
+__all__ = ["check_field_choice", "check_layer_choice", "unreadable_layer_error"]

@@ -29,7 +29,11 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from rs_reasoner.raster import open_raster, raster_transform
-from rs_reasoner.vector.layers import check_layer_choice, unreadable_layer_error
+from rs_reasoner.vector.layers import (
+    check_field_choice,
+    check_layer_choice,
+    unreadable_layer_error,
+)
 from rs_reasoner_training.data.dataset import IGNORE_INDEX
 from rs_reasoner_training.errors import LabelLayerError
 
@@ -187,15 +191,8 @@ def load_parcels(
             f"The label layer{where} has no features.",
             "Digitise some parcels (polygons with a class field) first.",
         )
-    if class_field not in frame.columns:
-        fields = [c for c in frame.columns if c != frame.geometry.name]
-        close = [f for f in fields if f.lower() == class_field.lower()]
-        hint = f"Did you mean {close[0]!r}?" if close else "Choose the field that holds the class."
-        raise LabelLayerError(
-            f"The label layer has no field {class_field!r}. Available fields: "
-            f"{', '.join(fields) if fields else '(none)'}.",
-            hint,
-        )
+    fields = [str(c) for c in frame.columns if c != frame.geometry.name]
+    check_field_choice(fields, class_field, LabelLayerError)
     types = set(frame.geometry.dropna().geom_type)
     bad = sorted(types - {"Polygon", "MultiPolygon"})
     if bad:
