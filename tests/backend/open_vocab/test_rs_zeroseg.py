@@ -448,6 +448,9 @@ def test_segmenter_returns_valid_tile_results(
     text = seg.text_embeddings(query.classes)
     assert torch.equal(text[0], seg._known_embeddings[0])
     assert torch.allclose(text[1], model.encode_classes([("river", "stream")])[0], atol=1e-6)
+    misses = seg._cache.misses  # new classes are encoded once, then come from a bounded cache
+    assert torch.equal(seg.text_embeddings([("stream", "river")]), text[1:])
+    assert seg._cache.misses == misses and len(seg._cache) == 1
     high = seg.segment(image, valid, SegmentationQuery("x", Mode.open_vocabulary, query.classes))
     top = probs.max(0)
     assert ((high.labels > 0) == (valid & (top >= 0.5))).all()  # default threshold 0.5

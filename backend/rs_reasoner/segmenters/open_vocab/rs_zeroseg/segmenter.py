@@ -37,6 +37,7 @@ import torch
 from rs_reasoner.errors import InvalidRequestError, MissingWeightsError
 from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
 from rs_reasoner.segmenters.open_vocab.decision import require_classes
+from rs_reasoner.segmenters.open_vocab.prompts import TextEmbeddingCache
 from rs_reasoner.segmenters.open_vocab.rs_zeroseg.checkpoint import (
     LoadedCheckpoint,
     load_checkpoint,
@@ -139,7 +140,7 @@ class RSZeroSegSegmenter(Segmenter):
             for name in synonyms:
                 self._known.setdefault(_norm_name(name), i)
         self._known_embeddings = loaded.text_embeddings.to(self.device).float()
-        self._cache: dict[tuple[str, ...], torch.Tensor] = {}
+        self._cache = TextEmbeddingCache()  # classes not trained on, encoded on demand
         self._weight = blend_weight(self.window, self.window, self.device)
 
     # ------------------------------------------------------------------ text
@@ -147,19 +148,24 @@ class RSZeroSegSegmenter(Segmenter):
     def text_embeddings(self, classes: Sequence[Sequence[str]]) -> torch.Tensor:
         """(C, D) embeddings: stored ones for training classes, encoded (cached) otherwise."""
         model = self._require_model()
-        rows = []
+        rows: list[torch.Tensor | None] = []
+        new: list[tuple[str, ...]] = []
         for synonyms in classes:
             names = tuple(dict.fromkeys(_norm_name(s) for s in synonyms if s.strip()))
             if not names:
                 raise InvalidRequestError("A class has no name.", "Give every class a name.")
             known = next((self._known[n] for n in names if n in self._known), None)
-            if known is not None:
-                rows.append(self._known_embeddings[known])
-                continue
-            if names not in self._cache:
+            rows.append(None if known is None else self._known_embeddings[known])
+            if known is None:
+                new.append(names)
+        if new:
+
+            def encode(keys: list[tuple[str, ...]]) -> torch.Tensor:
                 with cuda_autocast(self.device):
-                    self._cache[names] = model.encode_classes([names], self.templates)[0].float()
-            rows.append(self._cache[names])
+                    return model.encode_classes(keys, self.templates).float()
+
+            encoded = iter(self._cache.embed(MODEL_NAME, new, encode))
+            rows = [next(encoded) if row is None else row for row in rows]
         return torch.stack(rows)
 
     # ------------------------------------------------------------------ inference
