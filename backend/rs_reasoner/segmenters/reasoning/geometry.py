@@ -135,7 +135,7 @@ def make_overview(
         (size, size, 3) uint8.
     """
     if valid is not None and not valid.all():
-        image = np.where(valid[..., None], image, 0).astype(np.uint8)
+        image = np.where(valid[..., None], image, 0)  # one copy; uint8 stays uint8
     pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
     return np.asarray(pil.resize((size, size), Image.Resampling.LANCZOS))
 

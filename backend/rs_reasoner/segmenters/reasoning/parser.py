@@ -402,6 +402,9 @@ def _first(d: dict[str, Any], keys: tuple[str, ...]) -> tuple[bool, Any]:
     return False, None
 
 
+_PROMPT_KEYS = frozenset(_BOX_KEYS + _POINT_KEYS)
+
+
 def _candidates(values: list[Any]) -> list[dict[str, Any]]:
     """Dicts holding a box or points, in document order, found at any depth."""
     out: list[dict[str, Any]] = []
@@ -411,10 +414,9 @@ def _candidates(values: list[Any]) -> list[dict[str, Any]]:
         if isinstance(v, list):
             stack.extend(reversed(v))
         elif isinstance(v, dict):
-            own = set(_BOX_KEYS + _POINT_KEYS)
-            if any(k in v for k in own):
+            if any(k in v for k in _PROMPT_KEYS):
                 out.append(v)
-            stack.extend(reversed([x for k, x in v.items() if k not in own]))
+            stack.extend(reversed([x for k, x in v.items() if k not in _PROMPT_KEYS]))
     return out
 
 

@@ -115,7 +115,7 @@ def compose_masks(
         inside = (mask.logits > 0) & valid[sl]
         if not inside.any():
             continue
-        prob = expit(mask.logits).astype(np.float32)
+        prob = expit(mask.logits.astype(np.float32, copy=False))
         taken = instances[sl] > 0
         overlap += int(np.count_nonzero(inside & taken))
         covered += int(np.count_nonzero(inside & ~taken))
