@@ -24,12 +24,14 @@ from qgis.core import (
     QgsFeatureRequest,
     QgsFields,
     QgsGeometry,
-    QgsProviderRegistry,
     QgsVectorFileWriter,
     QgsVectorLayer,
     QgsVectorLayerFeatureSource,
     QgsWkbTypes,
 )
+
+from .errors import PluginUserError
+from .layer_files import local_source
 
 #: Extensions the backend reads as parcels (GeoPackage, Shapefile, GeoJSON).
 READABLE_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json")
@@ -37,13 +39,8 @@ READABLE_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json")
 EXPORT_LAYER = "parcels"
 
 
-class ParcelsError(Exception):
+class ParcelsError(PluginUserError):
     """The parcels cannot be used as asked. ``hint`` says what to change."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(f"{message} {hint}".strip())
-        self.message = message
-        self.hint = hint
 
 
 def local_vector_file(layer: QgsVectorLayer, class_field: str) -> tuple[str, str | None] | None:
@@ -56,28 +53,26 @@ def local_vector_file(layer: QgsVectorLayer, class_field: str) -> tuple[str, str
     Returns:
         The file and, for GeoPackages, the table; None when the layer must be exported.
     """
-    if layer is None or not layer.isValid() or layer.providerType() != "ogr":
+    found = local_source(layer, "ogr")
+    if found is None:
         return None
+    path, parts = found
     if layer.subsetString().strip() or (layer.isEditable() and layer.isModified()):
         return None  # the file holds other features than the layer shows
     idx = layer.fields().indexOf(class_field)
     if idx < 0 or layer.fields().fieldOrigin(idx) != QgsFields.OriginProvider:
         return None  # an expression or joined field exists only in QGIS
-    parts = QgsProviderRegistry.instance().decodeUri("ogr", layer.source())
-    path = str(parts.get("path") or "")
-    if not path or path.startswith("/vsi") or parts.get("vsiPrefix") or not os.path.isfile(path):
-        return None
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in READABLE_SUFFIXES:
         return None
     if suffix != ".gpkg":
-        return os.path.abspath(path), None
+        return path, None
     table = parts.get("layerName")
     if not isinstance(table, str) or not table:  # (NULL QVariant when absent)
         table = _gpkg_table(path, parts.get("layerId"))
     if not table:
         return None
-    return os.path.abspath(path), table
+    return path, table
 
 
 def _gpkg_table(path: str, layer_id: Any) -> str | None:

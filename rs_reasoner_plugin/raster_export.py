@@ -9,14 +9,12 @@ only uses the cloned provider and renderer, so it runs inside QgsTask.run().
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 from qgis.core import (
     Qgis,
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransformContext,
-    QgsProviderRegistry,
     QgsRasterBlockFeedback,
     QgsRasterDataProvider,
     QgsRasterFileWriter,
@@ -26,17 +24,15 @@ from qgis.core import (
     QgsRectangle,
 )
 
+from .errors import PluginUserError
+from .layer_files import local_source
+
 #: Largest exported raster (pixels); beyond this the user is asked for a coarser resolution.
 MAX_EXPORT_PIXELS = 16384 * 16384
 
 
-class ExportError(Exception):
+class ExportError(PluginUserError):
     """The layer cannot be exported as asked. ``hint`` says what to change."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(f"{message} {hint}".strip())
-        self.message = message
-        self.hint = hint
 
 
 def local_file_path(layer: QgsRasterLayer) -> str | None:
@@ -45,15 +41,10 @@ def local_file_path(layer: QgsRasterLayer) -> str | None:
     Only GDAL layers on a regular local file qualify; /vsi* paths (in memory, zip, curl),
     WMS/XYZ and other providers do not.
     """
-    if layer is None or not layer.isValid() or layer.providerType() != "gdal":
+    found = local_source(layer, "gdal")
+    if found is None or found[1].get("layerName"):  # a subdataset, not the whole file
         return None
-    parts = QgsProviderRegistry.instance().decodeUri("gdal", layer.source())
-    path = parts.get("path") or layer.source()
-    if not path or path.startswith("/vsi") or parts.get("layerName") or parts.get("vsiPrefix"):
-        return None
-    if not os.path.isfile(path):
-        return None
-    return os.path.abspath(path)
+    return found[0]
 
 
 @dataclass

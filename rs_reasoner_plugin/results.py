@@ -35,6 +35,8 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QVariant
 from qgis.PyQt.QtGui import QColor
 
+from .errors import PluginUserError
+
 #: Attributes the backend returns, in this order, with their types.
 KNOWN_FIELDS: list[tuple[str, QVariant.Type]] = [
     ("label", QVariant.String),
@@ -52,13 +54,8 @@ PALETTE = ["#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#ffff33", "#a
            "#f781bf", "#1b9e77", "#d95f02", "#7570b3", "#66a61e"]
 
 
-class ResultError(Exception):
+class ResultError(PluginUserError):
     """The result cannot be turned into a layer. ``hint`` says what to do."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(f"{message} {hint}".strip())
-        self.message = message
-        self.hint = hint
 
 
 @dataclass

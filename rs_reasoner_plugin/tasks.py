@@ -30,9 +30,10 @@ from qgis.PyQt.QtCore import pyqtSignal
 from .api_client import FINISHED, ApiClient, BackendError, BackendUnreachable
 from .backend_process import BackendProcess
 from .backend_state import BackendEndpoint, BackendNotConfigured, resolve_endpoint, state_path
+from .errors import PluginUserError
 from .params import SegmentParams
-from .raster_export import ExportError, ExportJob, write_geotiff
-from .results import ResultError, WrittenResult, result_path, slug, write_geopackage
+from .raster_export import ExportJob, write_geotiff
+from .results import WrittenResult, result_path, slug, write_geopackage
 from .settings import PluginSettings
 
 #: Seconds between two status requests.
@@ -343,9 +344,6 @@ class BackendJobTask(QgsTask):
     stageChanged = pyqtSignal(str)
     jobSubmitted = pyqtSignal(str)
 
-    #: Plugin errors (with ``message`` and ``hint``) that fail the run with that text.
-    user_errors: tuple[type[Exception], ...] = (ExportError,)
-
     def __init__(self, description: str, backend: BackendConfig, outcome: Any) -> None:
         """Args:
             description: The task manager's label.
@@ -372,7 +370,7 @@ class BackendJobTask(QgsTask):
             self.outcome.status = "succeeded"
         except JobCancelled:
             self.outcome.status = "cancelled"
-        except (BackendError, *self.user_errors) as exc:
+        except (BackendError, PluginUserError) as exc:
             if self.isCanceled():
                 self.outcome.status = "cancelled"
             else:
@@ -428,7 +426,6 @@ class SegmentTask(BackendJobTask):
     """
 
     runFinished = pyqtSignal(object)
-    user_errors = (ExportError, ResultError)
 
     def __init__(self, spec: RunSpec, backend: BackendConfig, description: str = "") -> None:
         super().__init__(description or f"RS Reasoner: {spec.params.query[:40]}", backend,

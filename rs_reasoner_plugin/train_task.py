@@ -19,8 +19,8 @@ from qgis.PyQt.QtCore import pyqtSignal
 
 from .api_client import BackendError
 from .params import TrainParams
-from .parcels_export import EXPORT_LAYER, ParcelsError, ParcelsExport, write_parcels
-from .raster_export import ExportError, ExportJob
+from .parcels_export import EXPORT_LAYER, ParcelsExport, write_parcels
+from .raster_export import ExportJob
 from .tasks import (
     BackendConfig,
     BackendJobTask,
@@ -117,7 +117,6 @@ class TrainTask(BackendJobTask):
 
     epochChanged = pyqtSignal(str)
     trainFinished = pyqtSignal(object)
-    user_errors = (ExportError, ParcelsError)
 
     def __init__(self, spec: TrainSpec, backend: BackendConfig) -> None:
         super().__init__(f"RS Reasoner: fine-tune '{spec.params.name}'", backend,
