@@ -399,7 +399,7 @@ def register_model(
     best = folder / BEST
     if not best.is_file():
         return None
-    payload = load_checkpoint(best, map_location="cpu")
+    payload = load_checkpoint(best, map_location="cpu", mmap=True)  # metadata only
     metrics = payload.get("metrics") or {}
     suffix = "_teacher" if payload.get("weights_from") == "teacher" else ""
     history = read_history(folder / "history.json") or []

@@ -182,10 +182,15 @@ def test_checkpoint_errors(tmp_path):
     data.class_names = ["a", "b"]
     with pytest.raises(CheckpointError, match="other classes"):
         train(model, data, TrainConfig(str(tmp_path), progress_bar=False), model_spec=model.spec())
+    best = tmp_path / "best.pt"
+    read, mapped = load_checkpoint(best), load_checkpoint(best, mmap=True)
+    assert mapped["class_names"] == read["class_names"] and mapped["metrics"] == read["metrics"]
+    assert all(torch.equal(mapped["model"][k], v) for k, v in read["model"].items())
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot be read"):
-        load_checkpoint(bad)
+    for mmap in (False, True):
+        with pytest.raises(CheckpointError, match="cannot be read"):
+            load_checkpoint(bad, mmap=mmap)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_trained_model(tmp_path / "missing.pt")
 

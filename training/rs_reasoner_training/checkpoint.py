@@ -42,8 +42,13 @@ def save_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
     return write_atomic(path, lambda f: torch.save(obj, f))
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict:
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu", mmap: bool = False
+) -> dict:
     """Load a checkpoint written by this package (tensors and plain data only).
+
+    ``mmap=True`` maps the tensors instead of reading them: cheap when only the metadata
+    (classes, metrics) is wanted.
 
     Raises:
         CheckpointError: Missing, unreadable or foreign file.
@@ -52,7 +57,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist.", "Check the path.")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as exc:  # pickle/zip errors of many types all mean "unreadable"
         raise CheckpointError(
             f"Checkpoint {path} cannot be read: {str(exc).strip()[:200] or type(exc).__name__}",
