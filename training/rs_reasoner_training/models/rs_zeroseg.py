@@ -181,12 +181,10 @@ class RSZeroSegModel(nn.Module):
     # ------------------------------------------------------------------ checkpoints
 
     def _kept_keys(self) -> set[str]:
-        keys = set(self.state_dict())
-        if not self.pretrained:
-            return keys
-        trained = {"net." + n for n in self.net.trainable_backbone_names()}
-        frozen = {k for k in keys if k.startswith("net.") and self.net.is_backbone_key(k[4:])}
-        return (keys - frozen) | (trained & keys)
+        from rs_reasoner.segmenters.open_vocab.rs_zeroseg.checkpoint import checkpoint_keys
+
+        net = {"net." + k for k in checkpoint_keys(self.net, embedded=not self.pretrained)}
+        return net | {k for k in self.state_dict() if not k.startswith("net.")}
 
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
         """What a checkpoint stores: everything for random backbones; for pretrained

@@ -73,7 +73,18 @@ class LoadedCheckpoint:
     path: Path | None = None
 
 
-def _expected_keys(model: RSZeroSeg, embedded: bool) -> set[str]:
+def checkpoint_keys(model: RSZeroSeg, embedded: bool) -> set[str]:
+    """State-dict keys a checkpoint of ``model`` holds.
+
+    Args:
+        model: The network.
+        embedded: Whether the backbones are stored too (random-init models); otherwise
+            only new modules and trained backbone weights (the rest is rebuilt from the
+            local backbone files).
+
+    Returns:
+        The keys.
+    """
     keys = set(model.state_dict())
     if embedded:
         return keys
@@ -82,7 +93,7 @@ def _expected_keys(model: RSZeroSeg, embedded: bool) -> set[str]:
 
 def model_state(model: RSZeroSeg, include_backbones: bool) -> dict[str, torch.Tensor]:
     """The part of the state dict a checkpoint stores (see the module docstring)."""
-    keep = _expected_keys(model, include_backbones)
+    keep = checkpoint_keys(model, include_backbones)
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in keep}
 
 
@@ -209,7 +220,7 @@ def load_checkpoint(
     embedded = payload["backbones"] == "embedded"
     model = RSZeroSeg.from_config(config, pretrained=not embedded, allow_download=allow_download)
     state = payload["state_dict"]
-    expected = _expected_keys(model, embedded)
+    expected = checkpoint_keys(model, embedded)
     missing = sorted(expected - set(state))
     unexpected = sorted(set(state) - set(model.state_dict()))
     if missing or unexpected:
