@@ -285,3 +285,15 @@ def test_real_vit_b16_architecture_random_init() -> None:
     assert result.labels.shape == (120, 100) and result.labels.max() <= 2
     assert (result.scores > 0).all()
     print(f"ViT-B-16 build {built - start:.1f} s, one-window segment {done - built:.1f} s")
+
+
+def test_settings_are_checked_before_loading_and_stored_as_tuples() -> None:
+    from rs_reasoner.segmenters.open_vocab.training_free import OpenVocabSettings
+
+    with pytest.raises(ValueError, match="stride"):
+        ClipOpenVocabSegmenter(pretrained=None, window=64, stride=0)
+    with pytest.raises(TypeError, match="no_such_setting"):
+        ClipOpenVocabSegmenter(pretrained=None, no_such_setting=1)
+    s = OpenVocabSettings(templates=["a photo of {}."], background=["clutter"])
+    assert s.templates == ("a photo of {}.",) and s.background == ("clutter",)
+    hash(s)  # frozen and hashable

@@ -30,7 +30,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -157,7 +157,22 @@ def guided_filter(
 
 @dataclass(frozen=True)
 class OpenVocabSettings:
-    """Inference settings of :class:`ClipOpenVocabSegmenter` (see its docstring)."""
+    """Inference settings of :class:`ClipOpenVocabSegmenter`.
+
+    Attributes:
+        lam: Global-bias weight λ (0 disables it).
+        cls_source: ``"dense"`` (SegEarth-OV code) or ``"global"`` CLS embedding.
+        logit_scale: Softmax temperature applied to the cosine logits.
+        window, stride: Sliding-window size and step in pixels (window a multiple of
+            the patch size).
+        batch_size: Windows per forward pass.
+        upsampler: ``"bilinear"`` or ``"guided"`` (bilinear + guided-filter refinement).
+        guided_radius: Guided-filter radius; default: the patch size.
+        guided_eps: Guided-filter regulariser (guide in [0, 1]).
+        guided_subsample: Fast-guided-filter downsampling factor (1 = exact filter).
+        background: Background names (label 0), see :mod:`.prompts`.
+        templates: Prompt templates (each with one ``{}``).
+    """
 
     lam: float = 0.3
     cls_source: ClsSource = "dense"
@@ -173,6 +188,9 @@ class OpenVocabSettings:
     templates: tuple[str, ...] = TEMPLATES
 
     def __post_init__(self) -> None:
+        # Any sequence is accepted; stored as tuples (the settings are hashable, frozen).
+        object.__setattr__(self, "background", tuple(self.background))
+        object.__setattr__(self, "templates", tuple(self.templates))
         if self.window < 1 or not 1 <= self.stride <= self.window:
             raise ValueError(f"need 1 <= stride <= window, got {self.stride}, {self.window}")
         if min(self.batch_size, self.guided_subsample) < 1:
@@ -204,18 +222,8 @@ class ClipOpenVocabSegmenter(Segmenter):
             ``openai``), False for checkpoints.
         registry_name: Model name shown in the missing-weights hint.
         allow_download: Let :func:`~rs_reasoner.weights.resolve` download.
-        lam: Global-bias weight λ (0 disables it).
-        cls_source: ``"dense"`` (SegEarth-OV code) or ``"global"`` CLS embedding.
-        logit_scale: Softmax temperature applied to the cosine logits.
-        window, stride: Sliding-window size and step in pixels (window a multiple of
-            the patch size).
-        batch_size: Windows per forward pass.
-        upsampler: ``"bilinear"`` or ``"guided"`` (bilinear + guided-filter refinement).
-        guided_radius: Guided-filter radius; default: the patch size.
-        guided_eps: Guided-filter regulariser (guide in [0, 1]).
-        guided_subsample: Fast-guided-filter downsampling factor (1 = exact filter).
-        background: Background names (label 0), see :mod:`.prompts`.
-        templates: Prompt templates.
+        **settings: Fields of :class:`OpenVocabSettings` (``lam``, ``window``, ``stride``,
+            ``upsampler``, ``background``, ``templates``, ...).
     """
 
     def __init__(
@@ -228,33 +236,9 @@ class ClipOpenVocabSegmenter(Segmenter):
         quick_gelu: bool | None = None,
         registry_name: str = "clip-openvocab",
         allow_download: bool = False,
-        lam: float = 0.3,
-        cls_source: ClsSource = "dense",
-        logit_scale: float = 50.0,
-        window: int = 224,
-        stride: int = 112,
-        batch_size: int = 16,
-        upsampler: Upsampler = "guided",
-        guided_radius: int | None = None,
-        guided_eps: float = 1e-2,
-        guided_subsample: int = 4,
-        background: Sequence[str] = DEFAULT_BACKGROUND,
-        templates: Sequence[str] = TEMPLATES,
+        **settings: Any,
     ) -> None:
-        settings = OpenVocabSettings(
-            lam=lam,
-            cls_source=cls_source,
-            logit_scale=logit_scale,
-            window=window,
-            stride=stride,
-            batch_size=batch_size,
-            upsampler=upsampler,
-            guided_radius=guided_radius,
-            guided_eps=guided_eps,
-            guided_subsample=guided_subsample,
-            background=tuple(background),
-            templates=tuple(templates),
-        )
+        checked = OpenVocabSettings(**settings)  # before loading anything
         path, gelu = self._weights(
             model_name,
             pretrained,
@@ -266,7 +250,7 @@ class ClipOpenVocabSegmenter(Segmenter):
         )
         model, tokenizer = create_open_clip(model_name, path, device=device, quick_gelu=gelu)
         source = str(path) if path is not None else f"random-{id(model)}"
-        self._setup(model, tokenizer, device, f"{model_name}@{source}", settings)
+        self._setup(model, tokenizer, device, f"{model_name}@{source}", checked)
 
     @classmethod
     def from_model(
@@ -290,10 +274,6 @@ class ClipOpenVocabSegmenter(Segmenter):
             The segmenter.
         """
         self = cls.__new__(cls)
-        if "background" in settings:
-            settings["background"] = tuple(settings["background"])  # type: ignore[arg-type]
-        if "templates" in settings:
-            settings["templates"] = tuple(settings["templates"])  # type: ignore[arg-type]
         self._setup(
             model,
             tokenizer,
