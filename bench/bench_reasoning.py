@@ -22,7 +22,9 @@ import json
 import logging
 import platform
 import resource
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,9 @@ from rs_reasoner.segmenters.base import SegmentationQuery
 from rs_reasoner.segmenters.reasoning.prompter import PrompterOutput, QwenPrompter
 from rs_reasoner.segmenters.reasoning.sam import SamRefiner
 from rs_reasoner.segmenters.reasoning.segmenter import ReasoningSegmenter
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the offline test processor
+from tests.backend.reasoning.tiny_models import tiny_processor  # noqa: E402
 
 #: A typical answer: three objects (one SAM crop for a 1024² extent, three decodes).
 ANSWER = (
@@ -61,47 +66,15 @@ CONFIG_3B = {
 #: Same shape of model, small enough for a shared CPU (real vocabulary size kept).
 CONFIG_SMALL = {
     "text": {
-        "vocab_size": 151936, "hidden_size": 256, "intermediate_size": 1024,
-        "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
-        "max_position_embeddings": 8192, "rms_norm_eps": 1e-6, "tie_word_embeddings": True,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1e6,
-                            "mrope_section": [8, 12, 12]},
+        **CONFIG_3B["text"], "hidden_size": 256, "intermediate_size": 1024,
+        "num_hidden_layers": 4, "num_attention_heads": 4, "max_position_embeddings": 8192,
+        "rope_parameters": {**CONFIG_3B["text"]["rope_parameters"], "mrope_section": [8, 12, 12]},
     },
     "vision": {
-        "depth": 4, "hidden_size": 128, "intermediate_size": 512, "num_heads": 4,
-        "out_hidden_size": 256, "patch_size": 14, "spatial_merge_size": 2,
-        "temporal_patch_size": 2, "window_size": 112, "fullatt_block_indexes": [1, 3],
-        "tokens_per_second": 2,
+        **CONFIG_3B["vision"], "depth": 4, "hidden_size": 128, "intermediate_size": 512,
+        "num_heads": 4, "out_hidden_size": 256, "fullatt_block_indexes": [1, 3],
     },
-}
-_SPECIALS = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-             "<|image_pad|>", "<|video_pad|>")
-_CHAT = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for p in m['content'] %}"
-    "{% if p['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% else %}{{ p['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def build_processor() -> Any:
-    """A Qwen2.5-VL processor with a byte-level tokenizer (offline; ~1.2 tokens/word more
-    than Qwen's BPE, so prompts are a little longer than with the real tokenizer)."""
-    from transformers import Qwen2_5_VLProcessor
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-    from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
-    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
-
-    vocab = {"<|endoftext|>": 0}
-    for symbol in sorted(set(bytes_to_unicode().values())):
-        vocab[symbol] = len(vocab)
-    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[])
-    tokenizer.add_special_tokens({"additional_special_tokens": list(_SPECIALS)})
-    return Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(), tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(), chat_template=_CHAT,
-    )
+}  # fmt: skip
 
 
 def build_model(config: dict[str, Any], processor: Any, device: str) -> Any:
@@ -164,7 +137,7 @@ def main() -> None:
     fast = {"auto": None, "on": True, "off": False}[args.fast_decode]
 
     start = time.perf_counter()
-    processor = build_processor()
+    processor = tiny_processor()  # byte-level tokenizer: prompts ~1.2x Qwen's BPE length
     model = build_model(CONFIG_3B if name == "3b" else CONFIG_SMALL, processor, args.device)
     prompter = QwenPrompter.from_components(model, processor, max_new_tokens=new_tokens,
                                             fast_decode=fast)
