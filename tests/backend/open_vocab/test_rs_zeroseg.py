@@ -19,11 +19,6 @@ from rs_reasoner.schemas import Mode, SegmentOptions
 from rs_reasoner.segmenters.base import SegmentationQuery, TileResult
 from rs_reasoner.segmenters.open_vocab.rs_zeroseg import checkpoint as ckpt
 from rs_reasoner.segmenters.open_vocab.rs_zeroseg.config import RSZeroSegConfig
-from rs_reasoner.segmenters.open_vocab.rs_zeroseg.data import (
-    DUBAI_CLASSES,
-    labels_from_colours,
-    load_dubai,
-)
 from rs_reasoner.segmenters.open_vocab.rs_zeroseg.loss import (
     IGNORE_INDEX,
     RSZeroSegLoss,
@@ -39,6 +34,7 @@ from rs_reasoner.segmenters.open_vocab.rs_zeroseg.segmenter import (
     ENV_CHECKPOINT,
     RSZeroSegSegmenter,
 )
+from tests.support.dubai import DUBAI_CLASSES, labels_from_colours, load_dubai
 
 CLASSES = (("building", "roof"), ("road",), ("water",))
 #: A tiny open_clip CLIP (2 ViT layers of width 64, patch 8; 1 text layer of width 32).

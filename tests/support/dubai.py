@@ -1,8 +1,7 @@
-"""The Dubai aerial segmentation sample (MBRSC / Humans in the Loop, CC0) as arrays.
-
-Layout: ``<root>/tile*/images/*.jpg`` with ``<root>/tile*/masks/*.png`` colour masks.
-Mask colours map to labels in the TileResult convention (0 = background, k = class
-``DUBAI_CLASSES[k - 1]``); Unlabeled and any stray colour map to :data:`IGNORE_INDEX`.
+"""The Dubai aerial sample (MBRSC / Humans in the Loop, CC0) as arrays, for the RS-ZeroSeg
+model tests: labels in the TileResult convention (0 = background, k = class
+``DUBAI_CLASSES[k - 1]``); Unlabeled and stray colours are :data:`IGNORE_INDEX`. Files and
+colours come from the training package's folder reader.
 """
 
 from __future__ import annotations
@@ -14,6 +13,9 @@ import numpy as np
 from PIL import Image
 
 from rs_reasoner.segmenters.open_vocab.rs_zeroseg.loss import IGNORE_INDEX
+from rs_reasoner_training.data.folder import DUBAI_COLOURS, MaskTable, dubai_pairs
+
+_TABLE = MaskTable.from_colours(DUBAI_COLOURS)  # ids 0..4 in DUBAI_CLASSES order
 
 #: Class synonyms, in label order (label k = DUBAI_CLASSES[k - 1]).
 DUBAI_CLASSES: tuple[tuple[str, ...], ...] = (
@@ -23,15 +25,6 @@ DUBAI_CLASSES: tuple[tuple[str, ...], ...] = (
     ("vegetation",),
     ("water",),
 )
-#: Mask colour → label (colours from the data README; the dataset's classes.json is wrong).
-DUBAI_COLOURS: dict[tuple[int, int, int], int] = {
-    (0x3C, 0x10, 0x98): 1,  # Building
-    (0x84, 0x29, 0xF6): 2,  # Land (unpaved area)
-    (0x6E, 0xC1, 0xE4): 3,  # Road
-    (0xFE, 0xDD, 0x3A): 4,  # Vegetation
-    (0xE2, 0xA9, 0x29): 5,  # Water
-    (0x9B, 0x9B, 0x9B): IGNORE_INDEX,  # Unlabeled
-}
 
 
 @dataclass
@@ -49,31 +42,10 @@ class DubaiSample:
     path: Path
 
 
-def dubai_pairs(root: str | Path) -> list[tuple[Path, Path]]:
-    """(image, mask) file pairs under ``root``, sorted by tile and name.
-
-    Raises:
-        FileNotFoundError: No pair found.
-    """
-    root = Path(root)
-    pairs = []
-    for image in sorted(root.glob("tile*/images/*.jpg")):
-        mask = image.parent.parent / "masks" / f"{image.stem}.png"
-        if mask.is_file():
-            pairs.append((image, mask))
-    if not pairs:
-        raise FileNotFoundError(f"no Dubai tile*/images/*.jpg with masks under {root}")
-    return pairs
-
-
 def labels_from_colours(mask_rgb: np.ndarray) -> np.ndarray:
     """Colour mask (H, W, 3) → (H, W) uint8 labels; unknown colours are ignored."""
-    rgb = mask_rgb.astype(np.uint32)
-    code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-    labels = np.full(code.shape, IGNORE_INDEX, np.uint8)
-    for (r, g, b), label in DUBAI_COLOURS.items():
-        labels[code == ((r << 16) | (g << 8) | b)] = label
-    return labels
+    ids = _TABLE.decode(Image.fromarray(np.ascontiguousarray(mask_rgb, dtype=np.uint8)))
+    return np.where(ids == IGNORE_INDEX, IGNORE_INDEX, ids + 1).astype(np.uint8)
 
 
 def load_pair(image_path: str | Path, mask_path: str | Path) -> DubaiSample:
@@ -110,6 +82,6 @@ def load_dubai(
     Returns:
         The samples.
     """
-    pairs = dubai_pairs(root)[::stride][:limit]
+    pairs = [(i, m) for i, m in dubai_pairs(root) if m is not None][::stride][:limit]
     samples = [load_pair(i, m) for i, m in pairs]
     return [center_crop_resize(s, size) for s in samples] if size else samples
