@@ -15,6 +15,10 @@ from rs_reasoner_training.models import UNet
 #: Colours of the synthetic classes: background, red roofs, green fields.
 COLOURS = np.array([[40, 40, 40], [200, 40, 40], [40, 180, 60]], dtype=np.uint8)
 CLASSES = ["background", "roof", "field"]
+#: The quickest real run of train_model / train_on_parcels: a small U-Net, two tiny steps.
+QUICK_RUN = dict(
+    model="unet", base_channels=8, depth=2, steps_per_epoch=2, batch_size=2, progress_bar=False
+)
 
 
 def synthetic_images(n: int, size: int = 64, seed: int = 0) -> tuple[list, list]:

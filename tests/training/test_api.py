@@ -11,7 +11,7 @@ from rs_reasoner.errors import InvalidRequestError
 from rs_reasoner_training.api import train_model, train_on_parcels
 from rs_reasoner_training.checkpoint import load_checkpoint, load_trained_model
 from rs_reasoner_training.errors import CheckpointError, LabelLayerError
-from tests.training.helpers import synthetic_data
+from tests.training.helpers import QUICK_RUN, synthetic_data
 
 
 def test_train_on_parcels_end_to_end(shared_data, tmp_path):
@@ -22,17 +22,7 @@ def test_train_on_parcels_end_to_end(shared_data, tmp_path):
         labels
     )
     stages = []
-    options = dict(
-        tile_size=128,
-        epochs=1,
-        steps_per_epoch=2,
-        batch_size=2,
-        model="unet",
-        base_channels=8,
-        depth=2,
-        verifier=False,  # the service sends a bool
-        progress_bar=False,
-    )
+    options = dict(QUICK_RUN, tile_size=128, epochs=1, verifier=False)  # a bool, as the service
     result = train_on_parcels(
         raster,
         labels,
@@ -59,15 +49,10 @@ def test_verifier_true_without_clip_weights_trains_in_two_stages(tmp_path, offli
     result = train_model(
         synthetic_data(),
         tmp_path,
-        model="unet",
-        base_channels=8,
-        depth=2,
         verifier=True,
         epochs=2,
-        steps_per_epoch=2,
-        batch_size=2,
-        progress_bar=False,
         callback=lambda stage, fraction, message: progress.append((stage, fraction, message)),
+        **QUICK_RUN,
     )
     stages = [s for s, _, _ in progress]
     fractions = [f for _, f, _ in progress]
@@ -83,18 +68,7 @@ def test_verifier_true_without_clip_weights_trains_in_two_stages(tmp_path, offli
     first = result.history[0]
     assert first["purified_fraction"] + first["rectified_fraction"] > 0
     # Resuming the finished run retrains nothing.
-    again = train_model(
-        synthetic_data(),
-        tmp_path,
-        model="unet",
-        base_channels=8,
-        depth=2,
-        verifier=True,
-        epochs=2,
-        steps_per_epoch=2,
-        batch_size=2,
-        progress_bar=False,
-    )
+    again = train_model(synthetic_data(), tmp_path, verifier=True, epochs=2, **QUICK_RUN)
     assert again.start_epoch == 2 and again.history == result.history
 
 

@@ -17,7 +17,7 @@ from rs_reasoner_training.api import train_model
 from rs_reasoner_training.data.folder import dubai_training_data
 from rs_reasoner_training.purify import ModelVerifier
 from rs_reasoner_training.verifiers import SegmenterVerifier, plan_verifier
-from tests.training.helpers import run_job, synthetic_data
+from tests.training.helpers import QUICK_RUN, run_job, synthetic_data
 
 TINY_CLIP = {
     "embed_dim": 32,
@@ -65,18 +65,7 @@ def test_clip_verifier_gives_class_probabilities(dubai_batch):
 
 def test_clip_verifier_purifies_in_training(tmp_path):
     verifier = SegmenterVerifier(_clip_segmenter(), name="clip-openvocab")
-    result = train_model(
-        synthetic_data(),
-        tmp_path,
-        model="unet",
-        base_channels=8,
-        depth=2,
-        verifier=verifier,
-        epochs=1,
-        steps_per_epoch=2,
-        batch_size=2,
-        progress_bar=False,
-    )
+    result = train_model(synthetic_data(), tmp_path, verifier=verifier, epochs=1, **QUICK_RUN)
     first = result.history[0]
     # The untrained teacher is unsure everywhere, and the verifier always has an opinion.
     assert first["purified_fraction"] + first["rectified_fraction"] > 0.9, first
