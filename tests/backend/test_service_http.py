@@ -734,7 +734,7 @@ def test_upload_size_limit(tmp_path: Path) -> None:
 
 
 def test_old_uploads_are_evicted(tmp_path: Path, rasters) -> None:
-    from rs_reasoner.service import app as app_module
+    from rs_reasoner.service import uploads as uploads_module
 
     data = rasters["other"].read_bytes()
     with _app_client(tmp_path, _Pipeline()) as c:
@@ -747,4 +747,4 @@ def test_old_uploads_are_evicted(tmp_path: Path, rasters) -> None:
             time.sleep(0.02)
         kept = sorted(p.stem for p in (tmp_path / "uploads").glob("*.tif"))
         assert kept == sorted(ids[-2:])
-        assert app_module.MAX_UPLOADS_KEPT >= 2
+        assert uploads_module.MAX_UPLOADS_KEPT >= 2

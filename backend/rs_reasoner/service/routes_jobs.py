@@ -1,0 +1,126 @@
+"""The job endpoints: ``POST /jobs`` and ``POST /train`` queue work; ``GET``/``DELETE
+/jobs/{id}`` follow or cancel it; ``GET /jobs/{id}/result`` fetches what it made."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from rs_reasoner.schemas import SegmentRequest, TrainRequest
+from rs_reasoner.service.deps import Jobs, Uploads
+from rs_reasoner.service.errors import ApiError, unknown_job
+from rs_reasoner.service.jobs import Job, JobStatus
+from rs_reasoner.service.responses import ErrorResponse, JobCreated, JobInfo, TrainResult
+from rs_reasoner.service.uploads import UploadStore
+
+router = APIRouter(tags=["jobs"])
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=JobCreated,
+    responses={
+        404: {"model": ErrorResponse, "description": "Unknown upload or model"},
+        422: {"model": ErrorResponse, "description": "Invalid request"},
+    },
+)
+def submit(req: SegmentRequest, jobs: Jobs, uploads: Uploads) -> dict[str, Any]:
+    """Queue a segmentation job (validated at once; bad requests get a 4xx)."""
+    job = jobs.submit(req, raster_path(uploads, req.raster, req.upload_id))
+    return {"id": job.id, "status": job.to_dict()["status"]}
+
+
+@router.post(
+    "/train",
+    status_code=202,
+    response_model=JobCreated,
+    responses={
+        404: {"model": ErrorResponse, "description": "Unknown upload"},
+        422: {"model": ErrorResponse, "description": "Invalid request"},
+    },
+)
+def submit_training(req: TrainRequest, jobs: Jobs, uploads: Uploads) -> dict[str, Any]:
+    """Queue a training job: a raster and labelled parcels → a new model ``name``
+    (validated at once; bad requests get a 4xx). Poll ``GET /jobs/{id}``; the result
+    names the model, which ``GET /models`` then lists and ``POST /jobs`` can use.
+    The same ``name`` again resumes from its last checkpoint."""
+    job = jobs.submit_training(req, raster_path(uploads, req.raster, req.upload_id))
+    return {"id": job.id, "status": job.to_dict()["status"]}
+
+
+@router.get("/jobs/{job_id}", response_model=JobInfo, responses={404: {"model": ErrorResponse}})
+def job_status(job_id: str, jobs: Jobs) -> dict[str, Any]:
+    """Status, stage, progress (0..1), messages and error of a job."""
+    return _job(jobs.get(job_id), job_id).to_dict()
+
+
+@router.delete("/jobs/{job_id}", response_model=JobInfo, responses={404: {"model": ErrorResponse}})
+def cancel(job_id: str, jobs: Jobs) -> dict[str, Any]:
+    """Cancel a job: queued ones at once, running ones after the current tile.
+    Returns the job's status (``cancel_requested`` is true until it stops)."""
+    return _job(jobs.cancel(job_id), job_id).to_dict()
+
+
+@router.get(
+    "/jobs/{job_id}/result",
+    responses={
+        200: {
+            "model": TrainResult,
+            "description": "Segmentation: a GeoJSON FeatureCollection with a 'crs' "
+            "member. Training: the trained model (TrainResult) as JSON.",
+            "content": {"application/geo+json": {}},
+        },
+        404: {"model": ErrorResponse},
+        409: {"model": ErrorResponse, "description": "Not succeeded (yet)"},
+    },
+)
+def job_result(job_id: str, jobs: Jobs) -> JSONResponse:
+    """The result of a succeeded job: polygons as a GeoJSON FeatureCollection, or for
+    a training job the trained model (name, classes, scores, checkpoint)."""
+    job = _job(jobs.get(job_id), job_id)
+    info = job.to_dict()
+    status = info["status"]
+    if status == JobStatus.succeeded.value:
+        if job.kind == "train":
+            return JSONResponse(job.result, media_type="application/json")
+        return JSONResponse(job.result, media_type="application/geo+json")
+    if status == JobStatus.failed.value:
+        error = info["error"] or {}
+        raise ApiError(
+            409,
+            f"Job {job_id} failed, so it has no result: {error.get('detail')}",
+            error.get("hint"),
+            status=status,
+        )
+    if status == JobStatus.cancelled.value:
+        raise ApiError(409, f"Job {job_id} was cancelled; it has no result.", None, status=status)
+    raise ApiError(
+        409,
+        f"Job {job_id} is {status}; its result is not ready yet.",
+        f"Poll GET /jobs/{job_id} until its status is 'succeeded'.",
+        status=status,
+    )
+
+
+def raster_path(uploads: UploadStore, raster: str | None, upload_id: str | None) -> str:
+    """The file a request names: its ``raster`` path, or the file of its ``upload_id``."""
+    if upload_id is None:
+        return str(raster)
+    path = uploads.path(upload_id)
+    if path is None:
+        raise ApiError(
+            404,
+            f"Unknown upload_id '{upload_id}'.",
+            "Upload the raster again with POST /uploads: uploads are kept only "
+            f"while the backend runs (the {uploads.max_kept} most recent).",
+        )
+    return str(path)
+
+
+def _job(job: Job | None, job_id: str) -> Job:
+    if job is None:
+        raise unknown_job(job_id)
+    return job
