@@ -12,7 +12,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from rs_reasoner import __version__
+from rs_reasoner.arguments import add_field, add_serve_arguments, serve_options
 from rs_reasoner.errors import RsReasonerError
+from rs_reasoner.schemas import RunOptions, SegmentOptions, SegmentRequest, TrainRequest
+from rs_reasoner.schemas import defaults as field_defaults
 
 EPILOG_SEGMENT = """examples:
   rs-reasoner segment scene.tif --query "buildings, roads, water" --out polygons.gpkg
@@ -30,6 +33,12 @@ The model is saved in the models folder ($RS_REASONER_MODELS_DIR, default
 use it with: rs-reasoner segment scene.tif --model NAME --query "class a, class b".
 Running the same command again resumes from the last finished epoch (after Ctrl-C too)."""
 
+#: SegmentOptions fields that ``segment`` has flags for, in the order --help lists them.
+_SEGMENT_FLAGS = (
+    "bands", "resolution", "score_threshold", "min_area", "simplify", "tile_size", "overlap",
+    "instance_mode",
+)  # fmt: skip
+
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -38,7 +47,20 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_segment_parser(sub)
+    _add_train_parser(sub)
+    srv = sub.add_parser(
+        "serve",
+        help="run the local backend service for the QGIS plugin",
+        description="Serve the HTTP API on loopback. A random token is generated at every "
+        "start and written, with the port and pid, to the state file the plugin reads.",
+    )
+    add_serve_arguments(srv)
+    _add_models_parser(sub)
+    return parser
 
+
+def _add_segment_parser(sub: argparse._SubParsersAction) -> None:
     seg = sub.add_parser(
         "segment",
         help="segment a raster and write polygons",
@@ -47,14 +69,9 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     seg.add_argument("raster", help="raster file GDAL can open (GeoTIFF, COG, VRT, ...)")
-    seg.add_argument("--query", "-q", required=True, help="class names or a sentence")
-    seg.add_argument(
-        "--mode",
-        choices=["auto", "reasoning", "open_vocabulary"],
-        default="auto",
-        help="auto: class lists → open_vocabulary, sentences → reasoning (default: auto)",
-    )
-    seg.add_argument("--model", help="segmenter name (see 'rs-reasoner models list')")
+    add_field(seg, SegmentRequest, "query", "--query", "-q", required=True)
+    add_field(seg, SegmentRequest, "mode")
+    add_field(seg, SegmentRequest, "model", extra_help="see 'rs-reasoner models list'")
     seg.add_argument(
         "--extent",
         nargs=4,
@@ -63,47 +80,19 @@ def _build_parser() -> argparse.ArgumentParser:
         help="area to segment (default: the whole raster)",
     )
     seg.add_argument("--extent-crs", help="CRS of --extent, e.g. EPSG:4326 (default: raster's)")
-    seg.add_argument("--bands", nargs="+", type=int, help="1 or 3 band numbers used as R G B")
-    seg.add_argument("--resolution", type=float, help="target ground resolution (map units/px)")
-    seg.add_argument("--score-threshold", type=float, default=0.5, help="default: 0.5")
-    seg.add_argument("--min-area", type=float, default=0.0, help="drop polygons below (map units²)")
-    seg.add_argument("--simplify", type=float, default=0.0, help="tolerance in map units")
-    seg.add_argument("--tile-size", type=int, default=1024, help="tile edge in pixels")
-    seg.add_argument("--overlap", type=int, default=128, help="context margin around tiles")
-    seg.add_argument(
-        "--instance-mode",
-        choices=["auto", "union", "instances"],
-        help="reasoning mode: union = one region per label ('all the ponds'), instances = one "
-        "per object ('the largest warehouse'), auto = instances unless masks overlap "
-        "(default: the model's setting, auto)",
-    )
-    seg.add_argument("--output-crs", help="write polygons in this CRS (default: raster's)")
+    for name in _SEGMENT_FLAGS:
+        add_field(seg, SegmentOptions, name)
+    add_field(seg, SegmentRequest, "output_crs")
     seg.add_argument("--out", "-o", required=True, type=Path, help=".gpkg, .shp or .geojson")
     seg.add_argument("--preview", type=Path, help="also write a PNG of polygons over the image")
-    seg.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_field(seg, RunOptions, "device")
     seg.add_argument("--quiet", action="store_true", help="no progress bar")
     seg.add_argument(
         "--verbose", "-v", action="store_true", help="print the job log (e.g. the raw model answer)"
     )
 
-    _add_train_parser(sub)
 
-    srv = sub.add_parser(
-        "serve",
-        help="run the local backend service for the QGIS plugin",
-        description="Serve the HTTP API on loopback. A random token is generated at every "
-        "start and written, with the port and pid, to the state file the plugin reads.",
-    )
-    srv.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
-    srv.add_argument("--port", type=int, default=0, help="port (default: 0 = a free port)")
-    srv.add_argument(
-        "--allow-remote",
-        action="store_true",
-        help="allow binding a non-loopback address (exposes the service to the network)",
-    )
-    srv.add_argument("--state-file", type=Path, help="where to write port/token/pid")
-    srv.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-
+def _add_models_parser(sub: argparse._SubParsersAction) -> None:
     mdl = sub.add_parser("models", help="list, download or check model weights")
     msub = mdl.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     msub.add_parser(
@@ -115,7 +104,6 @@ def _build_parser() -> argparse.ArgumentParser:
     pull.add_argument("name")
     ver = msub.add_parser("verify", help="check that a model's weights are present and load")
     ver.add_argument("name", nargs="?", help="default: every model")
-    return parser
 
 
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
@@ -128,64 +116,35 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG_TRAIN,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    trn.add_argument("--raster", required=True, help="raster file GDAL can open")
-    trn.add_argument(
-        "--labels", required=True, help="polygon file with the parcels (.gpkg, .shp, .geojson)"
-    )
-    trn.add_argument("--layer", help="layer name inside a multi-layer file (GeoPackage)")
-    trn.add_argument("--class-field", required=True, help="field holding each parcel's class")
-    trn.add_argument("--aoi", help="polygon file limiting where unlabelled tiles are taken from")
-    trn.add_argument(
-        "--name", help="model name: lowercase letters, digits, - and _ (default: from --labels)"
-    )
-    trn.add_argument(
-        "--background",
-        help="class for pixels in no parcel inside tiles touching parcels (only if every "
-        "object there is drawn; needed when all parcels have one class)",
-    )
-    trn.add_argument(
-        "--label-budget",
-        type=float,
-        default=1.0,
-        help="fraction of training parcels whose labels are used (default: 1.0)",
-    )
-    trn.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.2,
-        help="fraction of parcels held out for validation, 0 for none (default: 0.2)",
-    )
-    trn.add_argument("--epochs", type=int, default=30, help="epochs to train (default: 30)")
-    trn.add_argument(
-        "--time-budget",
-        type=float,
-        metavar="MINUTES",
+    add_field(trn, TrainRequest, "raster", required=True)
+    add_field(trn, TrainRequest, "labels", required=True)
+    add_field(trn, TrainRequest, "layer")
+    add_field(trn, TrainRequest, "class_field", required=True)
+    add_field(trn, TrainRequest, "aoi")
+    add_field(trn, TrainRequest, "name", extra_help="default: from --labels")
+    add_field(trn, TrainRequest, "background")
+    add_field(trn, TrainRequest, "label_budget")
+    add_field(trn, TrainRequest, "val_fraction")
+    add_field(trn, TrainRequest, "epochs")
+    add_field(
+        trn, TrainRequest, "time_budget_s", "--time-budget",
+        dest="time_budget", metavar="MINUTES", type=float,
         help="stop after this many minutes of training (counted over resumed runs)",
-    )
-    trn.add_argument(
-        "--no-semi-supervised",
-        action="store_true",
+    )  # fmt: skip
+    add_field(
+        trn, TrainRequest, "semi_supervised", "--no-semi-supervised", action="store_false",
         help="train on the labelled tiles only (no teacher-student on unlabelled tiles)",
-    )
-    trn.add_argument(
-        "--no-verifier",
-        action="store_true",
+    )  # fmt: skip
+    add_field(
+        trn, TrainRequest, "verifier", "--no-verifier", action="store_false",
         help="no pseudo-label purification by a verifier model (default: CLIP when its "
         "weights are here, else a model first trained on the labelled tiles only)",
-    )
-    trn.add_argument(
-        "--tile-size", type=int, default=256, help="training tile side in pixels (default: 256)"
-    )
-    trn.add_argument(
-        "--bands", nargs="+", type=int, help="1 or 3 band numbers used as R G B (segment with "
-        "the same --bands later)",
-    )
-    trn.add_argument(
-        "--resolution", type=float, help="training ground resolution (map units/px; default: "
-        "the raster's own; segment with the same --resolution later)",
-    )
-    trn.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    trn.add_argument("--seed", type=int, default=0, help="seed of split and training (default: 0)")
+    )  # fmt: skip
+    add_field(trn, TrainRequest, "tile_size")
+    add_field(trn, TrainRequest, "bands")
+    add_field(trn, TrainRequest, "resolution")
+    add_field(trn, RunOptions, "device")
+    add_field(trn, TrainRequest, "seed")
     trn.add_argument(
         "--train-option",
         action="append",
@@ -218,28 +177,13 @@ def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from rs_reasoner import trained_models
-    from rs_reasoner.schemas import TrainRequest
     from rs_reasoner.training_run import check_options, check_train_request, run_training
 
     name = args.name or trained_models.sanitise_name(Path(args.labels).stem)
+    fields = {key: getattr(args, key) for key in TrainRequest.model_fields if hasattr(args, key)}
+    minutes = args.time_budget
     request = TrainRequest(
-        raster=str(args.raster),
-        labels=str(args.labels),
-        layer=args.layer,
-        class_field=args.class_field,
-        aoi=args.aoi,
-        name=name,
-        label_budget=args.label_budget,
-        epochs=args.epochs,
-        time_budget_s=None if args.time_budget is None else args.time_budget * 60,
-        semi_supervised=not args.no_semi_supervised,
-        verifier=not args.no_verifier,
-        tile_size=args.tile_size,
-        background=args.background,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        bands=args.bands,
-        resolution=args.resolution,
+        **{**fields, "name": name, "time_budget_s": None if minutes is None else minutes * 60}
     )
     check_train_request(request, request.raster)
     options = check_options(_parse_options(args.train_option))
@@ -312,7 +256,7 @@ def _segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from rs_reasoner.pipeline import SegmentationPipeline
-    from rs_reasoner.schemas import Extent, SegmentOptions, SegmentRequest
+    from rs_reasoner.schemas import Extent
     from rs_reasoner.vector.writers import check_output_path, write_vector
 
     extent = None
@@ -321,6 +265,14 @@ def _segment(args: argparse.Namespace) -> int:
         extent = Extent(xmin=xmin, ymin=ymin, xmax=xmax, ymax=ymax, crs=args.extent_crs)
     elif args.extent_crs:
         raise RsReasonerError("--extent-crs given without --extent.", "Add --extent.")
+    # Values equal to the default are left to the schema, which adapts some of them (the
+    # overlap to the tile size) when they are not given.
+    schema_defaults = field_defaults(SegmentOptions)
+    options = {
+        key: value
+        for key in _SEGMENT_FLAGS
+        if (value := getattr(args, key)) != schema_defaults[key]
+    }
     request = SegmentRequest(
         raster=str(args.raster),
         extent=extent,
@@ -328,16 +280,7 @@ def _segment(args: argparse.Namespace) -> int:
         mode=args.mode,
         model=args.model,
         output_crs=args.output_crs,
-        options=SegmentOptions(
-            bands=args.bands,
-            resolution=args.resolution,
-            score_threshold=args.score_threshold,
-            min_area=args.min_area,
-            simplify=args.simplify,
-            tile_size=args.tile_size,
-            overlap=args.overlap,
-            instance_mode=args.instance_mode,
-        ),
+        options=SegmentOptions(**options),
     )
     check_output_path(args.out)
     pipeline = SegmentationPipeline(device=args.device)
@@ -371,13 +314,7 @@ def _segment(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from rs_reasoner.service.server import serve
 
-    serve(
-        host=args.host,
-        port=args.port,
-        allow_remote=args.allow_remote,
-        state_file=args.state_file,
-        device=args.device,
-    )
+    serve(**serve_options(args))
     return 0
 
 

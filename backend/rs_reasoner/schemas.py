@@ -1,16 +1,31 @@
-"""Request and option models shared by the CLI, the pipeline and the HTTP API."""
+"""Request and option models shared by the CLI, the pipeline and the HTTP API.
+
+These models are the one definition of every option's default, bounds and help text: the
+CLI builds its flags from them (:mod:`rs_reasoner.arguments`), the training code reads
+:data:`TRAIN_DEFAULTS`, and the plugin's tests check that its own copies still match.
+"""
 
 from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: Upper bound on the working grid of one job (pixels after resampling); beyond this the
 #: request is refused with advice to pick a coarser resolution or a smaller extent.
 MAX_WORKING_PIXELS = 400_000_000
+
+
+def defaults(model: type[BaseModel]) -> dict[str, Any]:
+    """Each field's default value; fields without one (required fields) are left out."""
+    return {
+        name: info.get_default(call_default_factory=True)
+        for name, info in model.model_fields.items()
+        if not info.is_required()
+    }
 
 
 class Mode(str, Enum):
@@ -71,11 +86,19 @@ class SegmentOptions(BaseModel):
 
     bands: list[int] | None = Field(None, description=_BANDS_HELP)
     resolution: float | None = Field(None, gt=0, description=_RESOLUTION_HELP)
-    score_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    score_threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="Pixels scoring below this are left out (0-1)."
+    )
     min_area: float = Field(0.0, ge=0.0, description="Drop smaller polygons (map units²).")
     simplify: float = Field(0.0, ge=0.0, description="Simplification tolerance (map units).")
     tile_size: int = Field(1024, ge=64, le=8192, description="Tile edge in working pixels.")
-    overlap: int = Field(128, ge=0, le=2048, description="Context margin around each tile.")
+    overlap: int = Field(
+        128,
+        ge=0,
+        le=2048,
+        description="Context margin around each tile in working pixels; when not given, "
+        "capped to less than half the tile size.",
+    )
     instance_mode: Literal["auto", "union", "instances"] | None = Field(
         None,
         description="Reasoning mode: 'union' merges all matched objects into one region per "
@@ -86,7 +109,7 @@ class SegmentOptions(BaseModel):
     fusion_rule: Literal["mean", "max", "confidence_weighted"] | None = Field(
         None,
         description="Models fusing several score sources (rs-zeroseg+clip): how classes are "
-        "fused (see rs_reasoner.segmenters.open_vocab.fusion). Default: the model's setting "
+        "fused (see rs_reasoner.segmenters.open_vocab.fusion_rules). Default: the model's setting "
         "(confidence_weighted).",
     )
 
@@ -97,6 +120,10 @@ class SegmentOptions(BaseModel):
 
     @model_validator(mode="after")
     def _overlap(self) -> SegmentOptions:
+        if "overlap" not in self.model_fields_set:
+            # The default margin suits the default tiles; smaller tiles get the largest
+            # margin they allow, so choosing a tile size alone is always valid.
+            self.overlap = min(self.overlap, self.tile_size // 2 - 1)
         if 2 * self.overlap >= self.tile_size:
             raise ValueError("overlap must be less than half the tile size")
         return self
@@ -111,7 +138,9 @@ class SegmentRequest(BaseModel):
     upload_id: str | None = Field(None, description="Id returned by POST /uploads.")
     extent: Extent | None = Field(None, description="Area to segment; default: whole raster.")
     query: str = Field(..., description="What to segment: class names or a sentence.")
-    mode: Mode = Mode.auto
+    mode: Mode = Field(
+        Mode.auto, description="auto: class lists → open_vocabulary, sentences → reasoning."
+    )
     model: str | None = Field(None, description="Segmenter name; default: the mode's default.")
     output_crs: str | None = Field(None, description="CRS of the polygons; default: raster's.")
     options: SegmentOptions = Field(default_factory=SegmentOptions)
@@ -161,7 +190,7 @@ class TrainRequest(BaseModel):
     label_budget: float = Field(
         1.0, gt=0.0, le=1.0, description="Fraction of training parcels whose labels are used."
     )
-    epochs: int = Field(30, ge=1, le=10_000)
+    epochs: int = Field(30, ge=1, le=10_000, description="Epochs to train.")
     time_budget_s: float | None = Field(
         None, gt=0, description="Stop after this much training time (seconds)."
     )
@@ -215,3 +244,32 @@ class TrainRequest(BaseModel):
         if (self.raster is None) == (self.upload_id is None):
             raise ValueError("give exactly one of 'raster' (a path) or 'upload_id'")
         return self
+
+
+#: Defaults of the training options, for the training code's keyword arguments.
+TRAIN_DEFAULTS: dict[str, Any] = defaults(TrainRequest)
+
+
+class RunOptions(BaseModel):
+    """Where models run (``segment``, ``train`` and ``serve``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: str = Field("auto", description="Torch device: auto, cpu, cuda or cuda:N.")
+
+
+class ServeOptions(RunOptions):
+    """How the local service listens (``rs-reasoner serve``)."""
+
+    host: str = Field("127.0.0.1", description="Bind address.")
+    port: int = Field(0, ge=0, le=65535, description="Port; 0 picks a free one.")
+    allow_remote: bool = Field(
+        False,
+        description="Allow binding a non-loopback address (exposes the service to the "
+        "network).",
+    )
+    state_file: Path | None = Field(
+        None,
+        description="Where to write port/token/pid (default: the per-user state file the "
+        "plugin reads).",
+    )

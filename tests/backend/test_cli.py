@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import geopandas as gpd
@@ -14,7 +16,16 @@ import pytest
 from PIL import Image
 from pyproj import CRS
 
-from rs_reasoner.cli import main
+from rs_reasoner.cli import _build_parser, main
+from rs_reasoner.schemas import (
+    RunOptions,
+    SegmentOptions,
+    SegmentRequest,
+    ServeOptions,
+    TrainRequest,
+    defaults,
+)
+from rs_reasoner.service.server import main as server_main
 from tests.support.rasters import UTM_CRS, UTM_TRANSFORM, scene_with_squares, write_geotiff
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,3 +139,57 @@ def test_a_segmenter_module_that_does_not_import_is_a_clear_error(
     err = capsys.readouterr().err
     assert "error: Cannot import the segmenter module 'no_such_module_here'" in err
     assert f"hint: Fix {registry.ENV_MODULES}" in err
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+#: Which schema models each command's flags come from.
+_COMMAND_MODELS = {
+    "segment": (SegmentRequest, SegmentOptions, RunOptions),
+    "train": (TrainRequest, RunOptions),
+    "serve": (ServeOptions,),
+}
+
+
+@pytest.mark.parametrize("command", sorted(_COMMAND_MODELS))
+def test_every_flag_default_is_the_schema_default(command: str) -> None:
+    parser = _subparsers(_build_parser())[command]
+    schema = {}
+    for model in _COMMAND_MODELS[command]:
+        schema.update({k: getattr(v, "value", v) for k, v in defaults(model).items()})
+    # --time-budget is in minutes where the field is in seconds; both default to no limit.
+    dests = {"time_budget": "time_budget_s"}
+    compared = 0
+    for action in parser._actions:
+        field = dests.get(action.dest, action.dest)
+        if field not in schema:
+            continue
+        assert action.default == schema[field], f"{command} {action.option_strings}"
+        if schema[field] not in (None, False, True) and action.help:
+            assert f"(default: {schema[field]})" in action.help
+        compared += 1
+    # Every schema field with a default that the command exposes was compared.
+    assert compared >= {"segment": 12, "train": 15, "serve": 5}[command]
+
+
+def test_the_server_module_has_the_serve_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    def options_part(run: Callable[[], object]) -> str:
+        with pytest.raises(SystemExit):
+            run()
+        return capsys.readouterr().out.split("options:", 1)[1]
+
+    served = options_part(lambda: server_main(["--help"]))
+    assert served == options_part(lambda: main(["serve", "--help"]))
+    assert "(default: 127.0.0.1)" in served
+
+
+def test_a_tile_size_alone_gets_an_overlap_that_fits_it(scene: Path, tmp_path: Path) -> None:
+    out = tmp_path / "small_tiles.geojson"
+    args = ["segment", str(scene), "--query", "water", "--model", "index-baseline",
+            "--tile-size", "64", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    assert len(gpd.read_file(out)) >= 1
+    assert main([*args, "--overlap", "32"]) == 2  # an explicit overlap is not changed

@@ -28,7 +28,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from rs_reasoner import __version__
+from rs_reasoner.arguments import add_serve_arguments, serve_options
 from rs_reasoner.errors import RsReasonerError
+from rs_reasoner.schemas import ServeOptions, defaults
 from rs_reasoner.service.state import (
     default_state_path,
     pid_alive,
@@ -38,6 +40,10 @@ from rs_reasoner.service.state import (
 )
 
 log = logging.getLogger("rs_reasoner.service")
+
+
+#: ``serve``'s defaults: the fields of ServeOptions (the flags' defaults too).
+_DEFAULTS = defaults(ServeOptions)
 
 
 def is_loopback(host: str) -> bool:
@@ -138,11 +144,11 @@ def _make_server_class() -> type:
 
 
 def serve(
-    host: str = "127.0.0.1",
-    port: int = 0,
-    allow_remote: bool = False,
-    state_file: Path | str | None = None,
-    device: str = "auto",
+    host: str = _DEFAULTS["host"],
+    port: int = _DEFAULTS["port"],
+    allow_remote: bool = _DEFAULTS["allow_remote"],
+    state_file: Path | str | None = _DEFAULTS["state_file"],
+    device: str = _DEFAULTS["device"],
 ) -> None:
     """Serve the API until SIGINT/SIGTERM.
 
@@ -237,20 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rs_reasoner.service.server", description="Run the RS Reasoner backend."
     )
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="port (default: 0 = a free port)")
-    parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback host")
-    parser.add_argument("--state-file", type=Path, help="where to write port/token/pid")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_serve_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        serve(
-            host=args.host,
-            port=args.port,
-            allow_remote=args.allow_remote,
-            state_file=args.state_file,
-            device=args.device,
-        )
+        serve(**serve_options(args))
     except RsReasonerError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:
