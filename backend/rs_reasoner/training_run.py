@@ -59,11 +59,9 @@ MODEL_OPTIONS = frozenset(
     {"model", "pretrained", "base_channels", "depth", "verifier_epochs", "rs_zeroseg", "prompts"}
 )
 #: Set from TrainRequest fields or by the runner; not allowed as extra options.
-_OWN_OPTIONS = frozenset(
-    {"output_dir", "epochs", "time_budget_s", "semi_supervised", "verifier", "device", "seed",
-     "progress_bar", "callback", "cancel", "tile_size", "label_budget", "val_fraction",
-     "background", "layer", "aoi", "bands", "resolution"}
-)  # fmt: skip
+_OWN_OPTIONS = frozenset(TrainRequest.model_fields) | {
+    "output_dir", "device", "progress_bar", "callback", "cancel"
+}  # fmt: skip
 _NOT_POLYGONS = {"Point", "MultiPoint", "LineString", "MultiLineString"}
 
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from rs_reasoner.errors import InvalidRequestError
+from rs_reasoner.schemas import TRAIN_DEFAULTS
 from rs_reasoner_training.data.dataset import TrainingData
 from rs_reasoner_training.loop import ProgressFn, TrainConfig, TrainResult, train
 from rs_reasoner_training.models import UNet
@@ -287,10 +288,10 @@ def train_on_parcels(
     background: str | None = None,
     bands: list[int] | None = None,
     resolution: float | None = None,
-    tile_size: int = 256,
-    val_fraction: float = 0.2,
-    label_budget: float = 1.0,
-    seed: int = 0,
+    tile_size: int = TRAIN_DEFAULTS["tile_size"],
+    val_fraction: float = TRAIN_DEFAULTS["val_fraction"],
+    label_budget: float = TRAIN_DEFAULTS["label_budget"],
+    seed: int = TRAIN_DEFAULTS["seed"],
     callback: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     **train_options: Any,

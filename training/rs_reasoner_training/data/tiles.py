@@ -30,6 +30,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from rs_reasoner.raster import ExtentReader, open_raster
+from rs_reasoner.schemas import TRAIN_DEFAULTS
 from rs_reasoner_training.data.dataset import (
     IGNORE_INDEX,
     Role,
@@ -203,9 +204,9 @@ def plan_tiles(
     shape: tuple[int, int],
     tile_size: int,
     *,
-    val_fraction: float = 0.2,
-    label_budget: float = 1.0,
-    seed: int = 0,
+    val_fraction: float = TRAIN_DEFAULTS["val_fraction"],
+    label_budget: float = TRAIN_DEFAULTS["label_budget"],
+    seed: int = TRAIN_DEFAULTS["seed"],
     valid_fraction: np.ndarray | None = None,
     min_valid: float = 0.01,
 ) -> TilePlan:
@@ -383,10 +384,10 @@ def parcel_training_data(
     background: str | None = None,
     bands: list[int] | None = None,
     resolution: float | None = None,
-    tile_size: int = 256,
-    val_fraction: float = 0.2,
-    label_budget: float = 1.0,
-    seed: int = 0,
+    tile_size: int = TRAIN_DEFAULTS["tile_size"],
+    val_fraction: float = TRAIN_DEFAULTS["val_fraction"],
+    label_budget: float = TRAIN_DEFAULTS["label_budget"],
+    seed: int = TRAIN_DEFAULTS["seed"],
 ) -> TrainingData:
     """Training data from a raster and its labelled parcels.
 
