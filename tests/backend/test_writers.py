@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import random
+import signal
+import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -11,7 +15,9 @@ import numpy as np
 import pyogrio
 import pytest
 from pyproj import CRS
+from shapely.geometry import box
 
+from rs_reasoner.atomic import sweep_litter
 from rs_reasoner.errors import OutputError
 from rs_reasoner.vector import check_output_path, to_geojson_dict, vectorize, write_vector
 from rs_reasoner.vector.writers import driver_for
@@ -126,3 +132,71 @@ def test_geojson_dict_custom_wkt_and_no_crs() -> None:
     member = to_geojson_dict(sample(crs=CUSTOM_WKT))["crs"]["properties"]["name"]
     assert CRS.from_user_input(member).equals(CRS.from_wkt(CUSTOM_WKT))
     assert "crs" not in to_geojson_dict(sample(crs=None))
+
+
+# -- atomic under SIGKILL -----------------------------------------------------------------------
+
+#: Seconds each rename takes in the killed writer: a slow disk, so kills land between renames.
+SLOW_RENAME_S = 0.03
+
+
+def _boxes(n: int, label: str) -> gpd.GeoDataFrame:
+    x0, y0 = 500_000, 4_000_000
+    geoms = [box(x0 + 10 * i, y0, x0 + 10 * i + 5 + i % 3, y0 + 7) for i in range(n)]
+    return gpd.GeoDataFrame({"label": [label] * n, "n": range(n)}, geometry=geoms, crs=UTM_CRS)
+
+
+def _signature(gdf: gpd.GeoDataFrame) -> tuple[int, list[str], list[int], float]:
+    assert gdf.geometry.notna().all() and not gdf.geometry.is_empty.any()
+    return len(gdf), sorted(set(gdf["label"])), sorted(gdf["n"]), round(gdf.geometry.area.sum(), 6)
+
+
+def _write_forever(out: str, layers: list[gpd.GeoDataFrame]) -> None:
+    """Child process: rewrite ``out`` with each layer in turn until killed."""
+    real_replace = os.replace
+
+    def slow_replace(src, dst) -> None:  # noqa: ANN001 - os.replace's arguments
+        time.sleep(SLOW_RENAME_S)
+        real_replace(src, dst)
+
+    os.replace = slow_replace
+    while True:
+        for layer in layers:
+            write_vector(layer, out)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name == "nt", reason="SIGKILL and fork are POSIX")
+@pytest.mark.parametrize("ext", [".gpkg", ".shp", ".geojson", ".fgb"])
+def test_sigkill_during_writes_leaves_the_old_or_the_new_output(tmp_path: Path, ext: str) -> None:
+    old, new = _boxes(3, "old"), _boxes(40, "new")
+    expected = [_signature(old), _signature(new)]
+    out = tmp_path / f"result{ext}"
+    write_vector(old, out)
+    rng = random.Random(ext)
+    fork = multiprocessing.get_context("fork")
+    missing = 0
+    for _ in range(12):
+        child = fork.Process(target=_write_forever, args=(str(out), [new, old]), daemon=True)
+        child.start()
+        time.sleep(rng.uniform(0.01, 0.4))
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        if out.exists():  # a reader right after the kill: all old or all new, never a mix
+            assert _signature(gpd.read_file(out)) in expected
+        else:  # only a shapefile, killed inside its swap: the journal is there to finish it
+            assert ext == ".shp"
+            assert any((p / "publish.json").is_file() for p in tmp_path.glob(".rs-reasoner-*"))
+            missing += 1
+        sweep_litter(tmp_path)  # what the next write in this folder does first
+        assert _signature(gpd.read_file(out)) in expected
+        assert list(tmp_path.glob(".rs-reasoner-*")) == []
+    if ext != ".shp":
+        assert missing == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_an_unwritable_place_is_an_output_error_before_writing() -> None:
+    """As root os.access allows /proc, where nothing can be created: still a clear error."""
+    with pytest.raises(OutputError, match="Cannot write in '/proc'"):
+        write_vector(sample(), "/proc/x.gpkg")

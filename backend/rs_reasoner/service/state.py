@@ -15,6 +15,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rs_reasoner.atomic import pid_alive
+
+__all__ = [
+    "STATE_FILE_NAME",
+    "default_state_path",
+    "pid_alive",
+    "read_state",
+    "remove_state",
+    "write_state",
+]
+
 STATE_FILE_NAME = "backend.json"
 
 
@@ -105,19 +116,5 @@ def remove_state(path: Path | str, pid: int) -> bool:
     try:
         os.unlink(path)
     except FileNotFoundError:
-        return False
-    return True
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists (best effort; False on errors and Windows,
-    where ``os.kill`` would terminate the process instead of probing it)."""
-    if os.name == "nt" or not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except PermissionError:
-        return True
-    except (OSError, OverflowError, ValueError):
         return False
     return True

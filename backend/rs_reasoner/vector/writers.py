@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-import uuid
+import shutil
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 import pandas as pd
+import pyogrio
 from pyproj import CRS
 
+from rs_reasoner.atomic import (
+    JOURNAL,
+    check_writable,
+    fsync_file,
+    make_staging_dir,
+    publish_file_set,
+    sweep_litter,
+)
 from rs_reasoner.errors import OutputError
 
 #: Output extensions → OGR drivers.
@@ -23,8 +31,9 @@ DRIVERS = {
     ".json": "GeoJSON",
     ".fgb": "FlatGeobuf",
 }
-#: Files a shapefile is made of (written and replaced together).
-SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+#: Files a shapefile is made of, and the spatial indexes tools put beside it: replaced or
+#: removed together (an old .prj or .qix would misplace or hide the new features).
+SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx")
 #: dBase limits: field names of 10 characters, strings of 254 bytes.
 SHP_FIELD_NAME = 10
 SHP_STRING_BYTES = 254
@@ -56,20 +65,14 @@ def check_output_path(path: str | os.PathLike[str]) -> Path:
         The path.
 
     Raises:
-        OutputError: Unsupported extension, a folder in the way, or no write permission.
+        OutputError: Unsupported extension, a folder in the way, or no way to write there
+            (tried, not guessed from permission bits).
     """
     out = Path(path)
     driver_for(out)
     if out.is_dir():
         raise OutputError(f"'{out}' is a folder.", "Give a file name such as result.gpkg.")
-    parent = out.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise OutputError(f"Cannot create a folder for '{out}': '{parent}' is a file.")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"No permission to write in '{parent}'.", "Choose another folder.")
-    return out
+    return check_writable(out)
 
 
 def _truncate_bytes(text: str, limit: int) -> str:
@@ -111,8 +114,19 @@ def _write(gdf: gpd.GeoDataFrame, path: Path, driver: str) -> None:
     gdf.to_file(path, **kwargs)
 
 
+def _verify(path: Path, expected: int) -> None:
+    """Read back what GDAL wrote: a file with fewer features is never published."""
+    found = pyogrio.read_info(path)["features"]
+    if found != expected:
+        raise OutputError(f"GDAL wrote {found} of {expected} features.")
+
+
 def write_vector(polygons: gpd.GeoDataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write polygons atomically: an existing file is replaced only by a complete one.
+    """Write polygons atomically: an existing output is replaced only by a complete one.
+
+    The layer is written and read back in a staging folder beside the output, then moved
+    in with one rename, or for a shapefile as one set (:func:`~rs_reasoner.atomic.
+    publish_file_set`). Litter of writers killed earlier in that folder is swept first.
 
     Args:
         polygons: The layer (any CRS, possibly empty).
@@ -126,28 +140,35 @@ def write_vector(polygons: gpd.GeoDataFrame, path: str | os.PathLike[str]) -> Pa
     """
     out = check_output_path(path)
     driver = driver_for(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    gdf = _for_shapefile(polygons) if driver == "ESRI Shapefile" else polygons
-    tmp_dir = Path(tempfile.mkdtemp(prefix=".rs-reasoner-", dir=out.parent))
     try:
-        tmp = tmp_dir / f"{uuid.uuid4().hex}{out.suffix}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"Cannot create the folder of '{out}': {exc.strerror or exc}.") from None
+    sweep_litter(out.parent)
+    gdf = _for_shapefile(polygons) if driver == "ESRI Shapefile" else polygons
+    staging = make_staging_dir(out.parent)
+    try:
+        tmp = staging / out.name
         try:
             _write(gdf, tmp, driver)
+            _verify(tmp, len(gdf))
         except Exception as exc:  # GDAL errors come in several types
             raise OutputError(f"Could not write '{out}': {exc}") from exc
-        if driver == "ESRI Shapefile":
-            for ext in SHAPEFILE_PARTS:  # stale sidecars of an older file would mislead QGIS
-                old = out.with_suffix(ext)
-                if old.exists() and not tmp.with_suffix(ext).exists():
-                    old.unlink()
-            for part in tmp_dir.iterdir():
-                os.replace(part, out.with_suffix(part.suffix))
-        else:
-            os.replace(tmp, out)
+        try:
+            if driver == "ESRI Shapefile":
+                stale = [out.with_suffix(ext).name for ext in SHAPEFILE_PARTS]
+                publish_file_set(staging, out.name, obsolete=stale)
+            else:
+                fsync_file(tmp)
+                os.replace(tmp, out)
+        except OSError as exc:
+            raise OutputError(
+                f"Could not replace '{out}': {exc.strerror or exc}.",
+                "Check the folder's permissions; the next write there completes the swap.",
+            ) from None
     finally:
-        for part in tmp_dir.iterdir():
-            part.unlink()
-        tmp_dir.rmdir()
+        if not (staging / JOURNAL).exists():  # a journal means: finish the swap, not undo
+            shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
