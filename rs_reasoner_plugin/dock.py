@@ -43,8 +43,9 @@ from qgis.PyQt.QtWidgets import (
 
 from . import messages
 from .backend_process import BackendProcess
+from .errors import InputError
 from .export import FILE_FILTER, ExportLayerError, export_layer
-from .params import MODES, Extent, SegmentOptions, SegmentParams, parse_bands
+from .params import MODES, Extent, SegmentOptions, bounds, defaults
 from .raster_export import (
     ExportError,
     local_file_path,
@@ -52,6 +53,7 @@ from .raster_export import (
     prepare_export,
 )
 from .results import add_to_project, layer_display_name, load_result_layer
+from .run_request import ChoiceError, RunChoices, build_request
 from .settings import PluginSettings
 from .task_runner import TaskRunner
 from .tasks import (
@@ -72,9 +74,36 @@ AREAS: list[tuple[str, str]] = [
     ("selection", "Selected features of a polygon layer"),
 ]
 
+#: The initial values of the advanced options.
+_OPTIONS = defaults(SegmentOptions)
 
-class InputError(Exception):
-    """A problem with what the user entered (shown in the message bar)."""
+__all__ = ["AREAS", "InputError", "SegmentDock"]
+
+
+def _number_spin(
+    parent: QWidget,
+    option: str | None = None,
+    *,
+    decimals: int = 2,
+    maximum: float | None = None,
+    step: float | None = None,
+    special: str = "",
+    tip: str = "",
+) -> QDoubleSpinBox:
+    """A spin box for a number option, starting at its default and kept in its bounds
+    (``option``: a :class:`~.params.SegmentOptions` field; None: from 0, starting at 0)."""
+    spin = QDoubleSpinBox(parent)
+    spin.setDecimals(decimals)
+    low, high = bounds(SegmentOptions, option) if option else (0.0, None)
+    spin.setRange(low or 0.0, high if high is not None else (maximum or 1e12))
+    if step is not None:
+        spin.setSingleStep(step)
+    if special:
+        spin.setSpecialValueText(special)
+    if tip:
+        spin.setToolTip(tip)
+    spin.setValue(_OPTIONS[option] if option else 0.0)
+    return spin
 
 
 class SegmentDock(TaskRunner, QgsDockWidget):
@@ -120,7 +149,21 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         outer = QVBoxLayout(body)
         form = QFormLayout()
         outer.addLayout(form)
+        self._build_inputs(form, body)
+        self._build_area(form, body)
+        outer.addWidget(self._build_advanced(body))
+        outer.addLayout(self._build_buttons(body))
+        self._add_progress_widgets(outer, body)
+        self.reasoning = QTextBrowser(body)
+        self.reasoning.setPlaceholderText("The model's reasoning appears here.")
+        self.reasoning.setMaximumHeight(110)
+        outer.addWidget(self.reasoning)
+        outer.addLayout(self._build_status_row(body))
+        outer.addStretch(1)
+        self.setWidget(body)
 
+    def _build_inputs(self, form: QFormLayout, body: QWidget) -> None:
+        """Raster, query and mode."""
         self.layer_combo = QgsMapLayerComboBox(body)
         self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
         self.layer_combo.setToolTip("Raster layer to segment (any raster QGIS can show)")
@@ -142,6 +185,8 @@ class SegmentDock(TaskRunner, QgsDockWidget):
             "reasoning model.")
         form.addRow("Mode", self.mode_combo)
 
+    def _build_area(self, form: QFormLayout, body: QWidget) -> None:
+        """The area choice, its Draw button and the polygon layer of 'selection'."""
         area_row = QHBoxLayout()
         self.area_combo = QComboBox(body)
         for key, label in AREAS:
@@ -160,6 +205,9 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         self.mask_label = QLabel("Polygons", body)
         form.addRow(self.mask_label, self.mask_combo)
 
+    def _build_advanced(self, body: QWidget) -> QgsCollapsibleGroupBox:
+        """Model, bands, resolution and the options, starting at the plugin's defaults
+        (:class:`~.params.SegmentOptions`)."""
         self.advanced = QgsCollapsibleGroupBox("Advanced options", body)
         self.advanced.setCollapsed(True)
         adv = QFormLayout(self.advanced)
@@ -173,36 +221,30 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         self.bands_edit = QLineEdit(self.advanced)
         self.bands_edit.setPlaceholderText("RGB or bands 1-3; e.g. 4 3 2")
         adv.addRow("Bands", self.bands_edit)
-        self.resolution_spin = QDoubleSpinBox(self.advanced)
-        self.resolution_spin.setDecimals(4)
-        self.resolution_spin.setRange(0.0, 1e7)
-        self.resolution_spin.setSpecialValueText("native")
-        self.resolution_spin.setToolTip("Ground resolution in the raster's map units per "
-                                        "pixel (native: the raster's own)")
+        self.resolution_spin = _number_spin(
+            self.advanced, decimals=4, maximum=1e7, special="native",
+            tip="Ground resolution in the raster's map units per pixel (native: the "
+            "raster's own)")
         adv.addRow("Ground resolution", self.resolution_spin)
-        self.score_spin = QDoubleSpinBox(self.advanced)
-        self.score_spin.setRange(0.0, 1.0)
-        self.score_spin.setSingleStep(0.05)
-        self.score_spin.setValue(0.5)
+        self.score_spin = _number_spin(self.advanced, "score_threshold", step=0.05)
         adv.addRow("Score threshold", self.score_spin)
-        self.min_area_spin = QDoubleSpinBox(self.advanced)
-        self.min_area_spin.setRange(0.0, 1e12)
-        self.min_area_spin.setDecimals(3)
-        self.min_area_spin.setToolTip("Drop smaller polygons (map units²)")
+        self.min_area_spin = _number_spin(self.advanced, "min_area", decimals=3, maximum=1e12,
+                                          tip="Drop smaller polygons (map units²)")
         adv.addRow("Minimum area", self.min_area_spin)
-        self.simplify_spin = QDoubleSpinBox(self.advanced)
-        self.simplify_spin.setRange(0.0, 1e6)
-        self.simplify_spin.setDecimals(3)
-        self.simplify_spin.setToolTip("Simplification tolerance (map units)")
+        self.simplify_spin = _number_spin(self.advanced, "simplify", decimals=3, maximum=1e6,
+                                          tip="Simplification tolerance (map units)")
         adv.addRow("Simplification", self.simplify_spin)
         self.tile_spin = QSpinBox(self.advanced)
-        self.tile_spin.setRange(0, 8192)
+        # 0 shows "default": the backend's tile size (the model's own for some models).
+        self.tile_spin.setRange(0, int(bounds(SegmentOptions, "tile_size")[1]))
         self.tile_spin.setSingleStep(256)
         self.tile_spin.setSpecialValueText("default")
+        self.tile_spin.setValue(_OPTIONS["tile_size"] or 0)
         self.tile_spin.setToolTip("Tile edge in pixels (smaller tiles need less GPU memory)")
         adv.addRow("Tile size", self.tile_spin)
-        outer.addWidget(self.advanced)
+        return self.advanced
 
+    def _build_buttons(self, body: QWidget) -> QHBoxLayout:
         buttons = QHBoxLayout()
         self.segment_button = QPushButton("Segment", body)
         self.segment_button.setDefault(True)
@@ -216,15 +258,10 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         buttons.addWidget(self.segment_button, 1)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.export_button)
-        outer.addLayout(buttons)
+        return buttons
 
-        self._add_progress_widgets(outer, body)
-
-        self.reasoning = QTextBrowser(body)
-        self.reasoning.setPlaceholderText("The model's reasoning appears here.")
-        self.reasoning.setMaximumHeight(110)
-        outer.addWidget(self.reasoning)
-
+    def _build_status_row(self, body: QWidget) -> QHBoxLayout:
+        """The backend's status, with refresh and settings buttons."""
         status_row = QHBoxLayout()
         self.status_label = QLabel("Backend: not checked yet", body)
         self.status_label.setWordWrap(True)
@@ -241,9 +278,7 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         status_row.addWidget(self.status_label, 1)
         status_row.addWidget(self.refresh_button)
         status_row.addWidget(self.settings_button)
-        outer.addLayout(status_row)
-        outer.addStretch(1)
-        self.setWidget(body)
+        return status_row
 
     def _load_history(self) -> None:
         current = self.query_combo.currentText()
@@ -363,6 +398,20 @@ class SegmentDock(TaskRunner, QgsDockWidget):
             return str(combo.itemData(idx) or "")  # a listed entry ("(default…)" → "")
         return combo.currentText().strip()
 
+    def choices(self) -> RunChoices:
+        """What the widgets hold (the area aside)."""
+        return RunChoices(
+            query=self.query_combo.currentText(),
+            mode=self.mode_combo.currentData() or "auto",
+            model=self.selected_model(),
+            bands=self.bands_edit.text(),
+            resolution=self.resolution_spin.value(),
+            score_threshold=self.score_spin.value(),
+            min_area=self.min_area_spin.value(),
+            simplify=self.simplify_spin.value(),
+            tile_size=self.tile_spin.value(),
+        )
+
     def build_spec(self) -> RunSpec:
         """The run the dock describes (GUI thread).
 
@@ -372,45 +421,28 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         layer = self.layer_combo.currentLayer()
         if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
             raise InputError("Choose a raster layer to segment (add one to the project first).")
-        query = self.query_combo.currentText().strip()
-        if not query:
+        choices = self.choices()
+        if not choices.query.strip():  # before the area, whose problems come second
             raise InputError("Type what to segment in the query box, e.g. 'buildings, water'.")
-        try:
-            bands = parse_bands(self.bands_edit.text())
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-        mode = self.mode_combo.currentData() or "auto"
-        model = self.selected_model()
-        if not model:
-            model = {"open_vocabulary": self.settings.model_open_vocabulary,
-                     "reasoning": self.settings.model_reasoning}.get(mode, "")
         extent, clip = self._area(layer)
-        resolution = self.resolution_spin.value() or None
-        options = SegmentOptions(
-            bands=bands, resolution=resolution, score_threshold=self.score_spin.value(),
-            min_area=self.min_area_spin.value(), simplify=self.simplify_spin.value(),
-            tile_size=self.tile_spin.value() or None,
-        )
         path = None if self.settings.always_upload else local_file_path(layer)
-        export = None
-        if path is not None:
+        try:
             # Extent in the raster's CRS (crs None). Rasters without georeferencing: the
             # backend uses QGIS's pixel space (x = column, y = -row), so nothing to convert.
-            ext = None
-            if extent is not None:
-                ext = Extent(extent.xMinimum(), extent.yMinimum(), extent.xMaximum(),
-                             extent.yMaximum(), None)
-            params = SegmentParams(query=query, mode=mode, model=model or None, extent=ext,
-                                   options=options)
-        else:
-            res = resolution or native_resolution(layer) or self._canvas_resolution(layer)
-            try:
-                export = prepare_export(layer, extent, res)
-            except ExportError as exc:
-                raise InputError(str(exc)) from None
-            options.resolution = None  # already applied by the export
-            params = SegmentParams(query=query, mode=mode, model=model or None, extent=None,
-                                   options=options)
+            built = build_request(
+                choices,
+                by_path=path is not None,
+                extent=None if extent is None else Extent(
+                    extent.xMinimum(), extent.yMinimum(), extent.xMaximum(),
+                    extent.yMaximum(), None),
+                default_models=self.settings.default_models(),
+                native_resolution=native_resolution(layer),
+                view_resolution=self._canvas_resolution(layer),
+            )
+            export = None if path is not None else prepare_export(
+                layer, extent, built.export_resolution)
+        except (ChoiceError, ExportError) as exc:
+            raise InputError(str(exc)) from None
         project = QgsProject.instance()
         target = None
         if self.settings.output_crs == "project" and project.crs().isValid():
@@ -421,12 +453,12 @@ class SegmentDock(TaskRunner, QgsDockWidget):
             clip = QgsGeometry(clip)
             clip.transform(QgsCoordinateTransform(layer.crs(), target, project))
         return RunSpec(
-            params=params,
+            params=built.params,
             raster_path=path,
             export=export,
             raster_crs=layer.crs(),
             results_folder=self.settings.results_dir(),
-            layer_name=layer_display_name(query),
+            layer_name=layer_display_name(built.params.query),
             target_crs=target,
             transform_context=project.transformContext(),
             clip=clip,

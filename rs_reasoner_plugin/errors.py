@@ -15,3 +15,7 @@ class PluginUserError(Exception):
         super().__init__(f"{message} {hint}".strip())
         self.message = message
         self.hint = hint
+
+
+class InputError(Exception):
+    """A problem with what the user entered in a dialog (shown in the message bar)."""

@@ -1,8 +1,15 @@
 """The parameters of one run, as plain dataclasses (no Qt), and the backend request they
-make (``SegmentRequest`` of docs/architecture.md)."""
+make (``SegmentRequest`` of docs/architecture.md).
+
+These dataclasses are the plugin's one copy of the backend's defaults and bounds (the
+plugin runs in QGIS's Python and cannot import the backend's schemas): the dock, the
+Processing algorithm and the fine-tune dialog read their initial values and ranges from
+here, and the plugin tests check them against the backend's schemas and CLI.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -33,16 +40,37 @@ class Extent:
                 "crs": self.crs}
 
 
+def _bounded(default: Any, minimum: float | None = None, maximum: float | None = None) -> Any:
+    """A dataclass field with the backend's bounds (``ge``/``le``) as metadata."""
+    return field(default=default, metadata={"min": minimum, "max": maximum})
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    """The defaults of a params dataclass's fields (fields without one are left out)."""
+    return {
+        f.name: f.default
+        for f in dataclasses.fields(cls)
+        if f.default is not dataclasses.MISSING
+    }
+
+
+def bounds(cls: type, name: str) -> tuple[float | None, float | None]:
+    """(minimum, maximum) the backend accepts for field ``name`` of ``cls``."""
+    meta = next(f for f in dataclasses.fields(cls) if f.name == name).metadata
+    return meta.get("min"), meta.get("max")
+
+
 @dataclass
 class SegmentOptions:
-    """Advanced options (see ``SegmentOptions`` in the backend's schemas)."""
+    """Advanced options (see ``SegmentOptions`` in the backend's schemas). None means the
+    backend's default (for the tile size and overlap: the model's and the tile's)."""
 
     bands: list[int] | None = None
     resolution: float | None = None
-    score_threshold: float = 0.5
-    min_area: float = 0.0
-    simplify: float = 0.0
-    tile_size: int | None = None
+    score_threshold: float = _bounded(0.5, 0.0, 1.0)
+    min_area: float = _bounded(0.0, 0.0)
+    simplify: float = _bounded(0.0, 0.0)
+    tile_size: int | None = _bounded(None, 64, 8192)
     overlap: int | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -56,9 +84,7 @@ class SegmentOptions:
         if self.resolution:
             out["resolution"] = float(self.resolution)
         if self.tile_size:
-            out["tile_size"] = int(self.tile_size)
-            if self.overlap is None:
-                out["overlap"] = min(128, max(0, int(self.tile_size) // 2 - 1))
+            out["tile_size"] = int(self.tile_size)  # the backend fits its overlap to it
         if self.overlap is not None:
             out["overlap"] = int(self.overlap)
         return out
@@ -174,11 +200,11 @@ class TrainParams:
 
     name: str
     class_field: str
-    label_budget: float = 1.0
-    epochs: int = 30
+    label_budget: float = _bounded(1.0, 0.0, 1.0)
+    epochs: int = _bounded(30, 1, 10_000)
     semi_supervised: bool = True
     verifier: bool = True
-    tile_size: int = 256
+    tile_size: int = _bounded(256, 32, 2048)
     time_budget_s: float | None = None
 
     def to_request(

@@ -88,6 +88,10 @@ class PluginSettings:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
+    def default_models(self) -> dict[str, str]:
+        """Model per mode when the user chooses none ('' for the backend's default)."""
+        return {"open_vocabulary": self.model_open_vocabulary, "reasoning": self.model_reasoning}
+
     def remember_query(self, query: str) -> None:
         """Put ``query`` first in the history (no duplicates, at most MAX_HISTORY)."""
         query = query.strip()

@@ -36,8 +36,8 @@ from qgis.PyQt.QtWidgets import (
 
 from . import messages
 from .backend_process import BackendProcess
-from .dock import InputError
-from .params import TrainParams, model_name_problem, sanitize_model_name
+from .errors import InputError
+from .params import TrainParams, bounds, defaults, model_name_problem, sanitize_model_name
 from .parcels_export import ParcelsError, local_vector_file, prepare_parcels_export
 from .raster_export import ExportError, local_file_path, prepare_export
 from .settings import PluginSettings
@@ -45,9 +45,17 @@ from .task_runner import TaskRunner
 from .tasks import backend_config
 from .train_task import TrainOutcome, TrainSpec, TrainTask
 
+#: The initial values of the training options.
+_TRAIN = defaults(TrainParams)
+
 #: Hint for rasters that cannot be exported whole at their native resolution.
 _SAVE_AS_HINT = ("Save the layer as a GeoTIFF (right-click ▸ Export ▸ Save As…), add it to "
                  "the project and train on that file.")
+
+
+def _int_bounds(name: str) -> tuple[int, int]:
+    low, high = bounds(TrainParams, name)
+    return int(low), int(high)
 
 
 def class_text(value: Any) -> str | None:
@@ -173,38 +181,39 @@ class TrainDialog(TaskRunner, QDialog):
         form.addRow("", self.name_note)
 
         self.budget_spin = QSpinBox(self)
-        self.budget_spin.setRange(1, 100)
-        self.budget_spin.setValue(100)
+        self.budget_spin.setRange(1, round(100 * bounds(TrainParams, "label_budget")[1]))
+        self.budget_spin.setValue(round(100 * _TRAIN["label_budget"]))
         self.budget_spin.setSuffix(" %")
         self.budget_spin.setToolTip("Share of the training parcels whose labels are used")
         form.addRow("Label budget", self.budget_spin)
 
         self.epochs_spin = QSpinBox(self)
-        self.epochs_spin.setRange(1, 1000)
-        self.epochs_spin.setValue(30)
+        self.epochs_spin.setRange(*_int_bounds("epochs"))
+        self.epochs_spin.setValue(_TRAIN["epochs"])
         form.addRow("Epochs", self.epochs_spin)
 
         self.semi_check = QCheckBox("Semi-supervised (also learn from unlabelled tiles)", self)
-        self.semi_check.setChecked(True)
+        self.semi_check.setChecked(_TRAIN["semi_supervised"])
         self.semi_check.toggled.connect(self._update_switches)
         form.addRow("", self.semi_check)
         self.verifier_check = QCheckBox("Verifier (purify pseudo-labels with a VLM)", self)
-        self.verifier_check.setChecked(True)
+        self.verifier_check.setChecked(_TRAIN["verifier"])
         form.addRow("", self.verifier_check)
 
         self.advanced = QgsCollapsibleGroupBox("Advanced options", self)
         self.advanced.setCollapsed(True)
         adv = QFormLayout(self.advanced)
         self.tile_spin = QSpinBox(self.advanced)
-        self.tile_spin.setRange(32, 2048)
+        self.tile_spin.setRange(*_int_bounds("tile_size"))
         self.tile_spin.setSingleStep(64)
-        self.tile_spin.setValue(256)
+        self.tile_spin.setValue(_TRAIN["tile_size"])
         self.tile_spin.setSuffix(" px")
         adv.addRow("Tile size", self.tile_spin)
         self.time_spin = QSpinBox(self.advanced)
         self.time_spin.setRange(0, 100000)
         self.time_spin.setSuffix(" min")
         self.time_spin.setSpecialValueText("no limit")
+        self.time_spin.setValue(round((_TRAIN["time_budget_s"] or 0) / 60))
         self.time_spin.setToolTip("Stop training after this long (the best model is kept)")
         adv.addRow("Time budget", self.time_spin)
         outer.addWidget(self.advanced)

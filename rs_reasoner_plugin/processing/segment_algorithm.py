@@ -29,16 +29,21 @@ from qgis.core import (
 
 from ..api_client import BackendError
 from ..backend_process import BackendProcess
-from ..params import MODE_VALUES, MODES, Extent, SegmentOptions, SegmentParams, parse_bands
+from ..params import MODE_VALUES, MODES, Extent, SegmentOptions, bounds, defaults
 from ..raster_export import (
     ExportError,
     ExportJob,
     local_file_path,
+    native_resolution,
     prepare_export,
 )
 from ..results import ResultError, build_fields, iter_features, result_crs
+from ..run_request import ChoiceError, RunChoices, build_request
 from ..settings import PluginSettings
 from ..tasks import JobCancelled, backend_config, execute_job
+
+#: The advanced parameters' defaults.
+_OPTIONS = defaults(SegmentOptions)
 
 
 class SegmentByDescriptionAlgorithm(QgsProcessingAlgorithm):
@@ -110,15 +115,9 @@ class SegmentByDescriptionAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterNumber(
                 self.RESOLUTION, "Ground resolution (map units per pixel; 0 = native)",
                 QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0),
-            QgsProcessingParameterNumber(
-                self.SCORE_THRESHOLD, "Score threshold", QgsProcessingParameterNumber.Double,
-                defaultValue=0.5, minValue=0.0, maxValue=1.0),
-            QgsProcessingParameterNumber(
-                self.MIN_AREA, "Minimum polygon area (map units²)",
-                QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0),
-            QgsProcessingParameterNumber(
-                self.SIMPLIFY, "Simplification tolerance (map units)",
-                QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0),
+            _option_parameter(self.SCORE_THRESHOLD, "score_threshold", "Score threshold"),
+            _option_parameter(self.MIN_AREA, "min_area", "Minimum polygon area (map units²)"),
+            _option_parameter(self.SIMPLIFY, "simplify", "Simplification tolerance (map units)"),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -134,44 +133,39 @@ class SegmentByDescriptionAlgorithm(QgsProcessingAlgorithm):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None or not layer.isValid():
             raise QgsProcessingException("The input raster layer is not valid.")
-        query = (self.parameterAsString(parameters, self.QUERY, context) or "").strip()
-        mode = MODE_VALUES[self.parameterAsEnum(parameters, self.MODE, context)]
         settings = PluginSettings.load()
-        model = (self.parameterAsString(parameters, self.MODEL, context) or "").strip()
-        if not model:
-            model = {"open_vocabulary": settings.model_open_vocabulary,
-                     "reasoning": settings.model_reasoning}.get(mode, "")
-        try:
-            bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context) or "")
-        except ValueError as exc:
-            raise QgsProcessingException(str(exc)) from None
-        resolution = self.parameterAsDouble(parameters, self.RESOLUTION, context) or None
-        options = SegmentOptions(
-            bands=bands, resolution=resolution,
-            score_threshold=self.parameterAsDouble(parameters, self.SCORE_THRESHOLD, context),
-            min_area=self.parameterAsDouble(parameters, self.MIN_AREA, context),
-            simplify=self.parameterAsDouble(parameters, self.SIMPLIFY, context),
-        )
         extent = None
         if parameters.get(self.EXTENT) not in (None, ""):
             rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
             if not rect.isNull():
                 extent = rect
+        choices = RunChoices(
+            query=self.parameterAsString(parameters, self.QUERY, context) or "",
+            mode=MODE_VALUES[self.parameterAsEnum(parameters, self.MODE, context)],
+            model=self.parameterAsString(parameters, self.MODEL, context) or "",
+            bands=self.parameterAsString(parameters, self.BANDS, context) or "",
+            resolution=self.parameterAsDouble(parameters, self.RESOLUTION, context),
+            score_threshold=self.parameterAsDouble(parameters, self.SCORE_THRESHOLD, context),
+            min_area=self.parameterAsDouble(parameters, self.MIN_AREA, context),
+            simplify=self.parameterAsDouble(parameters, self.SIMPLIFY, context),
+        )
         path = None if settings.always_upload else local_file_path(layer)
         export: ExportJob | None = None
-        if path is not None:
-            ext = None
-            if extent is not None:
-                ext = Extent(extent.xMinimum(), extent.yMinimum(), extent.xMaximum(),
-                             extent.yMaximum(), None)
-            params = SegmentParams(query, mode, model or None, ext, options)
-        else:
-            try:
-                export = prepare_export(layer, extent, resolution)
-            except ExportError as exc:
-                raise QgsProcessingException(str(exc)) from None
-            options.resolution = None
-            params = SegmentParams(query, mode, model or None, None, options)
+        try:
+            built = build_request(
+                choices,
+                by_path=path is not None,
+                extent=None if extent is None else Extent(
+                    extent.xMinimum(), extent.yMinimum(), extent.xMaximum(),
+                    extent.yMaximum(), None),
+                default_models=settings.default_models(),
+                native_resolution=native_resolution(layer),
+            )
+            if path is None:
+                export = prepare_export(layer, extent, built.export_resolution)
+        except (ChoiceError, ExportError) as exc:
+            raise QgsProcessingException(str(exc)) from None
+        params = built.params
         self._prepared = {
             "params": params,
             "path": path,
@@ -230,3 +224,16 @@ class SegmentByDescriptionAlgorithm(QgsProcessingAlgorithm):
         if reasoning:
             feedback.pushInfo(f"reasoning: {reasoning}")
         return {self.OUTPUT: dest_id, self.FEATURE_COUNT: count, self.REASONING: reasoning}
+
+
+def _option_parameter(name: str, option: str, label: str) -> QgsProcessingParameterNumber:
+    """A number parameter for a :class:`~..params.SegmentOptions` field: its default and
+    bounds."""
+    low, high = bounds(SegmentOptions, option)
+    param = QgsProcessingParameterNumber(
+        name, label, QgsProcessingParameterNumber.Double, defaultValue=_OPTIONS[option])
+    if low is not None:
+        param.setMinimum(low)
+    if high is not None:
+        param.setMaximum(high)
+    return param
