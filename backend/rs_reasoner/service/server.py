@@ -2,8 +2,10 @@
 
 The socket is bound here (so ``--port 0`` yields a free port known before anything is
 announced), uvicorn serves on it, and once it accepts connections the state file
-(port, token, pid) is written for clients. SIGINT/SIGTERM shut down cleanly and remove the
-state file (if it still names this process).
+(port, token, pid) is written for clients. SIGINT/SIGTERM/SIGHUP shut down cleanly and
+remove the state file (if it still names this process) and this process's uploads. At start
+the state file's place is checked, a state file left by a dead backend is removed, and so
+are the upload folders of dead backends.
 
 Run without the CLI (tests, automation)::
 
@@ -17,6 +19,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -29,7 +32,8 @@ from pathlib import Path
 
 from rs_reasoner import __version__
 from rs_reasoner.arguments import add_serve_arguments, serve_options
-from rs_reasoner.errors import RsReasonerError
+from rs_reasoner.atomic import check_writable
+from rs_reasoner.errors import OutputError, RsReasonerError
 from rs_reasoner.schemas import ServeOptions, defaults
 from rs_reasoner.service.state import (
     default_state_path,
@@ -40,6 +44,9 @@ from rs_reasoner.service.state import (
 )
 
 log = logging.getLogger("rs_reasoner.service")
+
+#: An upload folder, named after the pid of the backend that owns it.
+_UPLOAD_DIR = re.compile(r"^(\d+)-")
 
 
 #: ``serve``'s defaults: the fields of ServeOptions (the flags' defaults too).
@@ -75,8 +82,12 @@ def check_host(host: str, allow_remote: bool = False) -> None:
 def _bind(host: str, port: int) -> socket.socket:
     address = "127.0.0.1" if host.strip().lower() == "localhost" else host.strip().strip("[]")
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose
+    # proto says TCP. Without it every keep-alive response (the plugin's polls) waits
+    # ~40 ms for a delayed ACK between headers and body.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if os.name != "nt":
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((address, port))
@@ -88,6 +99,57 @@ def _bind(host: str, port: int) -> socket.socket:
             "Pick another port with --port, or --port 0 for any free one.",
         ) from None
     return sock
+
+
+def remove_dead_upload_dirs(uploads_root: Path) -> list[str]:
+    """Remove the upload folders (``<pid>-*``) of backends that are no longer running.
+
+    A backend removes its own folder when it stops; one killed (kill -9, a crash, power
+    loss) leaves it, possibly gigabytes. Folders whose process cannot be probed (Windows)
+    are kept.
+
+    Returns:
+        The names removed.
+    """
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(uploads_root):
+            owner = _UPLOAD_DIR.match(entry.name)
+            if owner is None or not entry.is_dir(follow_symlinks=False):
+                continue
+            pid = int(owner.group(1))
+            if pid != os.getpid() and pid_alive(pid) is False:
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(entry.name)
+    return removed
+
+
+def _check_state_path(state_path: Path) -> None:
+    try:
+        check_writable(state_path)
+    except OutputError as exc:
+        raise RsReasonerError(
+            f"Cannot write the state file {state_path}: {exc.message}",
+            "Pass --state-file with a writable path.",
+        ) from None
+
+
+def _forget_stale_state(state_path: Path) -> None:
+    """Warn about a live backend named by the state file; remove one left by a dead one
+    (so no client tries it while this one starts, or after this start fails)."""
+    previous = read_state(state_path)
+    if not previous or previous.get("pid") == os.getpid():
+        return
+    pid = previous.get("pid")
+    alive = pid_alive(pid)
+    if alive:
+        log.warning(
+            "state file %s names another running backend (pid %s); taking it over",
+            state_path,
+            pid,
+        )
+    elif alive is False and isinstance(pid, int) and remove_state(state_path, pid):
+        log.info("removed the stale state file of backend pid %s (not running)", pid)
 
 
 def _url(host: str, port: int) -> str:
@@ -131,8 +193,9 @@ def _make_server_class() -> type:
                 yield
                 return
             handled = [signal.SIGINT, signal.SIGTERM]
-            if hasattr(signal, "SIGBREAK"):  # Windows Ctrl+Break
-                handled.append(signal.SIGBREAK)
+            for name in ("SIGBREAK", "SIGHUP"):  # Windows Ctrl+Break; terminal closed
+                if hasattr(signal, name):
+                    handled.append(getattr(signal, name))
             originals = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
             try:
                 yield
@@ -167,13 +230,8 @@ def serve(
     check_host(host, allow_remote)
     _setup_logging()
     state_path = Path(state_file).expanduser() if state_file else default_state_path()
-    previous = read_state(state_path)
-    if previous and previous.get("pid") != os.getpid() and pid_alive(previous.get("pid")):
-        log.warning(
-            "state file %s names another running backend (pid %s); taking it over",
-            state_path,
-            previous.get("pid"),
-        )
+    _check_state_path(state_path)
+    _forget_stale_state(state_path)
 
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
@@ -188,8 +246,16 @@ def serve(
         from rs_reasoner.service.app import create_app, gpu_info
 
         uploads_root = Path(platformdirs.user_cache_dir("rs-reasoner")) / "uploads"
-        uploads_root.mkdir(parents=True, exist_ok=True)
-        upload_dir = Path(tempfile.mkdtemp(prefix=f"{pid}-", dir=uploads_root))
+        try:
+            uploads_root.mkdir(parents=True, exist_ok=True)
+            for name in remove_dead_upload_dirs(uploads_root):
+                log.info("removed the uploads of a backend that is not running: %s", name)
+            upload_dir = Path(tempfile.mkdtemp(prefix=f"{pid}-", dir=uploads_root))
+        except OSError as exc:
+            raise RsReasonerError(
+                f"Cannot create the uploads folder in {uploads_root}: {exc.strerror or exc}.",
+                "Make that folder writable, or point XDG_CACHE_HOME at a writable folder.",
+            ) from None
         pipeline = SegmentationPipeline(device=device)
         # Resolve the device now (imports torch for "auto"), so /health answers at once.
         gpu = gpu_info(pipeline.device)
@@ -209,15 +275,20 @@ def serve(
             lifespan="on",
         )
         server = _make_server_class()(config)
+        failure: list[RsReasonerError] = []
 
         def announce() -> None:
             try:
                 write_state(state_path, bound_host, bound_port, token, pid, __version__)
-            except OSError as exc:
-                raise RsReasonerError(
-                    f"Cannot write the state file {state_path}: {exc.strerror or exc}.",
-                    "Pass --state-file with a writable path.",
-                ) from None
+            except OSError as exc:  # checked at start; this is a change since: stop cleanly
+                failure.append(
+                    RsReasonerError(
+                        f"Cannot write the state file {state_path}: {exc.strerror or exc}.",
+                        "Pass --state-file with a writable path.",
+                    )
+                )
+                server.should_exit = True
+                return
             log.info(
                 "RS Reasoner backend on %s (state file: %s)",
                 _url(bound_host, bound_port),
@@ -226,6 +297,8 @@ def serve(
 
         server.on_started = announce
         server.run(sockets=[sock])
+        if failure:
+            raise failure[0]
         if not server.started:
             raise RsReasonerError(
                 "The backend failed to start.", "See the messages above for the cause."
