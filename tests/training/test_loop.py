@@ -17,7 +17,8 @@ from rs_reasoner.errors import JobCancelled
 from rs_reasoner_training.checkpoint import load_checkpoint, load_trained_model
 from rs_reasoner_training.data.folder import dubai_training_data
 from rs_reasoner_training.errors import CheckpointError
-from rs_reasoner_training.loop import TrainConfig, evaluate, evaluate_all, train
+from rs_reasoner_training.evaluation import evaluate
+from rs_reasoner_training.loop import TrainConfig, train
 from rs_reasoner_training.metrics import mean_iou
 from rs_reasoner_training.models import UNet
 from rs_reasoner_training.purify import ModelVerifier
@@ -193,16 +194,3 @@ def test_checkpoint_errors(tmp_path):
             load_checkpoint(bad, mmap=mmap)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_trained_model(tmp_path / "missing.pt")
-
-
-def test_evaluate_all_is_evaluate_per_model_in_one_pass():
-    data = synthetic_data()
-    torch.manual_seed(0)
-    a, b = (UNet(len(CLASSES), base_channels=8, depth=2) for _ in range(2))
-    b.eval()
-    cpu = torch.device("cpu")
-    both = evaluate_all([a, b], data.val, len(CLASSES), cpu, batch_size=1)
-    assert torch.equal(both[0], evaluate(a, data.val, len(CLASSES), cpu))
-    assert torch.equal(both[1], evaluate(b, data.val, len(CLASSES), cpu))
-    assert not torch.equal(both[0], both[1])  # two different models were judged
-    assert a.training and not b.training  # each model's mode is restored
