@@ -15,7 +15,8 @@ Entry points:
 
 Modules: ``data`` (parcels, tiles and split, folders), ``augment``, ``purify`` (VLM-PP and
 selection policies), ``verifiers`` (who verifies: open-vocabulary segmenters, checkpoints),
-``ema``, ``metrics``, ``models`` (U-Net, RS-ZeroSeg adapter), ``checkpoint``, ``loop``,
-``api``.
+``ema``, ``metrics``, ``models`` (U-Net, RS-ZeroSeg adapter), ``checkpoint``, ``config``
+(training options), ``losses``, ``evaluation`` (held-out scores), ``devices``, ``loop`` (the
+run as named steps: resume, train epoch, evaluate, record, save), ``api``.
 Nothing heavy is imported here.
 """
