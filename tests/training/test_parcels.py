@@ -124,3 +124,15 @@ def test_multi_layer_geopackage_needs_a_layer_name(atlanta, tmp_path):
         load_parcels(path, "building", crs, bounds, background="bg")
     parcels = load_parcels(path, "building", crs, bounds, background="bg", layer="buildings")
     assert len(parcels.frame) == len(frame)
+
+
+def test_aoi_layer_without_parcels_names_the_area_of_interest(atlanta):
+    raster, frame, (transform, shape, crs, bounds) = atlanta
+    union = shapely.union_all(frame.geometry.values)
+    xs, ys = _pixel_centres(transform, shape)
+    empty = np.flatnonzero(~shapely.contains_xy(union.buffer(5.0), xs, ys))[0]
+    spot = Point(xs[empty], ys[empty]).buffer(2.0)
+    assert not frame.intersects(spot).any()
+    aoi = gpd.GeoDataFrame(geometry=[spot], crs=crs)  # a layer, not a geometry
+    with pytest.raises(LabelLayerError, match="on the raster inside the area of interest"):
+        load_parcels(frame, "building", crs, bounds, aoi=aoi, background="other")

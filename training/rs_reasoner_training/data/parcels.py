@@ -185,86 +185,15 @@ def load_parcels(
     """
     notes: list[str] = []
     frame = read_layer(labels, layer)
-    if len(frame) == 0:
-        where = "" if isinstance(labels, gpd.GeoDataFrame) else f" {labels}"
-        raise LabelLayerError(
-            f"The label layer{where} has no features.",
-            "Digitise some parcels (polygons with a class field) first.",
-        )
-    fields = [str(c) for c in frame.columns if c != frame.geometry.name]
-    check_field_choice(fields, class_field, LabelLayerError)
-    types = set(frame.geometry.dropna().geom_type)
-    bad = sorted(types - {"Polygon", "MultiPolygon"})
-    if bad:
-        raise LabelLayerError(
-            f"Training labels must be polygons; the layer also has {', '.join(bad)} geometries.",
-            "Convert them to polygons (e.g. buffer lines/points in QGIS) or remove them.",
-        )
+    _check_layer(frame, labels, class_field)
     frame = frame.assign(parcel_id=np.arange(len(frame)))
-    values = frame[class_field]
-    missing = values.isna() | (values.astype(str).str.strip() == "")
-    if missing.all():
-        raise LabelLayerError(
-            f"No parcel has a value in the class field {class_field!r}.",
-            "Fill in the class of each parcel, or choose another field.",
-        )
-    if missing.any():
-        notes.append(f"{int(missing.sum())} parcel(s) without a class were left out.")
-    frame = frame.loc[~missing]
-    frame = frame.set_geometry(_polygonal(frame.geometry))
-    empty = frame.geometry.isna() | frame.geometry.is_empty
-    if empty.all():
-        raise LabelLayerError("Every parcel geometry is empty.", "Check the label layer.")
-    if empty.any():
-        notes.append(f"{int(empty.sum())} parcel(s) with empty geometry were left out.")
-    frame = frame.loc[~empty]
+    frame = _drop_unclassified(frame, class_field, notes)
+    frame = _drop_empty(frame, notes)
     frame = _to_crs(frame, raster_crs, "label layer", notes)
-
-    area = box(*raster_bounds)
-    aoi_geom = None
-    if aoi is not None:
-        aoi_geom = _aoi_geometry(aoi, raster_crs, notes)
-        if not aoi_geom.intersects(area):
-            raise LabelLayerError(
-                "The area of interest does not overlap the raster.",
-                "Check that it is drawn over the raster (and its CRS).",
-            )
-        area = area.intersection(aoi_geom)
-    inside = frame.geometry.intersects(area)
-    if not inside.any():
-        lb = ", ".join(f"{v:.6g}" for v in frame.total_bounds)
-        rb = ", ".join(f"{v:.6g}" for v in area.bounds)
-        raise LabelLayerError(
-            f"No parcel lies on the raster{' inside the area of interest' if aoi else ''}: "
-            f"parcels span ({lb}), the raster ({rb}) in the raster's CRS.",
-            "Give parcels drawn over this raster; if they look right in QGIS, the layer's "
-            "CRS is probably wrong (set it in the layer properties).",
-        )
-    if not inside.all():
-        notes.append(f"{int((~inside).sum())} parcel(s) outside the raster/AOI were left out.")
-    frame = frame.loc[inside]
-    if aoi_geom is not None:
-        frame = frame.set_geometry(_polygonal(frame.geometry.intersection(aoi_geom)))
-        frame = frame.loc[~(frame.geometry.isna() | frame.geometry.is_empty)]
-
+    area, aoi_geom = _training_area(raster_bounds, aoi, raster_crs, notes)
+    frame = _keep_inside(frame, area, aoi_geom, notes)
     texts = frame[class_field].map(_class_text)
-    names = set(texts)
-    if background is not None:
-        names.add(background)
-    if len(names) < 2:
-        raise LabelLayerError(
-            f"All parcels have the same class ({next(iter(names))!r}); training needs at "
-            "least two classes.",
-            "Label parcels of another class too, or, if the parcels are complete where they "
-            "are (every object drawn), set a background class (e.g. 'other') for the rest.",
-        )
-    class_names = _sorted_names(names)
-    if len(class_names) > MAX_CLASSES:
-        raise LabelLayerError(
-            f"The class field has {len(class_names)} distinct values; at most {MAX_CLASSES} "
-            "classes are supported.",
-            "Is it the right field (not an id or a name per parcel)?",
-        )
+    class_names = _class_table(set(texts), background)
     ids = {n: i for i, n in enumerate(class_names)}
     out = gpd.GeoDataFrame(
         {
@@ -284,6 +213,124 @@ def load_parcels(
         aoi=aoi_geom,
         notes=notes,
     )
+
+
+def _check_layer(frame: gpd.GeoDataFrame, labels: LayerInput, class_field: str) -> None:
+    """Refuse a layer with no features, without ``class_field`` or with non-polygons."""
+    if len(frame) == 0:
+        where = "" if isinstance(labels, gpd.GeoDataFrame) else f" {labels}"
+        raise LabelLayerError(
+            f"The label layer{where} has no features.",
+            "Digitise some parcels (polygons with a class field) first.",
+        )
+    fields = [str(c) for c in frame.columns if c != frame.geometry.name]
+    check_field_choice(fields, class_field, LabelLayerError)
+    types = set(frame.geometry.dropna().geom_type)
+    bad = sorted(types - {"Polygon", "MultiPolygon"})
+    if bad:
+        raise LabelLayerError(
+            f"Training labels must be polygons; the layer also has {', '.join(bad)} geometries.",
+            "Convert them to polygons (e.g. buffer lines/points in QGIS) or remove them.",
+        )
+
+
+def _drop_unclassified(
+    frame: gpd.GeoDataFrame, class_field: str, notes: list[str]
+) -> gpd.GeoDataFrame:
+    """Leave out parcels with no value in the class field (refused if that is all)."""
+    values = frame[class_field]
+    missing = values.isna() | (values.astype(str).str.strip() == "")
+    if missing.all():
+        raise LabelLayerError(
+            f"No parcel has a value in the class field {class_field!r}.",
+            "Fill in the class of each parcel, or choose another field.",
+        )
+    if missing.any():
+        notes.append(f"{int(missing.sum())} parcel(s) without a class were left out.")
+    return frame.loc[~missing]
+
+
+def _drop_empty(frame: gpd.GeoDataFrame, notes: list[str]) -> gpd.GeoDataFrame:
+    """Repair geometries to their polygonal parts and leave out the empty ones."""
+    frame = frame.set_geometry(_polygonal(frame.geometry))
+    empty = frame.geometry.isna() | frame.geometry.is_empty
+    if empty.all():
+        raise LabelLayerError("Every parcel geometry is empty.", "Check the label layer.")
+    if empty.any():
+        notes.append(f"{int(empty.sum())} parcel(s) with empty geometry were left out.")
+    return frame.loc[~empty]
+
+
+def _training_area(
+    raster_bounds: tuple[float, float, float, float],
+    aoi: AoiInput | None,
+    crs: Any,
+    notes: list[str],
+) -> tuple[BaseGeometry, BaseGeometry | None]:
+    """The raster's footprint, cut to the AOI when one is given; and the AOI itself."""
+    area = box(*raster_bounds)
+    if aoi is None:
+        return area, None
+    aoi_geom = _aoi_geometry(aoi, crs, notes)
+    if not aoi_geom.intersects(area):
+        raise LabelLayerError(
+            "The area of interest does not overlap the raster.",
+            "Check that it is drawn over the raster (and its CRS).",
+        )
+    return area.intersection(aoi_geom), aoi_geom
+
+
+def _keep_inside(
+    frame: gpd.GeoDataFrame,
+    area: BaseGeometry,
+    aoi_geom: BaseGeometry | None,
+    notes: list[str],
+) -> gpd.GeoDataFrame:
+    """The parcels touching ``area``, clipped to the AOI (refused when none touch)."""
+    inside = frame.geometry.intersects(area)
+    if not inside.any():
+        lb = ", ".join(f"{v:.6g}" for v in frame.total_bounds)
+        rb = ", ".join(f"{v:.6g}" for v in area.bounds)
+        where = " inside the area of interest" if aoi_geom is not None else ""
+        raise LabelLayerError(
+            f"No parcel lies on the raster{where}: "
+            f"parcels span ({lb}), the raster ({rb}) in the raster's CRS.",
+            "Give parcels drawn over this raster; if they look right in QGIS, the layer's "
+            "CRS is probably wrong (set it in the layer properties).",
+        )
+    if not inside.all():
+        notes.append(f"{int((~inside).sum())} parcel(s) outside the raster/AOI were left out.")
+    frame = frame.loc[inside]
+    if aoi_geom is not None:
+        frame = frame.set_geometry(_polygonal(frame.geometry.intersection(aoi_geom)))
+        frame = frame.loc[~(frame.geometry.isna() | frame.geometry.is_empty)]
+    return frame
+
+
+def _class_table(names: set[str], background: str | None) -> list[str]:
+    """The class of each id: the parcels' classes and the background class, sorted.
+
+    Raises:
+        LabelLayerError: Fewer than two classes (nothing to learn), or more than
+            :data:`MAX_CLASSES`.
+    """
+    if background is not None:
+        names = names | {background}
+    if len(names) < 2:
+        raise LabelLayerError(
+            f"All parcels have the same class ({next(iter(names))!r}); training needs at "
+            "least two classes.",
+            "Label parcels of another class too, or, if the parcels are complete where they "
+            "are (every object drawn), set a background class (e.g. 'other') for the rest.",
+        )
+    class_names = _sorted_names(names)
+    if len(class_names) > MAX_CLASSES:
+        raise LabelLayerError(
+            f"The class field has {len(class_names)} distinct values; at most {MAX_CLASSES} "
+            "classes are supported.",
+            "Is it the right field (not an id or a name per parcel)?",
+        )
+    return class_names
 
 
 def rasterize_parcels(
