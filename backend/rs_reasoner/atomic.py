@@ -145,7 +145,10 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
         raise OutputError(f"'{out}' is a folder.", "Give a file name, not a folder.")
     parent = _existing_ancestor(out)
     if not parent.is_dir():
-        raise OutputError(f"Cannot create a folder for '{out}': '{parent}' is a file.")
+        raise OutputError(
+            f"Cannot create a folder for '{out}': '{parent}' is a file.",
+            "Choose another folder, or another name for that file.",
+        )
     if not os.access(parent, os.W_OK):
         raise OutputError(f"No permission to write in '{parent}'.", "Choose another folder.")
     try:

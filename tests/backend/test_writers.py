@@ -200,3 +200,38 @@ def test_an_unwritable_place_is_an_output_error_before_writing() -> None:
     """As root os.access allows /proc, where nothing can be created: still a clear error."""
     with pytest.raises(OutputError, match="Cannot write in '/proc'"):
         write_vector(sample(), "/proc/x.gpkg")
+
+
+def _write_slowly_until_terminated(out: str, layer: gpd.GeoDataFrame, started) -> None:  # noqa: ANN001
+    """Child process: a write that is still in GDAL when SIGTERM comes."""
+    from rs_reasoner.atomic import exit_on_termination_signals
+    from rs_reasoner.vector import writers
+
+    exit_on_termination_signals()
+    real_write = writers._write
+
+    def slow_write(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        real_write(*args, **kwargs)
+        started.set()
+        time.sleep(60)
+
+    writers._write = slow_write
+    write_vector(layer, out)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="SIGTERM and fork are POSIX")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_terminated_write_leaves_no_litter_and_the_old_output(tmp_path: Path, sig) -> None:
+    out = write_vector(_boxes(3, "old"), tmp_path / "result.shp")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    fork = multiprocessing.get_context("fork")
+    started = fork.Event()
+    args = (str(out), _boxes(40, "new"), started)
+    child = fork.Process(target=_write_slowly_until_terminated, args=args)
+    child.start()
+    assert started.wait(60)
+    assert len(list(tmp_path.glob(".rs-reasoner-*"))) == 1  # the staged new set
+    os.kill(child.pid, sig)
+    child.join(60)
+    assert child.exitcode == 128 + sig
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
