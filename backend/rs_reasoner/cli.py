@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import sys
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 
 from rs_reasoner import __version__
 from rs_reasoner.arguments import add_field, add_serve_arguments, serve_options
+from rs_reasoner.atomic import check_writable, exit_on_termination_signals
 from rs_reasoner.errors import RsReasonerError
 from rs_reasoner.schemas import RunOptions, SegmentOptions, SegmentRequest, TrainRequest
 from rs_reasoner.schemas import defaults as field_defaults
@@ -283,6 +285,8 @@ def _segment(args: argparse.Namespace) -> int:
         options=SegmentOptions(**options),
     )
     check_output_path(args.out)
+    if args.preview:
+        check_writable(args.preview)
     pipeline = SegmentationPipeline(device=args.device)
     pipeline.validate(request, request.raster)
     bar = tqdm(total=100, disable=args.quiet, unit="%", bar_format="{desc}: {bar} {n:.0f}%")
@@ -374,6 +378,16 @@ def _format_validation(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+#: Numbers argparse would take for flags ("-1e30", "-inf"; it knows only "-5" and "-.5").
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^-(inf|infinity|nan)$", re.I)
+
+
+def _negative_numbers_as_values(argv: Sequence[str]) -> list[str]:
+    """``--extent -1e30 0 1 2``: a leading space makes argparse read a negative number as
+    a value, not a flag; ``float()`` and ``int()`` ignore the space."""
+    return [f" {arg}" if _NEGATIVE_NUMBER.match(arg) else arg for arg in argv]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rs-reasoner`` console script.
 
@@ -383,7 +397,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         Exit status: 0 ok, 1 failure, 2 user error.
     """
-    args = _build_parser().parse_args(argv)
+    args = _build_parser().parse_args(
+        _negative_numbers_as_values(sys.argv[1:] if argv is None else argv)
+    )
+    exit_on_termination_signals()  # SIGTERM/SIGHUP run the writers' clean-up, as Ctrl-C does
     handlers = {"segment": _segment, "train": _train, "serve": _serve, "models": _models}
     try:
         return handlers[args.command](args)
