@@ -68,8 +68,8 @@ def _pixel_area_m2(reader: ExtentReader) -> float | None:
         from pyproj import Geod
 
         r0, c0, r1, c1 = reader.window
-        x0, y0 = reader.grid_transform * (c0, r0)
-        x1, y1 = reader.grid_transform * (c1, r1)
+        x0, y0 = reader.grid_transform @ (c0, r0)
+        x1, y1 = reader.grid_transform @ (c1, r1)
         geod = pcrs.get_geod() or Geod(ellps="WGS84")
         total, _ = geod.geometry_area_perimeter(box(x0, y0, x1, y1))
         return abs(total) / max(1, (r1 - r0) * (c1 - c0))
@@ -123,8 +123,8 @@ def plan_source(
         for c in range(math.floor(col0 / step) * step, col1, step):
             w = (max(r, row0), max(c, col0), min(r + step, row1), min(c + step, col1))
             if area is not None:
-                x0, y0 = t * (w[1], w[0])
-                x1, y1 = t * (w[3], w[2])
+                x0, y0 = t @ (w[1], w[0])
+                x1, y1 = t @ (w[3], w[2])
                 if not shapely.intersects(area, box(min(x0, x1), min(y0, y1),
                                                     max(x0, x1), max(y0, y1))):
                     continue

@@ -64,6 +64,7 @@ def config(inputs: list, out: Path, **kwargs) -> BatchConfig:
     kwargs.setdefault("quiet", True)
     kwargs.setdefault("workers", 0)
     kwargs.setdefault("unit_tiles", 2)
+    kwargs.setdefault("device", "cpu")
     return BatchConfig(inputs=[str(p) for p in inputs], out=out, request=request(), **kwargs)
 
 
