@@ -56,6 +56,10 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+#: Seconds to wait for one answer, unless the settings say otherwise.
+REQUEST_TIMEOUT = 30.0
+
+
 @dataclass
 class ApiClient:
     """The backend's endpoints as methods.
@@ -68,7 +72,7 @@ class ApiClient:
 
     url: str
     token: str
-    timeout: float = 30.0
+    timeout: float = REQUEST_TIMEOUT
 
     def __post_init__(self) -> None:
         self.url = self.url.rstrip("/")

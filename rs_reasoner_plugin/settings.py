@@ -8,6 +8,8 @@ from pathlib import Path
 
 from qgis.core import QgsSettings
 
+from .api_client import REQUEST_TIMEOUT
+
 PREFIX = "rs_reasoner/"
 #: Queries kept in the dock's history.
 MAX_HISTORY = 30
@@ -53,7 +55,7 @@ class PluginSettings:
     results_folder: str = ""
     output_crs: str = "raster"
     always_upload: bool = False
-    request_timeout: float = 30.0
+    request_timeout: float = REQUEST_TIMEOUT
     query_history: list[str] = field(default_factory=list)
 
     @classmethod

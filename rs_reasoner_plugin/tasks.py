@@ -27,7 +27,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import pyqtSignal
 
-from .api_client import FINISHED, ApiClient, BackendError, BackendUnreachable
+from .api_client import FINISHED, REQUEST_TIMEOUT, ApiClient, BackendError, BackendUnreachable
 from .backend_process import BackendProcess
 from .backend_state import BackendEndpoint, BackendNotConfigured, resolve_endpoint, state_path
 from .errors import PluginUserError
@@ -60,7 +60,7 @@ class BackendConfig:
     backend_url: str = ""
     token: str = ""
     state_file: str = ""
-    request_timeout: float = 30.0
+    request_timeout: float = REQUEST_TIMEOUT
     auto_start: bool = False
     python_path: str = ""
     device: str = "auto"

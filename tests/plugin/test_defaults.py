@@ -19,12 +19,14 @@ from qgis.PyQt.QtCore import QEvent
 from rs_reasoner_plugin.dock import SegmentDock
 from rs_reasoner_plugin.params import SegmentOptions, TrainParams, bounds, defaults
 from rs_reasoner_plugin.processing.segment_algorithm import SegmentByDescriptionAlgorithm
+from rs_reasoner_plugin.settings import PluginSettings
+from rs_reasoner_plugin.tasks import BackendConfig
 from rs_reasoner_plugin.train_dialog import TrainDialog
 from tests.plugin.conftest import BACKEND_PYTHON, REPO, backend_env
 
 _SCHEMA_SCRIPT = """
 import json
-from rs_reasoner.schemas import SegmentOptions, TrainRequest, defaults
+from rs_reasoner.schemas import RunOptions, SegmentOptions, TrainRequest, defaults
 
 def limits(model):
     out = {}
@@ -38,6 +40,7 @@ def limits(model):
 
 print(json.dumps({
     "segment": defaults(SegmentOptions), "train": defaults(TrainRequest),
+    "run": defaults(RunOptions),
     "segment_bounds": limits(SegmentOptions), "train_bounds": limits(TrainRequest),
 }))
 """
@@ -168,3 +171,7 @@ def test_train_bounds_agree(schema, dialog) -> None:
     assert (dialog.tile_spin.minimum(), dialog.tile_spin.maximum()) == tuple(
         schema["train_bounds"]["tile_size"])
     assert dialog.budget_spin.maximum() == 100 * schema["train_bounds"]["label_budget"][1]
+
+
+def test_the_device_of_a_started_backend_defaults_to_the_backend_s(schema, qgis_app) -> None:
+    assert PluginSettings().device == BackendConfig().device == schema["run"]["device"]
