@@ -97,7 +97,6 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "make_selector",
-    "resolve_device",
     "train",
 ]
 
