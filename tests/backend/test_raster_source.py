@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -47,6 +50,30 @@ def test_non_raster_file_says_gdal_cannot_read_it(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     with pytest.raises(RasterError, match="empty"):
         open_raster(empty)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
+def test_fifo_is_refused_without_being_opened(tmp_path: Path) -> None:
+    fifo = tmp_path / "image.tif"
+    os.mkfifo(fifo)
+    errors: list[Exception] = []
+
+    def attempt() -> None:
+        try:
+            open_raster(fifo).close()
+        except Exception as exc:  # noqa: BLE001 - inspected below
+            errors.append(exc)
+
+    # Opening a FIFO waits for a writer: run it aside so a regression fails, not hangs.
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():
+        with contextlib.suppress(OSError):  # be the writer: the blocked open returns
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("open_raster blocked on a FIFO")
+    assert len(errors) == 1 and isinstance(errors[0], RasterError)
+    assert "not a regular file" in errors[0].message
 
 
 def test_vector_file_and_folder_get_their_own_hint(tmp_path: Path) -> None:

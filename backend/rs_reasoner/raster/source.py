@@ -61,6 +61,12 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
                 f"Raster file does not exist: {name}",
                 "Check the path; it is resolved on the machine running the backend.",
             )
+        if not (local.is_file() or local.is_dir()):
+            # Opening a FIFO waits for a writer, a device may never end: never open them.
+            raise RasterError(
+                f"{name} is not a regular file (a FIFO, socket or device).",
+                "Give the path of a raster file.",
+            )
         if local.is_file():
             if not os.access(local, os.R_OK):
                 raise RasterError(
