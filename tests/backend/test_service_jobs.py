@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -11,7 +12,9 @@ import pytest
 
 from rs_reasoner.errors import ExtentError, JobCancelled, RasterError
 from rs_reasoner.schemas import Mode, SegmentRequest
-from rs_reasoner.service.jobs import MAX_MESSAGES, JobManager, JobStatus
+from rs_reasoner.service.checks import ChecksBusy, CheckTimedOut
+from rs_reasoner.service.jobs import MAX_MESSAGES, JobManager, JobStatus, QueueFull
+from rs_reasoner.service.limits import JobLimits
 
 
 @dataclass
@@ -27,11 +30,16 @@ class FakePipeline:
     """Test double of SegmentationPipeline: behaviour chosen by the query text.
 
     ``ok`` succeeds; ``tiles:N`` reports N tiles, 20 ms each, honouring cancel;
-    ``gate`` waits for ``self.gate``; ``user-error``/``bug`` raise; ``bad`` fails validate.
+    ``gate`` waits for ``self.gate``; ``user-error``/``bug`` raise; ``bad`` fails validate;
+    ``stuck-check`` blocks validate until ``self.check_gate`` (a raster that never opens).
+    ``loaded_models`` is ``["fake"]`` once a job ran, until ``unload``.
     """
 
     def __init__(self) -> None:
         self.gate = threading.Event()
+        self.check_gate = threading.Event()
+        self.loaded: list[str] = []
+        self.unloads = 0
         self.started = threading.Event()
         self.runs: list[str] = []
         self.active = 0
@@ -43,6 +51,15 @@ class FakePipeline:
             raise ExtentError("The extent is outside the raster.", "Pick another extent.")
         if raster_path == "missing.tif":
             raise RasterError("missing.tif does not exist.")
+        if request.query == "stuck-check":
+            self.check_gate.wait(10)
+
+    def loaded_models(self) -> list[str]:
+        return list(self.loaded)
+
+    def unload(self, name: str | None = None) -> None:
+        self.unloads += 1
+        self.loaded.clear()
 
     def run(self, request, raster_path, progress=None, cancel=None) -> FakeResult:
         progress = progress or (lambda *a: None)
@@ -50,6 +67,7 @@ class FakePipeline:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
         try:
+            self.loaded[:] = ["fake"]
             self.runs.append(request.query)
             self.started.set()
             q = request.query
@@ -86,6 +104,13 @@ def to_geojson(polygons: list[str]) -> dict:
 
 def request(query: str = "ok", **kw) -> SegmentRequest:
     return SegmentRequest(raster="x.tif", query=query, **kw)
+
+
+def stored_result(manager: JobManager, job) -> dict:
+    fh = manager.open_result(job)
+    assert fh is not None
+    with fh:
+        return json.load(fh)
 
 
 def wait_for(job, statuses: set[str], timeout: float = 5.0) -> dict:
@@ -125,8 +150,10 @@ def test_success(manager: JobManager) -> None:
     assert info["created"] and info["started"] and info["finished"]
     assert info["created"] <= info["started"] <= info["finished"]
     assert "fake done" in info["messages"]
-    assert job.result["features"][0]["properties"] == {"q": "ok"}
-    assert job.result["crs"]["properties"]["name"] == "EPSG:32633"
+    result = stored_result(manager, job)
+    assert result["features"][0]["properties"] == {"q": "ok"}
+    assert result["crs"]["properties"]["name"] == "EPSG:32633"
+    assert job.result is None  # segmentation results are on disk, not in memory
 
 
 def test_validation_error_is_raised_synchronously(manager: JobManager) -> None:
@@ -307,3 +334,179 @@ def test_job_status_values() -> None:
         "cancelled",
     ]
     assert JobStatus.cancelled.finished and not JobStatus.running.finished
+
+
+def test_queue_is_bounded_and_refuses_with_429(pipeline: FakePipeline) -> None:
+    m = JobManager(pipeline, to_geojson=to_geojson, limits=JobLimits(max_queued=2))
+    try:
+        running = m.submit(request("gate"), "x.tif")
+        assert pipeline.started.wait(5)
+        waiting = [m.submit(request("ok"), "x.tif") for _ in range(2)]
+        with pytest.raises(QueueFull, match="queue is full: 2 jobs") as err:
+            m.submit(request("ok"), "x.tif")
+        assert err.value.status_code == 429 and "DELETE /jobs" in err.value.hint
+        assert len(m.jobs()) == 3  # the refused one left no trace
+        m.cancel(waiting[0].id)  # room again
+        waiting.append(m.submit(request("ok"), "x.tif"))
+        pipeline.gate.set()
+        assert wait_for(running, {"succeeded"})["status"] == "succeeded"
+        assert wait_for(waiting[-1], {"succeeded"})["status"] == "succeeded"
+    finally:
+        pipeline.gate.set()
+        m.shutdown()
+
+
+def test_job_past_its_time_limit_is_stopped_and_the_queue_goes_on(
+    pipeline: FakePipeline,
+) -> None:
+    m = JobManager(
+        pipeline, to_geojson=to_geojson, limits=JobLimits(segment_time_limit_s=0.3)
+    )
+    try:
+        slow = m.submit(request("tiles:100000"), "x.tif")  # honours cancel between tiles
+        after = m.submit(request("ok"), "x.tif")
+        info = wait_for(slow, {"failed", "succeeded", "cancelled"})
+        assert info["status"] == "failed" and slow.timed_out
+        assert "time limit of 0.3 s" in info["error"]["detail"]
+        assert "--job-time-limit" in info["error"]["hint"]
+        assert wait_for(after, {"succeeded", "failed"})["status"] == "succeeded"
+    finally:
+        m.shutdown()
+
+
+def test_job_that_ignores_its_time_limit_is_abandoned_to_a_new_worker(
+    pipeline: FakePipeline,
+) -> None:
+    limits = JobLimits(segment_time_limit_s=0.2, stop_grace_s=0.2)
+    m = JobManager(pipeline, to_geojson=to_geojson, limits=limits)
+    try:
+        stuck = m.submit(request("gate"), "x.tif")  # never checks cancel
+        after = m.submit(request("ok"), "x.tif")
+        info = wait_for(stuck, {"failed", "succeeded"})
+        assert info["status"] == "failed" and "did not stop" in info["error"]["detail"]
+        # A fresh worker runs the queue while the old one is still inside the job.
+        assert wait_for(after, {"succeeded", "failed"})["status"] == "succeeded"
+        assert pipeline.active == 1 and m.abandoned_workers() == 1
+        pipeline.gate.set()  # the stuck call returns: its late result is dropped
+        deadline = time.monotonic() + 5
+        while pipeline.active and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        assert stuck.to_dict()["status"] == "failed" and m.open_result(stuck) is None
+        assert m.current() is None
+        again = m.submit(request("ok"), "x.tif")
+        assert wait_for(again, {"succeeded", "failed"})["status"] == "succeeded"
+    finally:
+        pipeline.gate.set()
+        m.shutdown()
+
+
+def test_stuck_file_checks_time_out_and_are_bounded(pipeline: FakePipeline) -> None:
+    limits = JobLimits(check_timeout_s=0.2, max_pending_checks=2)
+    m = JobManager(pipeline, to_geojson=to_geojson, limits=limits)
+    try:
+        for _ in range(2):
+            with pytest.raises(CheckTimedOut, match="took longer than 0.2 s") as err:
+                m.submit(request("stuck-check"), "/mnt/dead-share/a.tif")
+            assert err.value.status_code == 422 and "/mnt/dead-share/a.tif" in err.value.message
+        # Both checks are still stuck: a third submission is refused at once.
+        with pytest.raises(ChecksBusy) as busy:
+            m.submit(request("ok"), "x.tif")
+        assert busy.value.status_code == 429
+        assert m.jobs() == []
+        pipeline.check_gate.set()  # the stuck checks end and free their slots
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                job = m.submit(request("ok"), "x.tif")
+                break
+            except ChecksBusy:
+                time.sleep(0.01)
+        assert wait_for(job, {"succeeded", "failed"})["status"] == "succeeded"
+    finally:
+        pipeline.check_gate.set()
+        m.shutdown()
+
+
+def test_async_submit_waits_for_checks_without_a_thread(pipeline: FakePipeline) -> None:
+    import asyncio
+
+    limits = JobLimits(check_timeout_s=0.2)
+    m = JobManager(pipeline, to_geojson=to_geojson, limits=limits)
+
+    async def scenario() -> tuple[list[int], object]:
+        ticks: list[int] = []
+
+        async def ticker() -> None:  # the event loop keeps running during the check
+            for i in range(1000):
+                ticks.append(i)
+                await asyncio.sleep(0.01)
+
+        tick = asyncio.ensure_future(ticker())
+        with pytest.raises(CheckTimedOut):
+            await m.submit_async(request("stuck-check"), "x.tif")
+        job = await m.submit_async(request("ok"), "x.tif")
+        tick.cancel()
+        return ticks, job
+
+    try:
+        ticks, job = asyncio.run(scenario())
+        assert len(ticks) >= 5
+        assert wait_for(job, {"succeeded", "failed"})["status"] == "succeeded"
+    finally:
+        pipeline.check_gate.set()
+        m.shutdown()
+
+
+def test_idle_models_are_freed(pipeline: FakePipeline) -> None:
+    m = JobManager(pipeline, to_geojson=to_geojson, limits=JobLimits(model_idle_s=0.2))
+    try:
+        wait_for(m.submit(request("ok"), "x.tif"), {"succeeded"})
+        assert pipeline.loaded == ["fake"]
+        deadline = time.monotonic() + 5
+        while pipeline.loaded and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pipeline.loaded == [] and pipeline.unloads == 1
+        time.sleep(0.5)
+        assert pipeline.unloads == 1  # freed once, not every idle period
+        wait_for(m.submit(request("ok"), "x.tif"), {"succeeded"})
+        assert pipeline.loaded == ["fake"]
+    finally:
+        m.shutdown()
+
+
+def test_results_live_on_disk_within_their_byte_limit(pipeline: FakePipeline, tmp_path) -> None:
+    limits = JobLimits(result_store_bytes=600)  # room for about two results
+    m = JobManager(
+        pipeline, max_finished=4, to_geojson=to_geojson, limits=limits, result_dir=tmp_path
+    )
+    try:
+        jobs = []
+        for _ in range(5):
+            jobs.append(m.submit(request("ok"), "x.tif"))
+            wait_for(jobs[-1], {"succeeded"})
+        files = sorted(tmp_path.glob("*.geojson"))
+        assert 1 <= len(files) <= 3 and sum(f.stat().st_size for f in files) <= 600
+        assert m.results.total_bytes() <= 600
+        newest = stored_result(m, jobs[-1])
+        assert newest["features"][0]["properties"] == {"q": "ok"}
+        # The oldest result was deleted; its job is still known, without a result.
+        assert m.get(jobs[1].id) is not None and m.open_result(jobs[1]) is None
+    finally:
+        m.shutdown()
+    assert list(tmp_path.glob("*.geojson")) == []
+
+
+def test_results_leave_with_their_jobs(pipeline: FakePipeline, tmp_path) -> None:
+    m = JobManager(pipeline, max_finished=2, to_geojson=to_geojson, result_dir=tmp_path)
+    try:
+        jobs = [m.submit(request("ok"), "x.tif") for _ in range(4)]
+        for job in jobs:
+            wait_for(job, {"succeeded"})
+        deadline = time.monotonic() + 5  # eviction follows the last job's end
+        while len(list(tmp_path.glob("*.geojson"))) > 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        names = {f.stem for f in tmp_path.glob("*.geojson")}
+        assert names == {jobs[2].id, jobs[3].id}
+    finally:
+        m.shutdown()

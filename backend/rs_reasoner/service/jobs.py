@@ -2,10 +2,17 @@
 
 GPU work is serial, so a single worker thread takes jobs from a ``queue.Queue``; the HTTP
 side only submits, polls and cancels, and never waits for a job. A job is a segmentation
-(``kind`` ``"segment"``: the pipeline, a GeoJSON result) or a training run (``"train"``:
+(``kind`` ``"segment"``: the pipeline, a GeoJSON result kept on disk by a
+:class:`~rs_reasoner.service.results.ResultStore`) or a training run (``"train"``:
 :class:`~rs_reasoner.service.training.Trainer`, a JSON summary of the trained model).
-Requests are validated synchronously in :meth:`JobManager.submit` /
-:meth:`JobManager.submit_training` (cheap checks) so bad ones are refused at once.
+Requests are validated at submission (:meth:`JobManager.submit`,
+:meth:`JobManager.submit_training`, their ``_async`` twins for the event loop) so bad
+ones are refused at once; the checks that open files run in threads of their own with a
+timeout (:mod:`.checks`).
+
+:class:`~rs_reasoner.service.limits.JobLimits` bounds the rest: the queue's length (429
+beyond it), each job's run time (stopped like a cancel, then abandoned to a fresh worker
+if it does not stop), idle models (freed), and the results' disk space.
 """
 
 from __future__ import annotations
@@ -20,10 +27,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
 
 from rs_reasoner.errors import JobCancelled, RsReasonerError
 from rs_reasoner.schemas import SegmentRequest, TrainRequest
+from rs_reasoner.service.checks import BoundedChecks
+from rs_reasoner.service.limits import JobLimits
+from rs_reasoner.service.results import ResultStore
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +44,7 @@ MAX_MESSAGES = 200
 #: Stages reported by the pipeline → (start, end) of the job's overall progress.
 _STAGE_SPAN = {
     "loading model": (0.0, 0.05),
+    "reading": (0.05, 0.95),
     "segmenting": (0.05, 0.95),
     "vectorising": (0.95, 1.0),
     "done": (1.0, 1.0),
@@ -109,9 +121,11 @@ class Job:
         model: The requested model, then the one that ran (training: the new model).
         mode: The mode it ran in (``auto`` resolved), once known.
         reasoning: The model's reasoning text, if any.
-        result: When succeeded: a GeoJSON FeatureCollection (dict), or for training the
-            summary of the trained model.
-        feature_count: Number of features in ``result``.
+        result: When a training job succeeded: the summary of the trained model.
+            (Segmentation results live on disk: :meth:`JobManager.open_result`.)
+        feature_count: Number of features of a segmentation result.
+        time_limit_s: The run time allowed (None: unlimited).
+        timed_out: It was stopped for running past ``time_limit_s``.
     """
 
     id: str
@@ -131,6 +145,8 @@ class Job:
     reasoning: str | None = None
     result: dict[str, Any] | None = None
     feature_count: int | None = None
+    time_limit_s: float | None = None
+    timed_out: bool = False
     cancel_event: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _last_stage_message: str | None = field(default=None, repr=False)
@@ -184,17 +200,42 @@ class Job:
             self.messages.append(message)
             self._last_stage_message = None
 
-    def _finish(self, status: JobStatus, error: dict[str, str | None] | None = None) -> None:
+    def _finish(self, status: JobStatus, error: dict[str, str | None] | None = None) -> bool:
         with self._lock:
-            self._finish_locked(status, error)
+            return self._finish_locked(status, error)
 
-    def _finish_locked(self, status: JobStatus, error: dict[str, str | None] | None = None) -> None:
+    def _finish_locked(self, status: JobStatus, error: dict[str, str | None] | None = None) -> bool:
+        """Settle the job; False (and no change) when it was settled already (a worker
+        that was abandoned past the time limit and returned later)."""
+        if self.status.finished:
+            return False
         self.status = status
         self.stage = status.value
         self.error = error
         self.finished = time.time()
         if status is JobStatus.succeeded:
             self.progress = 1.0
+        return True
+
+    def _time_limit_error(self, stopped: bool = True) -> dict[str, str | None]:
+        how = "was stopped" if stopped else (
+            "did not stop; the backend left it behind and went on with the queue"
+        )
+        if self.kind == "train":
+            hint = (
+                "Its checkpoints are kept: submit the same name again to resume, or start "
+                "the backend with a longer --train-time-limit."
+            )
+        else:
+            hint = (
+                "Choose a coarser resolution, a smaller extent or a faster model, or start "
+                "the backend with a longer --job-time-limit."
+            )
+        return {
+            "detail": f"The job ran longer than its time limit of {self.time_limit_s:g} s "
+            f"and {how}.",
+            "hint": hint,
+        }
 
 
 class JobManager:
@@ -202,13 +243,18 @@ class JobManager:
 
     Args:
         pipeline: The pipeline (``validate`` and ``run``); shared, so models stay loaded.
-        max_finished: Finished jobs kept in memory (oldest dropped first).
+        max_finished: Finished jobs kept in memory (oldest dropped first, with their
+            results).
         to_geojson: Converts the result's GeoDataFrame to a GeoJSON dict; default
             :func:`rs_reasoner.vector.writers.to_geojson_dict`.
         trainer: Runs training jobs; default a
             :class:`~rs_reasoner.service.training.Trainer` on the pipeline's device that
             unloads the pipeline's models before training.
         train_options: Extra options for every training job of the default trainer.
+        limits: Time limits, queue bound, check timeout, model idle time, result disk
+            space (default :class:`~rs_reasoner.service.limits.JobLimits`).
+        result_dir: Folder of segmentation results; None: a temporary one, removed at
+            shutdown.
     """
 
     def __init__(
@@ -219,24 +265,31 @@ class JobManager:
         to_geojson: Callable[[Any], dict[str, Any]] | None = None,
         trainer: TrainerLike | None = None,
         train_options: Mapping[str, Any] | None = None,
+        limits: JobLimits | None = None,
+        result_dir: Path | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._max_finished = max(0, max_finished)
         self._to_geojson = to_geojson
         self._trainer = trainer
         self._train_options = train_options
+        self.limits = limits or JobLimits()
+        self.results = ResultStore(result_dir, self.limits.result_store_bytes)
+        self._checks = BoundedChecks(self.limits.check_timeout_s, self.limits.max_pending_checks)
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._current: Job | None = None
         self._closed = False
-        self._worker = threading.Thread(target=self._work, name="rs-reasoner-jobs", daemon=True)
-        self._worker.start()
+        # A worker abandoned past a job's time limit exits when it sees a newer generation.
+        self._generation = 0
+        self._abandoned = 0
+        self._worker = self._start_worker()
 
     # -- public API ------------------------------------------------------------------------
 
     def submit(self, request: SegmentRequest, raster_path: str) -> Job:
-        """Validate a request (synchronously) and queue it.
+        """Validate a request and queue it (blocks up to ``limits.check_timeout_s``).
 
         Args:
             request: The request.
@@ -246,13 +299,29 @@ class JobManager:
             The queued job.
 
         Raises:
-            RsReasonerError: The request is invalid (from ``pipeline.validate``) or the
-                service is shutting down.
+            RsReasonerError: The request is invalid (from ``pipeline.validate``), its
+                checks timed out, the queue is full (429) or the service is shutting
+                down.
         """
-        if self._closed:
-            raise _ShuttingDown()
-        self._pipeline.validate(request, raster_path)
-        job = Job(id=uuid.uuid4().hex, request=request, raster_path=raster_path)
+        self._check_room()
+        self._checks.run(lambda: self._pipeline.validate(request, raster_path), raster_path)
+        return self._queue_segmentation(request, raster_path)
+
+    async def submit_async(self, request: SegmentRequest, raster_path: str) -> Job:
+        """:meth:`submit` for the event loop: waits for the checks without a thread."""
+        self._check_room()
+        await self._checks.run_async(
+            lambda: self._pipeline.validate(request, raster_path), raster_path
+        )
+        return self._queue_segmentation(request, raster_path)
+
+    def _queue_segmentation(self, request: SegmentRequest, raster_path: str) -> Job:
+        job = Job(
+            id=uuid.uuid4().hex,
+            request=request,
+            raster_path=raster_path,
+            time_limit_s=self.limits.segment_time_limit_s,
+        )
         job.model = request.model
         job.messages.append(f"queued: {request.query!r}")
         self._enqueue(job)
@@ -260,7 +329,7 @@ class JobManager:
         return job
 
     def submit_training(self, request: TrainRequest, raster_path: str) -> Job:
-        """Validate a training request (synchronously, cheap checks) and queue it.
+        """Validate a training request (cheap checks, up to the check timeout) and queue it.
 
         Args:
             request: The request.
@@ -270,12 +339,29 @@ class JobManager:
             The queued job (``kind`` ``"train"``).
 
         Raises:
-            RsReasonerError: The request is invalid or the service is shutting down.
+            RsReasonerError: The request is invalid, its checks timed out, the queue is
+                full or the service is shutting down.
         """
-        if self._closed:
-            raise _ShuttingDown()
-        self.trainer.validate(request, raster_path)
-        job = Job(id=uuid.uuid4().hex, request=request, raster_path=raster_path, kind="train")
+        self._check_room()
+        self._checks.run(lambda: self.trainer.validate(request, raster_path), raster_path)
+        return self._queue_training(request, raster_path)
+
+    async def submit_training_async(self, request: TrainRequest, raster_path: str) -> Job:
+        """:meth:`submit_training` for the event loop."""
+        self._check_room()
+        await self._checks.run_async(
+            lambda: self.trainer.validate(request, raster_path), raster_path
+        )
+        return self._queue_training(request, raster_path)
+
+    def _queue_training(self, request: TrainRequest, raster_path: str) -> Job:
+        job = Job(
+            id=uuid.uuid4().hex,
+            request=request,
+            raster_path=raster_path,
+            kind="train",
+            time_limit_s=self.limits.train_time_limit_s,
+        )
         job.model = request.name
         job.messages.append(f"queued: train model '{request.name}'")
         self._enqueue(job)
@@ -296,10 +382,22 @@ class JobManager:
             )
         return self._trainer
 
+    def _check_room(self) -> None:
+        """Refuse before any check when shutting down or the queue is full."""
+        with self._lock:
+            if self._closed:
+                raise _ShuttingDown()
+            queued = sum(1 for j in self._jobs.values() if j.status is JobStatus.queued)
+        if queued >= self.limits.max_queued:
+            raise QueueFull(self.limits.max_queued)
+
     def _enqueue(self, job: Job) -> None:
         with self._lock:
             if self._closed:
                 raise _ShuttingDown()
+            queued = sum(1 for j in self._jobs.values() if j.status is JobStatus.queued)
+            if queued >= self.limits.max_queued:
+                raise QueueFull(self.limits.max_queued)
             self._jobs[job.id] = job
             self._queue.put(job)
 
@@ -308,12 +406,17 @@ class JobManager:
         with self._lock:
             return self._jobs.get(job_id)
 
+    def open_result(self, job: Job) -> BinaryIO | None:
+        """A succeeded segmentation job's GeoJSON, opened for streaming (the caller closes
+        it); None when it was removed to respect ``limits.result_store_bytes``."""
+        return self.results.open(job.id)
+
     def cancel(self, job_id: str) -> Job | None:
         """Cancel a job.
 
         A queued job is cancelled at once; a running job gets its cancel flag set and
-        becomes ``cancelled`` when the pipeline stops (between tiles). Finished jobs are
-        left as they are.
+        becomes ``cancelled`` when the pipeline stops (between tiles, or between the row
+        bands of a large tile's read). Finished jobs are left as they are.
 
         Returns:
             The job, or None when the id is unknown.
@@ -342,19 +445,25 @@ class JobManager:
 
     def queue_length(self) -> int:
         """Number of jobs waiting to run."""
-        return sum(1 for j in self.jobs() if j.status is JobStatus.queued)
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if j.status is JobStatus.queued)
 
     def current(self) -> Job | None:
         """The running job, if any."""
         with self._lock:
             return self._current
 
+    def abandoned_workers(self) -> int:
+        """Workers left behind in a job that did not stop after its time limit."""
+        with self._lock:
+            return self._abandoned
+
     def active_raster_paths(self) -> set[str]:
         """Rasters of queued and running jobs (files that must not be deleted)."""
         return {j.raster_path for j in self.jobs() if not j.status.finished}
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Cancel queued and running jobs and stop the worker.
+        """Cancel queued and running jobs, stop the worker and delete the results.
 
         Args:
             timeout: Seconds to wait for the running job to stop.
@@ -370,12 +479,32 @@ class JobManager:
         self._worker.join(timeout)
         if self._worker.is_alive():
             log.warning("job worker still busy after %.0f s; exiting anyway", timeout)
+        self.results.close()
 
     # -- worker ----------------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _start_worker(self) -> threading.Thread:
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+        worker = threading.Thread(
+            target=self._work, args=(generation,), name="rs-reasoner-jobs", daemon=True
+        )
+        worker.start()
+        return worker
+
+    def _work(self, generation: int) -> None:
+        idle_s = self.limits.model_idle_s
+        unloaded = False
         while True:
-            job = self._queue.get()
+            try:
+                # Wake up once after idle_s without a job to free the loaded models.
+                job = self._queue.get(timeout=None if unloaded or idle_s is None else idle_s)
+            except queue.Empty:
+                self._unload_idle_models()
+                unloaded = True
+                continue
+            unloaded = False
             if job is None:
                 return
             try:
@@ -384,8 +513,23 @@ class JobManager:
                 log.exception("job worker: unexpected error around job %s", job.id)
             finally:
                 with self._lock:
-                    self._current = None
+                    if self._current is job:
+                        self._current = None
+                    stale = generation != self._generation
                 self._evict()
+            if stale:
+                log.warning("abandoned job worker finished job %s late; it exits", job.id)
+                return
+
+    def _unload_idle_models(self) -> None:
+        unload = getattr(self._pipeline, "unload", None)
+        if unload is None or not self._pipeline.loaded_models():
+            return
+        log.info("no job for %.0f s: freeing the loaded models", self.limits.model_idle_s)
+        try:
+            unload()
+        except Exception:  # noqa: BLE001 - freeing memory must not stop the worker
+            log.exception("freeing idle models failed")
 
     def _run(self, job: Job) -> None:
         with job._lock:
@@ -397,27 +541,77 @@ class JobManager:
         with self._lock:
             self._current = job
         log.info("job %s running", job.id)
-        if job.kind == "train":
-            self._run_training(job)
-        else:
-            self._run_segmentation(job)
+        timers = self._arm_time_limit(job)
+        try:
+            if job.kind == "train":
+                self._run_training(job)
+            else:
+                self._run_segmentation(job)
+        finally:
+            for timer in timers:
+                timer.cancel()
+
+    def _arm_time_limit(self, job: Job) -> list[threading.Timer]:
+        """Timers that stop the job at its limit and abandon it a grace period later."""
+        if job.time_limit_s is None:
+            return []
+        stop = threading.Timer(job.time_limit_s, self._stop_overdue, args=(job,))
+        abandon = threading.Timer(
+            job.time_limit_s + self.limits.stop_grace_s, self._abandon_overdue, args=(job,)
+        )
+        for timer in (stop, abandon):
+            timer.daemon = True
+            timer.start()
+        return [stop, abandon]
+
+    def _stop_overdue(self, job: Job) -> None:
+        with job._lock:
+            if job.status is not JobStatus.running:
+                return
+            job.timed_out = True
+            job.cancel_event.set()
+            job.messages.append(f"time limit of {job.time_limit_s:g} s reached; stopping")
+            job._last_stage_message = None
+        log.warning("job %s reached its time limit of %s s", job.id, job.time_limit_s)
+
+    def _abandon_overdue(self, job: Job) -> None:
+        with self._lock:
+            if self._current is not job or self._closed:
+                return
+        if not job._finish(JobStatus.failed, job._time_limit_error(stopped=False)):
+            return
+        log.error(
+            "job %s did not stop within %.0f s of its time limit; a new worker takes the "
+            "queue (the old one exits when its call returns)",
+            job.id,
+            self.limits.stop_grace_s,
+        )
+        with self._lock:
+            self._current = None
+            self._abandoned += 1
+        self._worker = self._start_worker()
+        self._evict()
 
     def _run_segmentation(self, job: Job) -> None:
-        def segment() -> tuple[Any, dict[str, Any]]:
+        def segment() -> tuple[Any, int]:
             result = self._pipeline.run(
                 job.request, job.raster_path, progress=job._progress, cancel=job.cancel_event
             )
             if job.cancel_event.is_set():
                 raise JobCancelled()
-            return result, self._geojson(result.polygons)
+            geojson = self._geojson(result.polygons)
+            features = geojson.get("features") if isinstance(geojson, dict) else None
+            self.results.write(job.id, geojson)
+            return result, len(features) if isinstance(features, list) else None
 
         ok, value = self._attempt(job, segment, "cancelled")
         if ok:
-            result, geojson = value
-            features = geojson.get("features") if isinstance(geojson, dict) else None
+            result, feature_count = value
             with job._lock:
-                job.result = geojson
-                job.feature_count = len(features) if isinstance(features, list) else None
+                if job.status.finished:  # abandoned past its time limit meanwhile
+                    self.results.remove(job.id)
+                    return
+                job.feature_count = feature_count
                 job.model = getattr(result, "model", job.model)
                 mode = getattr(result, "mode", None)
                 job.mode = getattr(mode, "value", mode)
@@ -446,6 +640,8 @@ class JobManager:
         )
         if ok:
             with job._lock:
+                if job.status.finished:
+                    return
                 job.result = summary
                 job._finish_locked(JobStatus.succeeded)
             log.info(
@@ -465,18 +661,24 @@ class JobManager:
         try:
             return True, work()
         except JobCancelled:
-            job._finish(JobStatus.cancelled)
-            job._note(cancelled_note)
-            log.info("job %s cancelled", job.id)
+            if job.timed_out:
+                error = job._time_limit_error()
+                if job._finish(JobStatus.failed, error):
+                    job._note(f"failed: {error['detail']}")
+                log.info("job %s stopped at its time limit", job.id)
+            else:
+                if job._finish(JobStatus.cancelled):
+                    job._note(cancelled_note)
+                log.info("job %s cancelled", job.id)
         except RsReasonerError as exc:
-            job._finish(JobStatus.failed, {"detail": exc.message, "hint": exc.hint})
-            job._note(f"failed: {exc.message}")
+            if job._finish(JobStatus.failed, {"detail": exc.message, "hint": exc.hint}):
+                job._note(f"failed: {exc.message}")
             log.info("job %s failed: %s", job.id, exc)
         except Exception as exc:  # noqa: BLE001 - a bug in one job must not stop the worker
             log.exception("job %s crashed", job.id)
             detail, hint = _describe_crash(exc)
-            job._finish(JobStatus.failed, {"detail": detail, "hint": hint})
-            job._note(f"failed: {detail}")
+            if job._finish(JobStatus.failed, {"detail": detail, "hint": hint}):
+                job._note(f"failed: {detail}")
         return False, None
 
     def _geojson(self, polygons: Any) -> dict[str, Any]:
@@ -494,8 +696,24 @@ class JobManager:
             if excess <= 0:
                 return
             finished.sort(key=lambda j: j.finished or j.created)
-            for job in finished[:excess]:
+            dropped = finished[:excess]
+            for job in dropped:
                 del self._jobs[job.id]
+        for job in dropped:
+            self.results.remove(job.id)
+
+
+class QueueFull(RsReasonerError):
+    """The queue holds ``limits.max_queued`` jobs already."""
+
+    status_code = 429
+
+    def __init__(self, max_queued: int) -> None:
+        super().__init__(
+            f"The job queue is full: {max_queued} jobs are waiting to run.",
+            "Wait for some to finish, or cancel ones you no longer need "
+            "(DELETE /jobs/{id}), then submit again.",
+        )
 
 
 class _ShuttingDown(RsReasonerError):

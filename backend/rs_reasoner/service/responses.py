@@ -26,6 +26,14 @@ class HealthResponse(BaseModel):
     loaded_models: list[str]
     queue_length: int = Field(description="Jobs waiting to run.")
     running_job: str | None = Field(None, description="Id of the running job.")
+    memory_rss: int | None = Field(
+        None, description="Resident memory of the backend process now, bytes (null where "
+        "the platform does not say)."
+    )
+    memory_peak_rss: int | None = Field(
+        None, description="Peak resident memory of the backend process, bytes."
+    )
+    results_disk_bytes: int = Field(0, description="Disk used by stored job results, bytes.")
 
 
 class WeightsInfo(BaseModel):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Any
 
 from fastapi import APIRouter
@@ -40,9 +42,30 @@ def gpu_info(device: str) -> dict[str, Any]:
     return info
 
 
+def process_memory() -> dict[str, int | None]:
+    """``memory_rss`` (now) and ``memory_peak_rss`` of this process in bytes; None where
+    the platform does not tell (current RSS is read from /proc, Linux only)."""
+    info: dict[str, int | None] = {"memory_rss": None, "memory_peak_rss": None}
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            info["memory_rss"] = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        pass
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # Linux reports KiB, macOS bytes.
+        info["memory_peak_rss"] = peak if sys.platform == "darwin" else peak * 1024
+    except (ImportError, OSError, ValueError):
+        pass
+    return info
+
+
 @router.get("/health", response_model=HealthResponse)
 def health(pipeline: Pipeline, jobs: Jobs) -> dict[str, Any]:
-    """Version, device, GPU and its memory, loaded models, queue length."""
+    """Version, device, GPU and its memory, loaded models, queue length, the process's
+    memory and the disk its stored results use."""
     device = pipeline.device
     current = jobs.current()
     return {
@@ -53,6 +76,8 @@ def health(pipeline: Pipeline, jobs: Jobs) -> dict[str, Any]:
         "loaded_models": list(pipeline.loaded_models()),
         "queue_length": jobs.queue_length(),
         "running_job": current.id if current is not None else None,
+        **process_memory(),
+        "results_disk_bytes": jobs.results.total_bytes(),
     }
 
 

@@ -1,12 +1,19 @@
 """The job endpoints: ``POST /jobs`` and ``POST /train`` queue work; ``GET``/``DELETE
-/jobs/{id}`` follow or cancel it; ``GET /jobs/{id}/result`` fetches what it made."""
+/jobs/{id}`` follow or cancel it; ``GET /jobs/{id}/result`` fetches what it made.
+
+The submissions are ``async``: the checks that open files run in threads of their own
+(:mod:`.checks`) and are awaited, so a raster that never opens holds no worker thread
+and cannot starve ``/health``. Segmentation results are streamed from disk.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from rs_reasoner.schemas import SegmentRequest, TrainRequest
 from rs_reasoner.service.deps import Jobs, Uploads
@@ -17,6 +24,16 @@ from rs_reasoner.service.uploads import UploadStore
 
 router = APIRouter(tags=["jobs"])
 
+_SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorResponse, "description": "Invalid request, or its raster did not "
+          "open within the check timeout"},
+    429: {"model": ErrorResponse, "description": "Queue full, or too many submissions "
+          "being checked"},
+}
+
+#: Bytes per chunk when streaming a result file.
+_CHUNK = 1024 * 1024
+
 
 @router.post(
     "/jobs",
@@ -24,12 +41,12 @@ router = APIRouter(tags=["jobs"])
     response_model=JobCreated,
     responses={
         404: {"model": ErrorResponse, "description": "Unknown upload or model"},
-        422: {"model": ErrorResponse, "description": "Invalid request"},
+        **_SUBMIT_ERRORS,
     },
 )
-def submit(req: SegmentRequest, jobs: Jobs, uploads: Uploads) -> dict[str, Any]:
+async def submit(req: SegmentRequest, jobs: Jobs, uploads: Uploads) -> dict[str, Any]:
     """Queue a segmentation job (validated at once; bad requests get a 4xx)."""
-    job = jobs.submit(req, raster_path(uploads, req.raster, req.upload_id))
+    job = await jobs.submit_async(req, raster_path(uploads, req.raster, req.upload_id))
     return {"id": job.id, "status": job.to_dict()["status"]}
 
 
@@ -39,15 +56,17 @@ def submit(req: SegmentRequest, jobs: Jobs, uploads: Uploads) -> dict[str, Any]:
     response_model=JobCreated,
     responses={
         404: {"model": ErrorResponse, "description": "Unknown upload"},
-        422: {"model": ErrorResponse, "description": "Invalid request"},
+        **_SUBMIT_ERRORS,
     },
 )
-def submit_training(req: TrainRequest, jobs: Jobs, uploads: Uploads) -> dict[str, Any]:
+async def submit_training(req: TrainRequest, jobs: Jobs, uploads: Uploads) -> dict[str, Any]:
     """Queue a training job: a raster and labelled parcels → a new model ``name``
     (validated at once; bad requests get a 4xx). Poll ``GET /jobs/{id}``; the result
     names the model, which ``GET /models`` then lists and ``POST /jobs`` can use.
     The same ``name`` again resumes from its last checkpoint."""
-    job = jobs.submit_training(req, raster_path(uploads, req.raster, req.upload_id))
+    job = await jobs.submit_training_async(
+        req, raster_path(uploads, req.raster, req.upload_id)
+    )
     return {"id": job.id, "status": job.to_dict()["status"]}
 
 
@@ -75,9 +94,10 @@ def cancel(job_id: str, jobs: Jobs) -> dict[str, Any]:
         },
         404: {"model": ErrorResponse},
         409: {"model": ErrorResponse, "description": "Not succeeded (yet)"},
+        410: {"model": ErrorResponse, "description": "Result deleted (disk limit)"},
     },
 )
-def job_result(job_id: str, jobs: Jobs) -> JSONResponse:
+def job_result(job_id: str, jobs: Jobs) -> Response:
     """The result of a succeeded job: polygons as a GeoJSON FeatureCollection, or for
     a training job the trained model (name, classes, scores, checkpoint)."""
     job = _job(jobs.get(job_id), job_id)
@@ -86,7 +106,20 @@ def job_result(job_id: str, jobs: Jobs) -> JSONResponse:
     if status == JobStatus.succeeded.value:
         if job.kind == "train":
             return JSONResponse(job.result, media_type="application/json")
-        return JSONResponse(job.result, media_type="application/geo+json")
+        stored = jobs.open_result(job)
+        if stored is None:
+            limit = jobs.limits.result_store_bytes / 1024**3
+            raise ApiError(
+                410,
+                f"The result of job {job_id} was deleted to keep results under "
+                f"{limit:.3g} GiB of disk.",
+                "Fetch results soon after their jobs finish, or submit the job again.",
+            )
+        return StreamingResponse(
+            _chunks(stored),
+            media_type="application/geo+json",
+            headers={"Content-Length": str(os.fstat(stored.fileno()).st_size)},
+        )
     if status == JobStatus.failed.value:
         error = info["error"] or {}
         raise ApiError(
@@ -118,6 +151,12 @@ def raster_path(uploads: UploadStore, raster: str | None, upload_id: str | None)
             f"while the backend runs (the {uploads.max_kept} most recent).",
         )
     return str(path)
+
+
+def _chunks(fh: BinaryIO) -> Iterator[bytes]:
+    with fh:
+        while chunk := fh.read(_CHUNK):
+            yield chunk
 
 
 def _job(job: Job | None, job_id: str) -> Job:
