@@ -718,12 +718,15 @@ def test_rs_error_from_validate_is_mapped(tmp_path: Path) -> None:
 
 
 def test_upload_size_limit(tmp_path: Path) -> None:
-    with _app_client(tmp_path, _Pipeline(), max_upload_bytes=1000) as c:
+    from rs_reasoner.service.uploads import UploadLimits
+
+    with _app_client(tmp_path, _Pipeline(), upload_limits=UploadLimits(max_bytes=1000)) as c:
         r = c.post("/uploads", content=b"x" * 1001, headers={"Content-Type": "image/tiff"})
         assert r.status_code == 413
         assert "limit" in r.json()["detail"]
 
         def chunks():  # no Content-Length: the limit is enforced while streaming
+            yield b"II*\x00"  # a TIFF's first bytes: only the size is wrong
             for _ in range(10):
                 yield b"x" * 200
 
@@ -738,7 +741,7 @@ def test_old_uploads_are_evicted(tmp_path: Path, rasters) -> None:
 
     data = rasters["other"].read_bytes()
     with _app_client(tmp_path, _Pipeline()) as c:
-        c.app.state.uploads.max_kept = 2
+        c.app.state.uploads.limits = uploads_module.UploadLimits(max_kept=2)
         ids = []
         for _ in range(4):
             r = c.post("/uploads", content=data, headers={"Content-Type": "image/tiff"})

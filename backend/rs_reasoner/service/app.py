@@ -33,7 +33,7 @@ from rs_reasoner.service.errors import ApiError, install_error_handlers
 from rs_reasoner.service.jobs import JobManager, PipelineLike
 from rs_reasoner.service.responses import COMMON_ERRORS
 from rs_reasoner.service.routes_health import gpu_info
-from rs_reasoner.service.uploads import MAX_UPLOAD_BYTES, UploadStore
+from rs_reasoner.service.uploads import UploadLimits, UploadStore
 
 __all__ = ["ApiError", "create_app", "gpu_info"]
 
@@ -43,7 +43,7 @@ def create_app(
     token: str,
     upload_dir: Path,
     *,
-    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    upload_limits: UploadLimits | None = None,
     jobs: JobManager | None = None,
     train_options: dict[str, Any] | None = None,
 ) -> FastAPI:
@@ -53,7 +53,8 @@ def create_app(
         pipeline: The shared :class:`~rs_reasoner.pipeline.SegmentationPipeline`.
         token: Bearer token every request must carry.
         upload_dir: Folder for uploaded rasters (created if missing).
-        max_upload_bytes: Largest accepted upload.
+        upload_limits: Upload sizes, store size and body timeouts (default: the
+            documented :class:`~rs_reasoner.service.uploads.UploadLimits`).
         jobs: Job manager to use (default: a new one over ``pipeline``); it is shut down
             with the app.
         train_options: Extra training options for every ``POST /train`` job of the
@@ -87,7 +88,7 @@ def create_app(
     )
     app.state.jobs = manager
     app.state.pipeline = pipeline
-    app.state.uploads = UploadStore(Path(upload_dir), max_bytes=max_upload_bytes)
+    app.state.uploads = UploadStore(Path(upload_dir), upload_limits)
     app.add_middleware(BearerAuthMiddleware, token=token, public_paths=PUBLIC_PATHS)
     install_error_handlers(app)
     app.include_router(routes_health.router)
