@@ -8,6 +8,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..backend_process import BackendProcess
+from .batch_algorithm import BatchSegmentAlgorithm
 from .segment_algorithm import SegmentByDescriptionAlgorithm
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icon.svg")
@@ -35,3 +36,4 @@ class RsReasonerProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self) -> None:  # noqa: N802
         self.addAlgorithm(SegmentByDescriptionAlgorithm(self.backend_process))
+        self.addAlgorithm(BatchSegmentAlgorithm(self.backend_process))
