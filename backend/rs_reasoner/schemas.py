@@ -10,13 +10,21 @@ from __future__ import annotations
 import re
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: Upper bound on the working grid of one job (pixels after resampling); beyond this the
 #: request is refused with advice to pick a coarser resolution or a smaller extent.
 MAX_WORKING_PIXELS = 400_000_000
+
+#: Largest extent coordinate accepted, either sign (map units: Earth-sized projected CRSs
+#: stay within 1e8 m), so arithmetic on extents never overflows.
+MAX_COORDINATE = 1e12
+#: Ground resolutions accepted (map units per pixel); beyond them lie typos, not rasters.
+MIN_RESOLUTION, MAX_RESOLUTION = 1e-9, 1e9
+#: Band numbers accepted (GeoTIFF holds at most 65535 bands).
+_Band = Annotated[int, Field(ge=1, le=65535)]
 
 
 def defaults(model: type[BaseModel]) -> dict[str, Any]:
@@ -43,10 +51,10 @@ class Extent(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    xmin: float
-    ymin: float
-    xmax: float
-    ymax: float
+    xmin: float = Field(ge=-MAX_COORDINATE, le=MAX_COORDINATE)
+    ymin: float = Field(ge=-MAX_COORDINATE, le=MAX_COORDINATE)
+    xmax: float = Field(ge=-MAX_COORDINATE, le=MAX_COORDINATE)
+    ymax: float = Field(ge=-MAX_COORDINATE, le=MAX_COORDINATE)
     crs: str | None = None
 
     @model_validator(mode="after")
@@ -84,13 +92,19 @@ class SegmentOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    bands: list[int] | None = Field(None, description=_BANDS_HELP)
-    resolution: float | None = Field(None, gt=0, description=_RESOLUTION_HELP)
+    bands: list[_Band] | None = Field(None, min_length=1, max_length=3, description=_BANDS_HELP)
+    resolution: float | None = Field(
+        None, ge=MIN_RESOLUTION, le=MAX_RESOLUTION, description=_RESOLUTION_HELP
+    )
     score_threshold: float = Field(
         0.5, ge=0.0, le=1.0, description="Pixels scoring below this are left out (0-1)."
     )
-    min_area: float = Field(0.0, ge=0.0, description="Drop smaller polygons (map units²).")
-    simplify: float = Field(0.0, ge=0.0, description="Simplification tolerance (map units).")
+    min_area: float = Field(
+        0.0, ge=0.0, le=MAX_COORDINATE**2, description="Drop smaller polygons (map units²)."
+    )
+    simplify: float = Field(
+        0.0, ge=0.0, le=MAX_COORDINATE, description="Simplification tolerance (map units)."
+    )
     tile_size: int = Field(1024, ge=64, le=8192, description="Tile edge in working pixels.")
     overlap: int = Field(
         128,
@@ -137,7 +151,12 @@ class SegmentRequest(BaseModel):
     raster: str | None = Field(None, description="Path of a raster GDAL can open.")
     upload_id: str | None = Field(None, description="Id returned by POST /uploads.")
     extent: Extent | None = Field(None, description="Area to segment; default: whole raster.")
-    query: str = Field(..., description="What to segment: class names or a sentence.")
+    query: str = Field(
+        ...,
+        min_length=1,
+        max_length=2000,
+        description="What to segment: class names or a sentence.",
+    )
     mode: Mode = Field(
         Mode.auto, description="auto: class lists → open_vocabulary, sentences → reasoning."
     )
@@ -192,7 +211,7 @@ class TrainRequest(BaseModel):
     )
     epochs: int = Field(30, ge=1, le=10_000, description="Epochs to train.")
     time_budget_s: float | None = Field(
-        None, gt=0, description="Stop after this much training time (seconds)."
+        None, gt=0, le=1e7, description="Stop after this much training time (seconds)."
     )
     semi_supervised: bool = Field(True, description="Teacher-student on unlabelled tiles.")
     verifier: bool = Field(
@@ -209,12 +228,20 @@ class TrainRequest(BaseModel):
     val_fraction: float = Field(
         0.2, ge=0.0, lt=1.0, description="Fraction of parcels held out for validation (0: none)."
     )
-    seed: int = Field(0, ge=0, description="Seed of the split, label budget and training.")
-    bands: list[int] | None = Field(
-        None, description=_BANDS_HELP + " Segment with the same bands later."
+    seed: int = Field(
+        0, ge=0, le=2**32 - 1, description="Seed of the split, label budget and training."
+    )
+    bands: list[_Band] | None = Field(
+        None,
+        min_length=1,
+        max_length=3,
+        description=_BANDS_HELP + " Segment with the same bands later.",
     )
     resolution: float | None = Field(
-        None, gt=0, description=_RESOLUTION_HELP + " Default: the raster's own."
+        None,
+        ge=MIN_RESOLUTION,
+        le=MAX_RESOLUTION,
+        description=_RESOLUTION_HELP + " Default: the raster's own.",
     )
 
     @field_validator("bands")
