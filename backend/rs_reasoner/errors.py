@@ -52,6 +52,13 @@ class MissingWeightsError(RsReasonerError):
     status_code = 503
 
 
+class CheckpointError(RsReasonerError):
+    """A model checkpoint is missing, unreadable, does not fit its architecture, or does
+    not match the run that would resume it."""
+
+    status_code = 422
+
+
 class OutputError(RsReasonerError):
     """An output file cannot be written."""
 

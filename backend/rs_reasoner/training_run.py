@@ -3,14 +3,16 @@ register the model. What ``rs-reasoner train`` and ``POST /train`` run.
 
 * :func:`check_train_request` - cheap checks (files exist, layer and class field exist,
   name allowed), so the service answers a bad request with a 4xx at once.
-* :func:`run_training` - :func:`rs_reasoner_training.api.train_on_parcels` into
-  ``<models dir>/<name>`` (resumes from its ``last.pt``), then :func:`register_model`.
+* :func:`run_training` - the installed trainer's ``train_on_parcels``
+  (:mod:`rs_reasoner.training_plugin`) into ``<models dir>/<name>`` (resumes from its
+  ``last.pt``), then :func:`register_model`.
 * :func:`register_model` - writes ``model.json`` from ``best.pt`` (only if there is one);
   from then on the registry lists the model. Also done when training is interrupted
   (Ctrl-C, cancel): the best epoch so far is usable and the next run resumes.
 * :class:`EpochLog` - one line per finished epoch, read from ``history.json``.
 
-The training package (torch, geopandas) is imported only when training runs.
+The training package is never imported here: it is found through its entry point when
+training runs (or its options are checked).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from rs_reasoner.errors import InvalidRequestError
+from rs_reasoner.errors import CheckpointError, InvalidRequestError
 from rs_reasoner.schemas import TrainRequest
 from rs_reasoner.trained_models import (
     BEST,
@@ -53,11 +55,6 @@ _STAGES = {
     "saving": "training",
     "done": "done",
 }
-#: Options of :func:`rs_reasoner_training.api.train_model` that have no field of their own
-#: in :class:`TrainRequest` (``rs-reasoner train --train-option``, service defaults).
-MODEL_OPTIONS = frozenset(
-    {"model", "pretrained", "base_channels", "depth", "verifier_epochs", "rs_zeroseg", "prompts"}
-)
 #: Set from TrainRequest fields or by the runner; not allowed as extra options.
 _OWN_OPTIONS = frozenset(TrainRequest.model_fields) | {
     "output_dir", "device", "progress_bar", "callback", "cancel"
@@ -133,11 +130,9 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         InvalidRequestError: An unknown name, or one that has its own field/flag.
     """
-    import dataclasses
+    from rs_reasoner.training_plugin import load_trainer
 
-    from rs_reasoner_training.loop import TrainConfig
-
-    allowed = (MODEL_OPTIONS | {f.name for f in dataclasses.fields(TrainConfig)}) - _OWN_OPTIONS
+    allowed = load_trainer().option_names() - _OWN_OPTIONS
     for key in options:
         if key in _OWN_OPTIONS:
             flag = "--" + key.replace("_", "-")
@@ -280,7 +275,7 @@ def run_training(
         note: Called with each line for the log: the model and verifier chosen, notes on
             the parcels, one line per finished epoch.
         cancel: When set, training stops after the current step (``JobCancelled``).
-        options: Extra :func:`~rs_reasoner_training.api.train_model` options.
+        options: Extra options of the trainer (checked by :func:`check_options`).
 
     Returns:
         The outcome; ``info`` is the ``model.json`` written.
@@ -291,9 +286,9 @@ def run_training(
         RsReasonerError: Unusable inputs (see the messages), or a time budget that ended
             the run before its first epoch (nothing to register).
     """
-    from rs_reasoner_training.api import train_on_parcels
-    from rs_reasoner_training.errors import CheckpointError
+    from rs_reasoner.training_plugin import load_trainer
 
+    trainer = load_trainer()
     report = progress or (lambda stage, fraction, message: None)
     write = note or (lambda line: None)
     folder = model_folder(request.name)
@@ -321,7 +316,7 @@ def run_training(
         "progress_bar": False,
     }
     try:
-        result = train_on_parcels(
+        result = trainer.train_on_parcels(
             raster_path,
             request.labels,
             request.class_field,
@@ -391,7 +386,7 @@ def register_model(
     Returns:
         The description written, or None when there is no ``best.pt`` yet.
     """
-    from rs_reasoner_training.checkpoint import load_checkpoint
+    from rs_reasoner.models.checkpoint import load_checkpoint
 
     folder = model_folder(request.name)
     best = folder / BEST

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from rs_reasoner.errors import InvalidRequestError
+from rs_reasoner.models.checkpoint import load_checkpoint, load_trained_model
 from rs_reasoner_training.api import train_model, train_on_parcels
-from rs_reasoner_training.checkpoint import load_checkpoint, load_trained_model
 from rs_reasoner_training.errors import CheckpointError, LabelLayerError
 from tests.training.helpers import QUICK_RUN, synthetic_data
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from rs_reasoner.errors import MissingWeightsError
+from rs_reasoner.models.checkpoint import load_checkpoint, load_trained_model
 from rs_reasoner.segmenters.open_vocab.rs_zeroseg.model import weight_specs
 from rs_reasoner_training.api import choose_model, train_model
-from rs_reasoner_training.checkpoint import load_checkpoint, load_trained_model
 from rs_reasoner_training.data.folder import dubai_training_data
 from rs_reasoner_training.loop import TrainConfig, train
 from rs_reasoner_training.models.rs_zeroseg import build_rs_zeroseg
@@ -88,7 +88,7 @@ def test_tiny_random_rs_zeroseg_learns_dubai_tiles_and_round_trips(shared_data, 
     # The backend serves it in windows of that size (no second windowing inside).
     from rs_reasoner.segmenters.trained import TrainedSegmenter
 
-    assert TrainedSegmenter(str(result.best_path)).window == model.native_window == 64
+    assert TrainedSegmenter.load(result.best_path).window == model.native_window == 64
 
 
 def test_pretrained_backbones_are_restored_from_local_files(tmp_path, monkeypatch, offline_weights):

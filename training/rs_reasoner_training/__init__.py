@@ -1,4 +1,4 @@
-"""RS Reasoner fine-tuning (semi-supervised, VLM-purified pseudo-labels); see issue 6.
+"""RS Reasoner fine-tuning (semi-supervised, VLM-purified pseudo-labels).
 
 Entry points:
 
@@ -11,12 +11,18 @@ Entry points:
   ``verifier`` none / clip-openvocab / a checkpoint / two-stage "supervised".
 * :func:`rs_reasoner_training.loop.train` - the generic loop for any model (logits
   ``(B, C, H, W)`` from images ``(B, 3, H, W)`` in [0, 1]) and loss.
-* :func:`rs_reasoner_training.checkpoint.load_trained_model` - rebuild a trained model.
+* ``rs_reasoner_training.api:TRAINER`` - this package as the backend's trainer (the
+  ``rs_reasoner.trainers`` entry point; the backend never imports this package).
+
+The networks (U-Net, RS-ZeroSeg with the user's classes), ``build_model`` and
+``load_trained_model`` live in the backend (:mod:`rs_reasoner.models`), which serves what
+is trained here.
 
 Modules: ``data`` (parcels, tiles and split, folders), ``augment``, ``purify`` (VLM-PP and
 selection policies), ``verifiers`` (who verifies: open-vocabulary segmenters, checkpoints),
-``ema``, ``metrics``, ``models`` (U-Net, RS-ZeroSeg adapter), ``checkpoint``, ``config``
-(training options), ``losses``, ``evaluation`` (held-out scores), ``devices``, ``loop`` (the
-run as named steps: resume, train epoch, evaluate, record, save), ``api``.
+``ema``, ``metrics``, ``models`` (RS-ZeroSeg backbones, crop size), ``checkpoint``
+(writing), ``config`` (training options), ``losses``, ``evaluation`` (held-out scores),
+``devices``, ``loop`` (the run as named steps: resume, train epoch, evaluate, record,
+save), ``api``.
 Nothing heavy is imported here.
 """

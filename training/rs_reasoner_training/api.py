@@ -27,13 +27,18 @@ import torch
 from torch import nn
 
 from rs_reasoner.errors import InvalidRequestError
+from rs_reasoner.models.unet import UNet
 from rs_reasoner.schemas import TRAIN_DEFAULTS
 from rs_reasoner_training.data.dataset import TrainingData
 from rs_reasoner_training.loop import ProgressFn, TrainConfig, TrainResult, train
-from rs_reasoner_training.models import UNet
 from rs_reasoner_training.verifiers import VerifierChoice, VerifierPlan, plan_verifier
 
 MODEL_CHOICES = ("auto", "rs-zeroseg", "unet")
+#: Options of :func:`train_model` besides :class:`TrainConfig` fields (what
+#: ``rs-reasoner train --train-option`` and the service's training options may set).
+MODEL_OPTIONS = frozenset(
+    {"model", "pretrained", "base_channels", "depth", "verifier_epochs", "rs_zeroseg", "prompts"}
+)
 #: Share of the progress bar (and of a time budget) given to stage 1 of two-stage runs.
 _STAGE1_SHARE = 1 / 3
 
@@ -345,3 +350,20 @@ def train_on_parcels(
     return train_model(
         data, output_dir, seed=seed, callback=callback, cancel=cancel, **train_options
     )
+
+
+class ParcelTrainer:
+    """This package as the backend's trainer (:class:`rs_reasoner.training_plugin.Trainer`),
+    declared in the ``rs_reasoner.trainers`` entry-point group."""
+
+    def option_names(self) -> frozenset[str]:
+        """:data:`MODEL_OPTIONS` and the :class:`TrainConfig` fields."""
+        return MODEL_OPTIONS | {f.name for f in dataclasses.fields(TrainConfig)}
+
+    def train_on_parcels(self, *args: Any, **kwargs: Any) -> TrainResult:
+        """:func:`train_on_parcels`."""
+        return train_on_parcels(*args, **kwargs)
+
+
+#: The entry point's object.
+TRAINER = ParcelTrainer()

@@ -5,8 +5,8 @@ class_names)`` -> (B, C, H, W) probabilities over the classes being trained. Cho
 (:func:`plan_verifier`):
 
 * ``"none"`` / ``False`` / ``None``: plain teacher-student.
-* ``"clip-openvocab"`` or any registered open-vocabulary model name
-  (``"remoteclip-openvocab"``, ``"rs-zeroseg"``...): the frozen segmenter prompted with
+* ``"clip-openvocab"`` or any registered open-vocabulary model name with class
+  probabilities (``"remoteclip-openvocab"``...): the frozen segmenter prompted with
   the class names (:class:`SegmenterVerifier`). SemiEarth's verifier is a VLM; the
   training-free CLIP segmenter is the open-vocabulary VLM this product ships.
 * ``"checkpoint:<path>"`` (or a path to a ``.pt``): a model trained here, frozen
@@ -34,6 +34,7 @@ from typing import Literal, Protocol
 import numpy as np
 import torch
 
+from rs_reasoner.device import resolve_device
 from rs_reasoner.errors import InvalidRequestError, MissingWeightsError
 from rs_reasoner_training.purify import ModelVerifier, Verifier
 
@@ -165,8 +166,7 @@ class VerifierPlan:
 
 
 def _checkpoint_plan(path: str | os.PathLike[str], device: str) -> VerifierPlan:
-    from rs_reasoner_training.checkpoint import load_trained_model
-    from rs_reasoner_training.loop import resolve_device
+    from rs_reasoner.models.checkpoint import load_trained_model
 
     model, names, meta = load_trained_model(path, map_location=resolve_device(device))
     arch = (meta.get("model_spec") or {}).get("arch", "model")
@@ -196,8 +196,7 @@ def plan_verifier(
         MissingWeightsError: A named model whose weights are not on this machine.
         CheckpointError: An unreadable checkpoint.
     """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     if choice is None or choice is False:
         return VerifierPlan("none", "none (plain teacher-student)")
     if hasattr(choice, "probs"):

@@ -24,7 +24,7 @@ class Trainer:
     Args:
         device: Torch device, or a callable giving it (the pipeline resolves ``auto``).
         options: Extra training options applied to every request (e.g. a smaller U-Net:
-            ``{"base_channels": 16}``); see ``rs_reasoner.training_run.MODEL_OPTIONS``.
+            ``{"base_channels": 16}``); see ``rs_reasoner.training_run.check_options``.
         before_run: Called before each run (frees the segmentation models).
     """
 

@@ -1,41 +1,11 @@
-"""Models trainable here, rebuilt from a spec stored in checkpoints.
-
-``"unet"``: the from-scratch U-Net (:mod:`.unet`); ``"rs-zeroseg"``: the open-vocabulary
-RS-ZeroSeg with the user's classes (:mod:`.rs_zeroseg`, imported only when used: it
-loads open_clip and transformers).
+"""Models trainable here: the backend's architectures (:mod:`rs_reasoner.models`) and what
+training adds around them (:mod:`.rs_zeroseg`: backbone check, crop size, a fresh
+RS-ZeroSeg; imported only when used, it loads open_clip and transformers).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from torch import nn
-
-from rs_reasoner_training.models.unet import UNet
-
-
-def _rs_zeroseg(**kwargs: Any) -> nn.Module:
-    from rs_reasoner_training.models.rs_zeroseg import RSZeroSegModel
-
-    return RSZeroSegModel(**kwargs)
-
-
-#: arch name -> constructor taking the spec's other keys.
-MODELS: dict[str, Callable[..., nn.Module]] = {"unet": UNet, "rs-zeroseg": _rs_zeroseg}
-
-
-def build_model(spec: dict[str, Any]) -> nn.Module:
-    """Build a model from ``{"arch": name, **kwargs}`` (e.g. ``UNet(...).spec()``).
-
-    Raises:
-        KeyError: Unknown arch.
-    """
-    kwargs = dict(spec)
-    arch = kwargs.pop("arch")
-    if arch not in MODELS:
-        raise KeyError(f"unknown model arch {arch!r}; known: {', '.join(MODELS)}")
-    return MODELS[arch](**kwargs)
-
+from rs_reasoner.models.build import MODELS, build_model
+from rs_reasoner.models.unet import UNet
 
 __all__ = ["MODELS", "UNet", "build_model"]

@@ -65,7 +65,7 @@ class UNet(nn.Module):
         self.depth = depth
 
     def spec(self) -> dict[str, Any]:
-        """How to rebuild this model (see :func:`rs_reasoner_training.models.build_model`)."""
+        """How to rebuild this model (see :func:`rs_reasoner.models.build.build_model`)."""
         return {"arch": self.arch, **self.config}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
