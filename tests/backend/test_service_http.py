@@ -693,7 +693,8 @@ def _app_client(tmp_path: Path, pipeline: _Pipeline, **kw):
     from rs_reasoner.service.app import create_app
 
     app = create_app(pipeline, "tok", tmp_path / "uploads", **kw)
-    return TestClient(app, raise_server_exceptions=False, headers={"Authorization": "Bearer tok"})
+    return TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False,
+                      headers={"Authorization": "Bearer tok"})  # fmt: skip
 
 
 def test_unexpected_error_is_500_json_and_app_keeps_serving(tmp_path: Path) -> None:

@@ -135,3 +135,23 @@ def test_a_live_backend_in_the_state_file_is_not_removed(tmp_path: Path) -> None
     state.write_text(json.dumps({"pid": _dead_pid(), "token": "t", "port": 1}))
     _forget_stale_state(state)
     assert not state.exists()
+
+
+def _status_for_host(port: int, host: str, token: str) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as conn:
+        conn.sendall(f"GET /health HTTP/1.1\r\nHost: {host}\r\n"
+                     f"Authorization: Bearer {token}\r\n\r\n".encode())  # fmt: skip
+        return int(conn.recv(4096).split()[1])
+
+
+@pytest.mark.slow
+def test_the_served_backend_refuses_other_host_names(tmp_path: Path) -> None:
+    """DNS rebinding: a page on evil.example resolved to 127.0.0.1 names itself in Host."""
+    b = start_backend(tmp_path)
+    try:
+        port = b.state["port"]
+        assert _status_for_host(port, f"127.0.0.1:{port}", b.token) == 200
+        assert _status_for_host(port, f"localhost:{port}", b.token) == 200
+        assert _status_for_host(port, f"evil.example:{port}", b.token) == 400
+    finally:
+        stop_backend(b)

@@ -53,7 +53,8 @@ def app_client(tmp_path: Path, limits: UploadLimits | None = None) -> Iterator[T
     jobs = _Jobs()
     app.dependency_overrides[get_jobs] = lambda: jobs
     app.state.fake_jobs = jobs
-    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(app, base_url="http://127.0.0.1", headers=headers) as client:
         yield client
 
 

@@ -34,8 +34,9 @@ def client(tmp_path: Path):
         SegmentationPipeline(device="cpu"), TOKEN, tmp_path / "uploads", train_options=SMALL_UNET
     )
     with TestClient(
-        app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {TOKEN}"}
-    ) as c:
+        app, base_url="http://127.0.0.1", raise_server_exceptions=False,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as c:  # fmt: skip
         yield c
 
 

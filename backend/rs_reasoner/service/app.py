@@ -12,6 +12,7 @@ This module only assembles the app; the pieces live beside it:
 * :mod:`.deps` — the dependencies through which routes get the job manager, pipeline
   and upload store kept on ``app.state``;
 * :mod:`.auth` — the bearer-token middleware; :mod:`.errors` — errors as JSON answers;
+* :mod:`.hosts` — the Host-header allow-list; :mod:`.docs_page` — ``/docs`` without a CDN;
 * :mod:`.uploads` — the upload store; :mod:`.responses` — the documented answer bodies.
 """
 
@@ -26,10 +27,11 @@ from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from rs_reasoner import __version__
-from rs_reasoner.service import routes_health, routes_jobs, routes_uploads
+from rs_reasoner.service import docs_page, routes_health, routes_jobs, routes_uploads
 from rs_reasoner.service.auth import PUBLIC_PATHS, BearerAuthMiddleware
 from rs_reasoner.service.deps import bearer_scheme
 from rs_reasoner.service.errors import ApiError, install_error_handlers
+from rs_reasoner.service.hosts import LoopbackHostMiddleware
 from rs_reasoner.service.jobs import JobManager, PipelineLike
 from rs_reasoner.service.responses import COMMON_ERRORS
 from rs_reasoner.service.routes_health import gpu_info
@@ -46,6 +48,7 @@ def create_app(
     upload_limits: UploadLimits | None = None,
     jobs: JobManager | None = None,
     train_options: dict[str, Any] | None = None,
+    loopback_only: bool = True,
 ) -> FastAPI:
     """Build the API.
 
@@ -59,6 +62,8 @@ def create_app(
             with the app.
         train_options: Extra training options for every ``POST /train`` job of the
             default job manager (e.g. ``{"base_channels": 16}``: a smaller U-Net).
+        loopback_only: Serve only requests whose Host header names a loopback address
+            (:mod:`.hosts`); off only for a backend serving the network (--allow-remote).
 
     Returns:
         The FastAPI application (``app.state.jobs`` is the job manager,
@@ -79,7 +84,7 @@ def create_app(
         description="Segments remote-sensing rasters by description and returns "
         "georeferenced polygons. Every endpoint needs 'Authorization: Bearer <token>' "
         "(the token is in the backend's state file).",
-        docs_url="/docs",
+        docs_url=None,  # Swagger UI loads from a CDN; docs_page serves /docs locally
         redoc_url=None,
         openapi_url="/openapi.json",
         lifespan=lifespan,
@@ -90,7 +95,10 @@ def create_app(
     app.state.pipeline = pipeline
     app.state.uploads = UploadStore(Path(upload_dir), upload_limits)
     app.add_middleware(BearerAuthMiddleware, token=token, public_paths=PUBLIC_PATHS)
+    if loopback_only:  # added last, so it runs first: before auth, public paths too
+        app.add_middleware(LoopbackHostMiddleware)
     install_error_handlers(app)
+    app.include_router(docs_page.router)
     app.include_router(routes_health.router)
     app.include_router(routes_uploads.router)
     app.include_router(routes_jobs.router)

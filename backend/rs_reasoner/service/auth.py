@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 #: Paths served without a token.
-PUBLIC_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect"})
+PUBLIC_PATHS = frozenset({"/openapi.json", "/docs"})
 
 TOKEN_HINT = (
     "Send 'Authorization: Bearer <token>' with the token from the backend's state file "

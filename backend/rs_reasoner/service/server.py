@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import logging
 import os
 import re
@@ -35,6 +34,7 @@ from rs_reasoner.arguments import add_serve_arguments, serve_options
 from rs_reasoner.atomic import check_writable
 from rs_reasoner.errors import OutputError, RsReasonerError
 from rs_reasoner.schemas import ServeOptions, defaults
+from rs_reasoner.service.hosts import is_loopback
 from rs_reasoner.service.state import (
     default_state_path,
     pid_alive,
@@ -51,16 +51,6 @@ _UPLOAD_DIR = re.compile(r"^(\d+)-")
 
 #: ``serve``'s defaults: the fields of ServeOptions (the flags' defaults too).
 _DEFAULTS = defaults(ServeOptions)
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost``, 127.0.0.0/8 and ``::1``."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_host(host: str, allow_remote: bool = False) -> None:
@@ -266,7 +256,8 @@ def serve(
             if gpu["gpu_name"]
             else "",
         )
-        app = create_app(pipeline, token, upload_dir)
+        # A backend serving the network is reached under names not known here.
+        app = create_app(pipeline, token, upload_dir, loopback_only=is_loopback(host))
         config = uvicorn.Config(
             app,
             log_level="info",
