@@ -24,7 +24,7 @@ from importlib.metadata import entry_points
 from rs_reasoner.errors import RsReasonerError, UnknownModelError
 from rs_reasoner.schemas import Mode
 from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter
-from rs_reasoner.weights import WeightSpec
+from rs_reasoner.weights import WeightSpec, is_available
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,9 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def default_for(mode: Mode) -> ModelSpec:
-    """The default model for a mode (highest priority among those claiming it)."""
+    """The default model for a mode: the highest priority among those claiming it whose
+    weights are on disk, else the highest priority (whose error then names its weights), so
+    a machine without a learned model's weights still answers with one that runs."""
     candidates = [s for s in specs() if mode in s.default_for]
     if not candidates:
         candidates = [s for s in specs() if mode in s.modes]
@@ -156,7 +158,7 @@ def default_for(mode: Mode) -> ModelSpec:
             f"No model is installed for mode '{mode.value}'.",
             "See 'rs-reasoner models list' for what is available.",
         )
-    return max(candidates, key=lambda s: s.priority)
+    return max(candidates, key=lambda s: (all(map(is_available, s.weights)), s.priority))
 
 
 def create(spec: ModelSpec, device: str = "cpu") -> Segmenter:
