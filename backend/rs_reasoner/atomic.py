@@ -223,7 +223,8 @@ def _finish_publication(staging: Path) -> None:
         for name in journal["names"]:
             if name != key and (staging / name).exists():
                 os.replace(staging / name, dest / name)
-        _fsync_dir(dest)
+        # No fsync in between: it would widen the moment with no key file from
+        # microseconds to a disk flush; journaling filesystems keep renames in order.
         os.replace(staging / key, dest / key)
         _fsync_dir(dest)
     shutil.rmtree(staging, ignore_errors=True)
