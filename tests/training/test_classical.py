@@ -1,0 +1,145 @@
+"""The classical learner: fitting on real parcels (Slovenia NDVI stack, SpaceNet buildings),
+the model file, block-wise prediction, class weights, and bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rs_reasoner.models import classical as classical_model
+from rs_reasoner.models.classical import FILE_NAME, FORMAT, ClassicalModel
+from rs_reasoner.models.pixel_features import FeatureSpec
+from rs_reasoner.raster import open_raster
+from rs_reasoner.raster.band_roles import band_roles
+from rs_reasoner.raster.band_stats import BandStats, read_bands
+from rs_reasoner_training.classical import (
+    ClassicalConfig,
+    LabelledImage,
+    PixelSample,
+    fit_classical,
+)
+from rs_reasoner_training.data.dataset import IGNORE_INDEX
+from rs_reasoner_training.data.parcels import label_raster
+from rs_reasoner_training.errors import LabelLayerError
+
+QUICK = ClassicalConfig(rounds=40, threads=1, max_pixels_per_class=3000)
+
+
+def _scene(raster: Path, labels, field: str, background: str | None = None):
+    label, parcels = label_raster(raster, labels, field, background=background)
+    with open_raster(raster) as ds:
+        bands = list(range(1, ds.count + 1))
+        raw, valid = read_bands(ds, bands)
+        stats, roles = BandStats.from_raster(ds), band_roles(ds, bands)
+    return raw, valid, label, parcels.class_names, stats, roles
+
+
+@pytest.fixture(scope="module")
+def slovenia():
+    root = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "slovenia"
+    if not root.is_dir():
+        pytest.skip("shared Slovenia sample missing")
+    return _scene(root / "slovenia_ndvi_68dates_utm33n.tif", root / "slovenia_lulc.gpkg",
+                  "LULC_NAME")  # fmt: skip
+
+
+def _halves(raw, valid, label):
+    west = np.zeros(label.shape, bool)
+    west[:, : label.shape[1] // 2] = True
+    train = LabelledImage(raw, valid, np.where(west, label, IGNORE_INDEX).astype(np.uint8))
+    val = LabelledImage(raw, valid, np.where(~west, label, IGNORE_INDEX).astype(np.uint8))
+    return train, val
+
+
+def test_fits_68_bands_and_round_trips_through_its_file(slovenia, tmp_path: Path) -> None:
+    raw, valid, label, names, stats, roles = slovenia
+    spec = FeatureSpec.for_bands(stats.count, roles)
+    train, val = _halves(raw, valid, label)
+    present = [c for c in range(len(names)) if (train.labels == c).any()]
+    names = [names[c] for c in present]
+    remap = np.full(256, IGNORE_INDEX, np.uint8)
+    remap[present] = np.arange(len(present))
+    train = LabelledImage(raw, valid, remap[train.labels])
+    val = LabelledImage(raw, valid, remap[val.labels])
+    model = fit_classical([train], names, stats, spec, QUICK, val=[val])
+    assert 1 <= model.info["rounds"] <= QUICK.rounds  # early stopping keeps the best round
+    assert set(model.info["train_pixels"]) == set(names)
+
+    probs = model.predict_proba(raw, valid)
+    assert probs.shape == (len(names), *valid.shape)
+    np.testing.assert_allclose(probs[:, valid].sum(axis=0), 1.0, rtol=1e-5)
+    assert not probs[:, ~valid].any()
+    # It learnt its training parcels: mean recall over classes far above chance.
+    pred = probs.argmax(axis=0)
+    lab = train.labels
+    recalls = [(pred[lab == c] == c).mean() for c in range(len(names)) if (lab == c).any()]
+    assert np.mean(recalls) > 0.6
+
+    path = model.save(tmp_path)
+    assert path == tmp_path / FILE_NAME
+    doc = json.loads(path.read_text())
+    assert doc["format"] == FORMAT and doc["bands"]["names"][0] == "NDVI 2015-07-11"
+    again = ClassicalModel.load(tmp_path, threads=1)
+    assert again.class_names == names and again.stats == stats and again.spec == spec
+    np.testing.assert_array_equal(again.predict_proba(raw, valid), probs)
+
+
+def test_block_wise_prediction_equals_whole_image(slovenia, monkeypatch) -> None:
+    raw, valid, label, names, stats, roles = slovenia
+    spec = FeatureSpec.for_bands(stats.count, roles, (3, 9))
+    train, _ = _halves(raw, valid, label)
+    keep = np.isin(train.labels, [2, 3])  # forest vs grassland: binary objective
+    labels = np.where(keep, train.labels - 2, IGNORE_INDEX).astype(np.uint8)
+    model = fit_classical([LabelledImage(raw, valid, labels)], ["forest", "grassland"], stats,
+                          spec, QUICK)  # fmt: skip
+    whole = model.predict_proba(raw, valid)
+    assert whole.shape[0] == 2
+    monkeypatch.setattr(classical_model, "_BLOCK_PIXELS", 7 * raw.shape[2])  # 7-row blocks
+    np.testing.assert_allclose(model.predict_proba(raw, valid), whole, atol=1e-6)
+
+
+def test_buildings_on_a_panchromatic_chip(shared_data: Path) -> None:
+    raw, valid, label, names, stats, roles = _scene(
+        shared_data / "spacenet_atlanta_pan_utm16n.tif",
+        shared_data / "spacenet_atlanta_buildings.geojson",
+        "building",
+        background="other",
+    )
+    assert names == ["other", "yes"]
+    spec = FeatureSpec.for_bands(stats.count, roles)
+    model = fit_classical([LabelledImage(raw, valid, label)], names, stats, spec, QUICK)
+    probs = model.predict_proba(raw[:, :300, :300], valid[:300, :300])
+    building = probs[1][label[:300, :300] == 1].mean()
+    other = probs[1][label[:300, :300] == 0].mean()
+    assert building > other + 0.2  # roofs score higher than everything else
+
+
+def test_class_weights_undo_sampling_then_balance() -> None:
+    sample = PixelSample(np.zeros((5, 1), np.float32), np.array([0, 0, 0, 1, 1]),
+                         totals=np.array([300, 20]))  # fmt: skip
+    w = sample.weights(1.0)
+    assert w[:3].sum() == pytest.approx(w[3:].sum())  # balanced: equal totals
+    assert w.mean() == pytest.approx(1.0)
+    w = sample.weights(0.0)
+    assert w[:3].sum() / w[3:].sum() == pytest.approx(300 / 20)  # true proportions
+
+
+def test_bad_inputs_get_one_clear_error(slovenia, tmp_path: Path) -> None:
+    raw, valid, label, names, stats, roles = slovenia
+    spec = FeatureSpec.for_bands(stats.count, roles)
+    # Parcels over pixels without data (every value NaN).
+    nan_only = LabelledImage(np.full_like(raw, np.nan), np.zeros_like(valid), label)
+    with pytest.raises(LabelLayerError, match="No labelled pixel with data"):
+        fit_classical([nan_only], names, stats, spec, QUICK)
+    # A class whose parcels all lie on NoData.
+    labels = label.copy()
+    cls = int(labels[labels != IGNORE_INDEX][0])
+    no_data = valid & ~(labels == cls)
+    with pytest.raises(LabelLayerError, match=f"No training pixel with data.*{names[cls]}"):
+        fit_classical([LabelledImage(raw, no_data, labels)], names, stats, spec, QUICK)
+    (tmp_path / FILE_NAME).write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ValueError, match="not a classical model file"):
+        ClassicalModel.load(tmp_path)

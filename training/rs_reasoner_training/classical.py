@@ -1,0 +1,251 @@
+"""Fitting the classical learner: LightGBM on per-pixel features of labelled pixels.
+
+Training pixels are sampled per class (at most ``max_pixels_per_class`` each, seeded), so a
+large class does not swamp a small one, and what imbalance remains is evened out by
+sample weights (each class weighs the same in total). The model is a
+:class:`~rs_reasoner.models.classical.ClassicalModel` (predictor on the backend side).
+
+With validation images, boosting stops once the validation loss has not improved for
+``early_stopping_rounds`` rounds and the model keeps the best round; without, it runs
+``rounds`` rounds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from rs_reasoner.models.classical import ClassicalModel
+from rs_reasoner.models.pixel_features import FeatureSpec, pixel_features
+from rs_reasoner.raster.band_stats import BandStats
+from rs_reasoner_training.data.dataset import IGNORE_INDEX
+from rs_reasoner_training.errors import LabelLayerError
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    """One image of raw bands with its labels.
+
+    Attributes:
+        raw: (B, H, W) raw band values in the model's band order, NaN where missing.
+        valid: (H, W) bool, pixels with data.
+        labels: (H, W) uint8 class ids, :data:`IGNORE_INDEX` where unlabelled.
+    """
+
+    raw: np.ndarray
+    valid: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass(frozen=True)
+class ClassicalConfig:
+    """LightGBM settings (defaults suit a few thousand to a few hundred thousand pixels).
+
+    Attributes:
+        rounds: Boosting rounds (upper bound with early stopping).
+        learning_rate: Shrinkage per round.
+        num_leaves: Leaves per tree.
+        min_child_samples: Fewest pixels in a leaf.
+        feature_fraction: Features tried per tree (decorrelates trees).
+        bagging_fraction: Pixels used per tree.
+        lambda_l2: L2 penalty on leaf values.
+        max_pixels_per_class: Sample cap per class.
+        early_stopping_rounds: Patience on the validation loss.
+        threads: LightGBM threads (None: all cores).
+        seed: Sampling and bagging seed.
+    """
+
+    rounds: int = 300
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_child_samples: int = 40
+    feature_fraction: float = 0.5
+    bagging_fraction: float = 0.8
+    lambda_l2: float = 1.0
+    max_pixels_per_class: int = 20_000
+    early_stopping_rounds: int = 30
+    class_weight_power: float = 1.0
+    threads: int | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PixelSample:
+    """Sampled pixels: features, labels and how many labelled pixels each class had.
+
+    Attributes:
+        x: (N, F) float32 features.
+        y: (N,) int64 class ids.
+        totals: (K,) labelled pixels with data per class before sampling.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    totals: np.ndarray
+
+    def weights(self, power: float) -> np.ndarray:
+        """Sample weights giving class c the total weight ``totals[c] ** (1 - power)``.
+
+        Sampling caps each class, so the weights first undo the sampling (each pixel
+        stands for ``totals / sampled`` pixels) and then apply the balancing: ``power``
+        1 gives every class the same total weight, 0 keeps the classes' true proportions.
+        Scaled to mean 1.
+        """
+        k = len(self.totals)
+        sampled = np.bincount(self.y, minlength=k).astype(np.float64)
+        per_class = np.zeros(k)
+        ok = sampled > 0
+        per_class[ok] = self.totals[ok] ** (1.0 - float(power)) / sampled[ok]
+        w = per_class[self.y]
+        return (w / w.mean()).astype(np.float32)
+
+
+def sample_pixels(
+    images: Sequence[LabelledImage],
+    stats: BandStats,
+    spec: FeatureSpec,
+    num_classes: int,
+    max_per_class: int,
+    seed: int,
+) -> PixelSample:
+    """At most ``max_per_class`` labelled pixels of each class, with their features.
+
+    Each image contributes at most twice its share of the cap per class before the final
+    draw, so memory stays bounded with many densely labelled images.
+
+    Raises:
+        LabelLayerError: No labelled pixel holds data.
+    """
+    rng = np.random.default_rng(seed)
+    per_image = max(1, 2 * max_per_class // max(1, len(images)))
+    xs, ys = [], []
+    totals = np.zeros(num_classes, np.int64)
+    for image in images:
+        labelled = (image.labels != IGNORE_INDEX) & image.valid
+        if not labelled.any():
+            continue
+        labels = image.labels[labelled].astype(np.int64)
+        if labels.max() >= num_classes:
+            raise ValueError(f"label {int(labels.max())} is not below {num_classes} classes")
+        totals += np.bincount(labels, minlength=num_classes)
+        chosen = _draw(labels, num_classes, per_image, rng)
+        feats = pixel_features(image.raw, image.valid, stats, spec)
+        xs.append(feats[:, labelled][:, chosen].T)
+        ys.append(labels[chosen])
+    if not xs:
+        raise LabelLayerError(
+            "No labelled pixel with data: every labelled pixel is NoData or NaN.",
+            "Label parcels over pixels that hold data (check the raster's NoData).",
+        )
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    order = _draw(y, num_classes, max_per_class, rng)
+    return PixelSample(x[order], y[order], totals)
+
+
+def _draw(labels: np.ndarray, num_classes: int, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of at most ``cap`` random entries of each class."""
+    keep = []
+    for c in range(num_classes):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) > cap:
+            idx = rng.choice(idx, cap, replace=False)
+        keep.append(idx)
+    return np.sort(np.concatenate(keep))
+
+
+def _params(config: ClassicalConfig, num_classes: int) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "learning_rate": config.learning_rate,
+        "num_leaves": config.num_leaves,
+        "min_child_samples": config.min_child_samples,
+        "feature_fraction": config.feature_fraction,
+        "bagging_fraction": config.bagging_fraction,
+        "bagging_freq": 1,
+        "lambda_l2": config.lambda_l2,
+        "seed": config.seed,
+        "deterministic": True,
+        "verbose": -1,
+    }
+    if config.threads is not None:
+        params["num_threads"] = int(config.threads)
+    if num_classes == 2:
+        params["objective"] = "binary"
+    else:
+        params.update(objective="multiclass", num_class=num_classes)
+    return params
+
+
+def fit_classical(
+    train: Sequence[LabelledImage],
+    class_names: Sequence[str],
+    stats: BandStats,
+    spec: FeatureSpec,
+    config: ClassicalConfig | None = None,
+    val: Sequence[LabelledImage] = (),
+) -> ClassicalModel:
+    """Fit the classical learner.
+
+    Args:
+        train: Images with training labels.
+        class_names: Class of each label id.
+        stats: Bands and normalisation (measured on the training raster).
+        spec: Feature recipe.
+        config: LightGBM settings.
+        val: Images with validation labels (early stopping), or none.
+
+    Returns:
+        The model; ``info`` has the pixel counts, rounds and fitting time.
+
+    Raises:
+        LabelLayerError: No labelled pixel with data, or a class without a training pixel.
+    """
+    import lightgbm
+
+    config = config or ClassicalConfig()
+    k = len(class_names)
+    started = time.monotonic()
+    sample = sample_pixels(train, stats, spec, k, config.max_pixels_per_class, config.seed)
+    counts = sample.totals
+    empty = [class_names[c] for c in range(k) if counts[c] == 0]
+    if empty:
+        raise LabelLayerError(
+            f"No training pixel with data for class(es) {', '.join(empty)}.",
+            "Label parcels of every class over pixels that hold data, or remove the class.",
+        )
+    power = config.class_weight_power
+    dtrain = lightgbm.Dataset(sample.x, sample.y, weight=sample.weights(power))
+    params = _params(config, k)
+    sets, callbacks = [], []
+    if val:
+        vs = sample_pixels(val, stats, spec, k, config.max_pixels_per_class, config.seed)
+        if len(vs.y):
+            dval = lightgbm.Dataset(vs.x, vs.y, weight=vs.weights(power), reference=dtrain)
+            sets = [dval]
+            callbacks = [lightgbm.early_stopping(config.early_stopping_rounds, verbose=False)]
+    booster = lightgbm.train(
+        params, dtrain, num_boost_round=config.rounds, valid_sets=sets, callbacks=callbacks
+    )
+    if sets and booster.best_iteration > 0:
+        # Keep only the best round's trees: the saved model is what was validated.
+        booster = lightgbm.Booster(model_str=booster.model_to_string(booster.best_iteration))
+    info = {
+        "learner": "lightgbm",
+        "config": asdict(config),
+        "train_pixels": {class_names[c]: int(counts[c]) for c in range(k)},
+        "rounds": int(booster.current_iteration()),
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    return ClassicalModel(booster, class_names, stats, spec, threads=config.threads, info=info)
+
+
+__all__ = [
+    "ClassicalConfig",
+    "LabelledImage",
+    "PixelSample",
+    "fit_classical",
+    "sample_pixels",
+]
