@@ -34,3 +34,16 @@ def test_large_image_is_downsampled(tmp_path: Path) -> None:
     out = render_preview(image, gdf, UTM_TRANSFORM, tmp_path / "a" / "p.png", max_size=120)
     assert Image.open(out).size == (120, 60)
     assert [p.name for p in out.parent.iterdir()] == ["p.png"]
+
+
+def test_a_killed_render_leaves_nothing_after_the_next_one(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # its pid is now free: a writer that died
+    (tmp_path / f".rs-reasoner-{child.pid}-p.png.1f2e.tmp").write_bytes(b"half a PNG")
+    image = np.full((10, 10, 3), 40, np.uint8)
+    gdf = vectorize(np.ones((10, 10), np.int32), np.ones((10, 10)), ["x"], UTM_TRANSFORM, UTM_CRS)
+    render_preview(image, gdf, UTM_TRANSFORM, tmp_path / "p.png")
+    assert [p.name for p in tmp_path.iterdir()] == ["p.png"]

@@ -11,6 +11,8 @@ import numpy as np
 from affine import Affine
 from PIL import Image, ImageDraw
 
+from rs_reasoner.atomic import LITTER_PREFIX, sweep_litter
+
 #: Outline/fill colours per label, cycled (a qualitative palette).
 PALETTE = [
     (228, 26, 28), (55, 126, 184), (77, 175, 74), (152, 78, 163), (255, 127, 0),
@@ -66,7 +68,9 @@ def render_preview(
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     # A plain open (not mkstemp) so the PNG gets the user's umask, not 0600.
-    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex}.tmp"
+    sweep_litter(out.parent)
+    # Named like every temporary output (pid inside), so a killed render is swept later.
+    tmp = out.parent / f"{LITTER_PREFIX}{os.getpid()}-{out.name}.{uuid.uuid4().hex}.tmp"
     try:
         Image.alpha_composite(base, overlay).convert("RGB").save(tmp, format="PNG")
         os.replace(tmp, out)
