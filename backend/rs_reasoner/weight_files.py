@@ -184,24 +184,52 @@ def download(
             progress(done, total, current)
 
     bar = _Cancellable(sink, cancel).make()
-    for f in info.files:
-        if cancel.is_set():
-            raise JobCancelled("Download cancelled.")
-        current = f.path
-        start = done
-        try:
-            hf_hub_download(
-                spec.repo_id, f.path, revision=spec.revision, token=token, tqdm_class=bar
-            )
-        except JobCancelled:
-            raise
-        except Exception as exc:  # noqa: BLE001 - network, auth, disk: one explained error
-            raise _hub_error(spec, exc) from None
-        if f.size is not None:
-            done = start + f.size  # cached files report no bytes; count them as done
-        if progress is not None:
-            progress(done, total, current)
+    before = _snapshot_files(spec)
+    try:
+        for f in info.files:
+            if cancel.is_set():
+                raise JobCancelled("Download cancelled.")
+            current = f.path
+            start = done
+            try:
+                hf_hub_download(
+                    spec.repo_id, f.path, revision=spec.revision, token=token, tqdm_class=bar
+                )
+            except JobCancelled:
+                raise
+            except Exception as exc:  # noqa: BLE001 - network, auth, disk: one explained error
+                raise _hub_error(spec, exc) from None
+            if f.size is not None:
+                done = start + f.size  # cached files report no bytes; count them as done
+            if progress is not None:
+                progress(done, total, current)
+    except BaseException:
+        _roll_back(spec, before)
+        raise
     return resolve(spec, spec.repo_id)
+
+
+def _snapshot_files(spec: WeightSpec) -> set[Path] | None:
+    """The repository's cached snapshot files now (None: it has no cache folder)."""
+    folder = repo_cache_dir(spec)
+    if not folder.exists():
+        return None
+    snapshots = folder / "snapshots"
+    return {p for p in snapshots.rglob("*") if not p.is_dir()} if snapshots.is_dir() else set()
+
+
+def _roll_back(spec: WeightSpec, before: set[Path] | None) -> None:
+    """Undo a download that did not finish: half a snapshot would look like weights that
+    are present (the cache check finds the snapshot folder) and fail when loaded."""
+    folder = repo_cache_dir(spec)
+    if before is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for path in (_snapshot_files(spec) or set()) - before:
+        blob = path.resolve()
+        path.unlink(missing_ok=True)
+        if blob.parent.name == "blobs":
+            blob.unlink(missing_ok=True)
 
 
 def delete(spec: WeightSpec) -> int:

@@ -15,7 +15,6 @@ import shapely
 from affine import Affine
 from pyproj import CRS, Transformer
 from shapely.geometry import mapping
-from shapely.ops import transform as transform_geometry
 
 from rs_reasoner.device import autocast
 from rs_reasoner.errors import ExtentError, InvalidRequestError
@@ -116,7 +115,7 @@ class ClickSession:
         if self._to_raster is not None:
             xs, ys = self._to_raster.transform(xs, ys)
         inverse = ~self.transform
-        pixels = [inverse * (x, y) for x, y in zip(xs, ys, strict=True)]
+        pixels = [inverse @ (x, y) for x, y in zip(xs, ys, strict=True)]
         return np.array(pixels, np.float32).reshape(-1, 2)
 
     def prompt(self, request: PromptRequest) -> dict[str, Any]:
@@ -189,7 +188,7 @@ class ClickSession:
         geom = shapely.union_all(polygons.geometry.values)
         area = float(polygons["area"].sum())
         if self._to_prompt is not None:
-            geom = transform_geometry(self._to_prompt.transform, geom)
+            geom = shapely.transform(geom, self._to_prompt.transform, interleaved=False)
         return [{
             "type": "Feature",
             "geometry": mapping(geom),

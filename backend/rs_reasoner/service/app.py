@@ -27,12 +27,22 @@ from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from rs_reasoner import __version__
-from rs_reasoner.service import docs_page, routes_health, routes_jobs, routes_uploads
+from rs_reasoner.interactive.predictors import default_source
+from rs_reasoner.interactive.store import SessionStore
+from rs_reasoner.service import (
+    docs_page,
+    routes_health,
+    routes_interactive,
+    routes_jobs,
+    routes_models,
+    routes_uploads,
+)
 from rs_reasoner.service.auth import PUBLIC_PATHS, BearerAuthMiddleware
 from rs_reasoner.service.deps import bearer_scheme
 from rs_reasoner.service.errors import ApiError, install_error_handlers
 from rs_reasoner.service.hosts import LoopbackHostMiddleware
 from rs_reasoner.service.jobs import JobManager, PipelineLike
+from rs_reasoner.service.model_pulls import PullManager
 from rs_reasoner.service.responses import COMMON_ERRORS
 from rs_reasoner.service.routes_health import gpu_info
 from rs_reasoner.service.uploads import UploadLimits, UploadStore
@@ -94,6 +104,8 @@ def create_app(
     app.state.jobs = manager
     app.state.pipeline = pipeline
     app.state.uploads = UploadStore(Path(upload_dir), upload_limits)
+    app.state.pulls = PullManager()  # model downloads (routes_models)
+    app.state.interactive = SessionStore(lambda: default_source(pipeline.device))
     app.add_middleware(BearerAuthMiddleware, token=token, public_paths=PUBLIC_PATHS)
     if loopback_only:  # added last, so it runs first: before auth, public paths too
         app.add_middleware(LoopbackHostMiddleware)
@@ -102,4 +114,6 @@ def create_app(
     app.include_router(routes_health.router)
     app.include_router(routes_uploads.router)
     app.include_router(routes_jobs.router)
+    app.include_router(routes_models.router)
+    app.include_router(routes_interactive.router)
     return app
