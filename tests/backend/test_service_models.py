@@ -163,3 +163,12 @@ def test_delete_refused_while_downloading(client: httpx.Client, hub: FakeHub) ->
     finally:
         hub.repos["test-org/tiny-weights"].delay = 0.0
 
+
+
+def test_click_to_segment_weights_are_listed(client: httpx.Client) -> None:
+    from rs_reasoner.interactive.predictors import CLICK_MODEL
+    from rs_reasoner.segmenters.hub_weights import sam_weights
+
+    out = client.get(f"/models/{CLICK_MODEL}/weights", params={"hub": "false"}).json()
+    assert [w["repo_id"] for w in out["weights"]] == [sam_weights().repo_id]
+    assert out["available"] is False  # the backend's cache is empty

@@ -10,6 +10,9 @@ a followable, cancellable pull, delete, verify.
   with ``DELETE /pulls/{id}``;
 * ``DELETE /models/{name}/weights`` — remove its weights from the cache;
 * ``POST /models/{name}/verify`` — check every cached byte against the Hub's hashes.
+
+``sam2.1-click`` (:data:`~rs_reasoner.interactive.predictors.CLICK_MODEL`) names the
+SAM 2.1 weights of click-to-segment, which no registered model lists on its own.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rs_reasoner import weight_files, weights
 from rs_reasoner.errors import MissingWeightsError, RsReasonerError
+from rs_reasoner.interactive.predictors import CLICK_MODEL
+from rs_reasoner.segmenters.hub_weights import sam_weights
 from rs_reasoner.service.errors import ApiError
 from rs_reasoner.service.model_pulls import PullManager
 from rs_reasoner.weights import WeightSpec
@@ -47,8 +52,11 @@ class PullRequest(BaseModel):
 
 
 def _weights_of(name: str) -> tuple[WeightSpec, ...]:
+    """A model's weights; :data:`CLICK_MODEL` names click-to-segment's SAM 2.1."""
     from rs_reasoner.segmenters import registry
 
+    if name == CLICK_MODEL:
+        return (sam_weights(),)
     return registry.weights_for(name)  # UnknownModelError (404) for unknown names
 
 
@@ -111,7 +119,8 @@ def pull_status(pull_id: str, pulls: Pulls) -> dict[str, Any]:
 
 @router.delete("/pulls/{pull_id}")
 def cancel_pull(pull_id: str, pulls: Pulls) -> dict[str, Any]:
-    """Ask a download to stop (it stops within one chunk; the cache keeps no half file)."""
+    """Ask a download to stop (within one chunk); what it fetched of the weight set it
+    was on is removed, so the cache holds no half set."""
     p = _pull(pulls, pull_id)
     p.cancel_event.set()
     return p.to_dict()
