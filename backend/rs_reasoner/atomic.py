@@ -10,8 +10,9 @@ need the user's output to be a folder. :func:`publish_file_set` therefore stages
 complete set in a folder beside the destination, records it in a journal, then removes the
 old *key* file (the one readers open) first and moves the new key file in last. A reader
 thus finds the whole old set, the whole new set, or, only if the writer dies inside that
-millisecond-long swap, no key file; the journal lets the next write in that folder finish
-the swap (roll forward: the staged set is complete and verified before the swap starts).
+swap (a few renames onto free names, well under a millisecond), no key file; the journal
+lets the next write in that folder finish the swap (roll forward: the staged set is
+complete and verified before the swap starts).
 
 Temporary files and folders are named ``.rs-reasoner-<pid>-...``; :func:`sweep_litter`
 removes those whose process is gone (killed writers), finishing interrupted swaps.
@@ -40,6 +41,8 @@ LITTER_PREFIX = ".rs-reasoner-"
 LITTER_MAX_AGE_S = 24 * 3600
 #: The journal of a staged file set (see :func:`publish_file_set`).
 JOURNAL = "publish.json"
+#: Where a staged set's swap puts the files it replaces (deleted with the staging folder).
+_REPLACED = "replaced"
 
 _OWNER = re.compile(rf"^{re.escape(LITTER_PREFIX)}(\d+)-")
 
@@ -199,6 +202,7 @@ def publish_file_set(staging: Path, key: str, obsolete: Iterable[str] = ()) -> N
         raise ValueError(f"the staged set lacks its key file {key}")
     for name in names:
         fsync_file(staging / name)
+    (staging / _REPLACED).mkdir()
     _fsync_dir(staging)
     journal = {"key": key, "names": names, "obsolete": sorted(set(obsolete) - set(names))}
     write_text_atomic(staging / JOURNAL, json.dumps(journal))
@@ -209,22 +213,32 @@ def publish_file_set(staging: Path, key: str, obsolete: Iterable[str] = ()) -> N
         raise
 
 
+def _set_aside(path: Path, folder: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(path, folder / path.name)
+
+
 def _finish_publication(staging: Path) -> None:
-    """Complete (idempotently) the swap a journal in ``staging`` describes."""
+    """Complete (idempotently) the swap a journal in ``staging`` describes.
+
+    Only renames onto free names happen between hiding the old key file and showing the
+    new one: old files are set aside in the staging folder, not unlinked or overwritten,
+    because freeing an inode can wait milliseconds on the filesystem's journal, and that
+    is the moment a reader finds no set. They are deleted with the staging folder after.
+    """
     journal: dict[str, Any] = json.loads((staging / JOURNAL).read_text(encoding="utf-8"))
     dest = staging.parent
     key = str(journal["key"])
+    replaced = staging / _REPLACED
     if (staging / key).exists():  # the key file is not published yet
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(dest / key)  # from here readers find no set rather than a mixed one
+        replaced.mkdir(exist_ok=True)
+        _set_aside(dest / key, replaced)  # from here readers find no set, never a mix
         for name in journal["obsolete"]:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(dest / name)
+            _set_aside(dest / name, replaced)
         for name in journal["names"]:
             if name != key and (staging / name).exists():
+                _set_aside(dest / name, replaced)
                 os.replace(staging / name, dest / name)
-        # No fsync in between: it would widen the moment with no key file from
-        # microseconds to a disk flush; journaling filesystems keep renames in order.
         os.replace(staging / key, dest / key)
         _fsync_dir(dest)
     shutil.rmtree(staging, ignore_errors=True)

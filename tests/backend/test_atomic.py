@@ -147,3 +147,32 @@ def test_sigterm_runs_finally_blocks(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM
     assert marker.exists()
+
+
+def test_the_swap_frees_nothing_while_the_key_file_is_missing(tmp_path: Path, monkeypatch) -> None:
+    """Unlinking or overwriting a file can wait on the filesystem's journal for
+    milliseconds; inside the swap that is time a reader finds no set."""
+    for name in ("r.shp", "r.shx", "r.dbf", "r.prj"):
+        (tmp_path / name).write_text(f"old {name}")
+    staging = _stage(tmp_path, {n: f"new {n}" for n in ("r.shp", "r.shx", "r.dbf", "r.cpg")})
+    calls: list[tuple[str, Path, bool]] = []
+    real_replace, real_unlink = os.replace, os.unlink
+
+    def replace(src, dst) -> None:  # noqa: ANN001
+        calls.append(("replace", Path(dst), Path(dst).exists()))
+        real_replace(src, dst)
+
+    def unlink(path, *args, **kwargs) -> None:  # noqa: ANN001, ANN002, ANN003
+        calls.append(("unlink", Path(path), True))
+        real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "unlink", unlink)
+    publish_file_set(staging, "r.shp", obsolete=["r.shp", "r.shx", "r.dbf", "r.prj"])
+    swap = [c for c in calls if c[1].parent in (tmp_path, staging / "replaced")]
+    shown = next(i for i, c in enumerate(swap) if c[:2] == ("replace", tmp_path / "r.shp"))
+    assert swap[0][0] == "replace" and shown == len(swap) - 1
+    assert all(op == "replace" and not existed for op, _, existed in swap)
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
+        n: f"new {n}" for n in ("r.shp", "r.shx", "r.dbf", "r.cpg")
+    }
