@@ -37,6 +37,7 @@ class RsReasonerPlugin:
         self.toolbar = None
         self.actions: list[QAction] = []
         self.backend_process = BackendProcess()
+        self.tools = None
 
     # -- Processing ----------------------------------------------------------------------------
 
@@ -77,11 +78,16 @@ class RsReasonerPlugin:
         self.settings_action.setObjectName("RsReasonerSettings")
         self.settings_action.triggered.connect(self.show_settings)
         self.actions = [self.toggle_action, self.train_action, self.settings_action]
+        from .tool_actions import ToolActions
+
+        self.tools = ToolActions(self.iface, self.backend_process)  # set-up, models, clicks
+        self.actions += self.tools.actions
 
         self.toolbar = self.iface.addToolBar("RS Reasoner")
         self.toolbar.setObjectName("RsReasonerToolbar")
         self.toolbar.addAction(self.toggle_action)
         self.toolbar.addAction(self.train_action)
+        self.toolbar.addAction(self.tools.click_action)
         for action in self.actions:
             self.iface.addPluginToMenu(MENU, action)
 
@@ -128,6 +134,9 @@ class RsReasonerPlugin:
 
     def unload(self) -> None:
         """Remove everything initGui/initProcessing added; stop our backend."""
+        if self.tools is not None:
+            self.tools.unload()
+            self.tools = None
         for action in self.actions:
             if self.iface is not None:
                 self.iface.removePluginMenu(MENU, action)
