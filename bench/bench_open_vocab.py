@@ -39,7 +39,7 @@ def register_random() -> str:
 
     def factory(device: str = "cpu") -> ClipOpenVocabSegmenter:
         torch.manual_seed(0)
-        return ClipOpenVocabSegmenter(device=device, pretrained=None)
+        return ClipOpenVocabSegmenter.from_pretrained(device=device, pretrained=None)
 
     registry.register(registry.ModelSpec(
         name="bench-clip-random", modes=(Mode.open_vocabulary,),

@@ -1,8 +1,10 @@
 """One segmentation job: read the extent, run the segmenter tile by tile, vectorise.
 
-The pipeline knows the segmenter interface and nothing of any model's internals. It is
-shared by the CLI and the service; the service keeps one instance so loaded models stay
-resident between jobs.
+The pipeline knows the segmenter interface and the registry's specs, and nothing of any
+model's internals: what it must know before loading a model (whole extent or tiles) is on
+the :class:`~rs_reasoner.segmenters.spec.ModelSpec`, so checking and planning a request
+import no model code (and no torch). It is shared by the CLI and the service; the service
+keeps one instance so loaded models stay resident between jobs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
+from rs_reasoner.device import resolve_device
 from rs_reasoner.errors import ExtentError, InvalidRequestError, JobCancelled
 from rs_reasoner.query import resolve_mode, split_classes
 from rs_reasoner.raster import ExtentReader, open_raster
@@ -57,24 +60,6 @@ class SegmentationResult:
 class _Plan:
     spec: registry.ModelSpec
     query: SegmentationQuery
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when a CUDA GPU is usable, else ``cpu``.
-
-    Args:
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-
-    Returns:
-        A torch device string.
-    """
-    if device != "auto":
-        return device
-    try:
-        import torch
-    except ImportError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @contextmanager
@@ -166,10 +151,8 @@ class SegmentationPipeline:
                 ) from None
 
     @staticmethod
-    def _check_whole_extent(plan: _Plan, reader: ExtentReader, whole: bool | None = None) -> None:
-        if whole is None:
-            whole = getattr(registry.resolve_factory(plan.spec), "whole_extent", False)
-        if whole and reader.height * reader.width > MAX_WHOLE_EXTENT_PIXELS:
+    def _check_whole_extent(plan: _Plan, reader: ExtentReader) -> None:
+        if plan.spec.whole_extent and reader.height * reader.width > MAX_WHOLE_EXTENT_PIXELS:
             raise ExtentError(
                 f"The extent is {reader.width}x{reader.height} pixels; model "
                 f"'{plan.spec.name}' looks at the whole extent and takes at most "
@@ -237,8 +220,8 @@ class SegmentationPipeline:
             messages.append(
                 f"extent {reader.width}x{reader.height} working pixels, bands {reader.bands}"
             )
-            if model.whole_extent:
-                self._check_whole_extent(plan, reader, whole=True)
+            if plan.spec.whole_extent:
+                self._check_whole_extent(plan, reader)
                 report("segmenting", 0.0, "whole extent")
                 image, valid = reader.read_extent()
                 result = model.segment(image, valid, plan.query)

@@ -7,13 +7,13 @@ folder counts as a model once ``model.json`` and ``best.pt`` are both there, so 
 run that never finished an epoch is never listed.
 
 The registry (:mod:`rs_reasoner.segmenters.registry`) rescans this folder whenever it lists
-or looks up models, so a model trained by another process appears without a restart.
-Nothing here imports torch.
+or looks up models, so a model trained by another process appears without a restart; it
+serves each one through :func:`rs_reasoner.segmenters.trained.trained_model_spec`.
+Nothing here imports torch or the segmenters.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -202,28 +202,3 @@ def find_model(name: str, reserved: Iterable[str] = ()) -> TrainedModel | None:
     if not _NAME.fullmatch(name) or name in set(reserved):
         return None
     return _load(models_dir() / name)
-
-
-def model_spec(model: TrainedModel) -> Any:
-    """A registry :class:`~rs_reasoner.segmenters.registry.ModelSpec` serving ``model``.
-
-    The factory builds a :class:`~rs_reasoner.segmenters.trained.TrainedSegmenter` on its
-    ``best.pt``; ``check_query`` refuses classes the model does not know (no torch needed).
-    """
-    from rs_reasoner.schemas import Mode
-    from rs_reasoner.segmenters.registry import ModelSpec
-    from rs_reasoner.segmenters.trained import check_query_classes, create_trained_segmenter
-
-    return ModelSpec(
-        name=model.name,
-        modes=(Mode.open_vocabulary,),
-        description=model.description,
-        factory=functools.partial(
-            create_trained_segmenter, checkpoint=str(model.checkpoint), name=model.name
-        ),
-        tags=(TRAINED_TAG,),
-        classes=model.classes,
-        check_query=functools.partial(
-            check_query_classes, model_name=model.name, model_classes=model.classes
-        ),
-    )

@@ -181,11 +181,11 @@ def test_segmenter_windows_and_background_needs_asking(checkpoint: Path) -> None
         image = ds.read([1, 2, 3], window=((0, 200), (0, 300))).transpose(1, 2, 0)
     valid = np.ones(image.shape[:2], bool)
     valid[:10] = False
-    whole = TrainedSegmenter(checkpoint)
+    whole = TrainedSegmenter.load(checkpoint)
     assert whole.window == 512  # default; at least the training tile size (64)
-    assert TrainedSegmenter(checkpoint, window=64).window == 64
+    assert TrainedSegmenter.load(checkpoint, window=64).window == 64
     # Windows without overlap: each pixel is the model's softmax on its own window.
-    tiled = TrainedSegmenter(checkpoint, window=100, overlap=0.0, batch_size=4)
+    tiled = TrainedSegmenter.load(checkpoint, window=100, overlap=0.0, batch_size=4)
     probs = tiled.class_probabilities(image)
     assert probs.shape == (3, 200, 300)
     x = torch.from_numpy(image[100:200, 200:300].copy()).permute(2, 0, 1)[None].float() / 255
@@ -218,7 +218,7 @@ def test_nodata_margin_does_not_change_the_result(checkpoint: Path) -> None:
 
     with rasterio.open(SHARED_DATA / NEON) as ds:
         image = ds.read([1, 2, 3], window=((0, 200), (0, 300))).transpose(1, 2, 0)
-    model = TrainedSegmenter(checkpoint)
+    model = TrainedSegmenter.load(checkpoint)
     query = SegmentationQuery("tree", Mode.open_vocabulary, (("tree",),))
     alone = model.segment(image, np.ones((200, 300), bool), query)
     padded = np.zeros((500, 600, 3), np.uint8)
@@ -234,7 +234,7 @@ def test_nodata_margin_does_not_change_the_result(checkpoint: Path) -> None:
 def test_segmenter_notices_a_replaced_checkpoint(tmp_path: Path, checkpoint: Path) -> None:
     path = tmp_path / "best.pt"
     shutil.copy(checkpoint, path)
-    model = TrainedSegmenter(path)
+    model = TrainedSegmenter.load(path)
     assert not model.is_stale()
     shutil.copy(checkpoint, tmp_path / "new.pt")
     os.utime(tmp_path / "new.pt", ns=(1, 1))

@@ -31,7 +31,7 @@ def _clip_segmenter(**settings) -> ClipOpenVocabSegmenter:
     model = open_clip.create_model("ViT-B-16", pretrained=None, **TINY_CLIP).eval()
     tokenizer = open_clip.get_tokenizer("ViT-B-16")
     options = {"window": 64, "stride": 32, **settings}
-    return ClipOpenVocabSegmenter.from_model(model, tokenizer, model_id="tiny", **options)
+    return ClipOpenVocabSegmenter(model, tokenizer, model_id="tiny", **options)
 
 
 @pytest.fixture

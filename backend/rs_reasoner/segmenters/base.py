@@ -60,13 +60,14 @@ class TileResult:
 class Segmenter(ABC):
     """A model that segments an RGB image for a query.
 
-    Subclasses set ``whole_extent = True`` when they must see the whole extent at once
-    (e.g. a reasoning model deciding which objects match); the pipeline then passes the
-    full extent image instead of tiles. Implementations load weights in ``__init__`` and
-    keep them resident; the service reuses one instance across jobs.
+    Shape of an implementation (as SAM 2's ``SAM2ImagePredictor``): the constructor takes
+    built modules (what tests pass), and a classmethod loader (``from_pretrained`` /
+    ``load``) resolves weights and builds them; the registry's
+    :class:`~rs_reasoner.segmenters.spec.ModelSpec` names the loader and carries the
+    static facts the pipeline needs before loading (e.g. ``whole_extent``: the model gets
+    the whole extent instead of tiles). Models stay resident; the service reuses one
+    instance across jobs.
     """
-
-    whole_extent: bool = False
 
     @abstractmethod
     def segment(

@@ -29,6 +29,12 @@ DINOV2_SMALL_WEIGHTS = WeightSpec(
     purpose="RS-ZeroSeg remote-sensing stream (DINOv2)",
     allow_patterns=("config.json", "model.safetensors"),
 )
+#: Weights training builds on that no registered model serves, under the name
+#: ``rs-reasoner models pull NAME`` takes: the pretrained backbones of an RS-ZeroSeg
+#: fine-tuned on the user's classes (``--train-option model=rs-zeroseg``).
+TRAINING_WEIGHTS: dict[str, tuple[WeightSpec, ...]] = {
+    "rs-zeroseg": (OPENAI_VIT_B16_WEIGHTS, DINOV2_SMALL_WEIGHTS),
+}
 
 # -- reasoning --------------------------------------------------------------------------------
 

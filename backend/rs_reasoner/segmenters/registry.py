@@ -1,9 +1,10 @@
 """Maps segmenter names to implementations and the weights they need.
 
-Segmenters are registered by modules (built-in ones below), by installed packages through
-the ``rs_reasoner.segmenters`` entry-point group, or by modules named in the environment
-variable ``RS_REASONER_SEGMENTER_MODULES`` (comma-separated; how tests add theirs).
-Implementations are imported only when a model is created, so listing models is cheap.
+Segmenters are registered from :data:`~rs_reasoner.segmenters.builtin.BUILTIN_SPECS`, by
+installed packages through the ``rs_reasoner.segmenters`` entry-point group (their module
+calls :func:`register`), or by modules named in the environment variable
+``RS_REASONER_SEGMENTER_MODULES`` (comma-separated; how tests add theirs). Implementations
+are imported only when a model is created, so listing models is cheap.
 
 Models trained here (:mod:`rs_reasoner.trained_models`) are not registered: every call
 of :func:`specs` and :func:`get_spec` rescans the models folder (a directory listing and
@@ -18,47 +19,34 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
+from rs_reasoner import trained_models
 from rs_reasoner.errors import RsReasonerError, UnknownModelError
 from rs_reasoner.schemas import Mode
-from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter
+from rs_reasoner.segmenters.base import Segmenter
+from rs_reasoner.segmenters.builtin import BUILTIN_SPECS
+from rs_reasoner.segmenters.hub_weights import TRAINING_WEIGHTS
+from rs_reasoner.segmenters.spec import ModelSpec
+from rs_reasoner.segmenters.trained import trained_model_spec
 from rs_reasoner.weights import WeightSpec, is_available
+
+__all__ = [
+    "ENV_MODULES",
+    "ModelSpec",
+    "create",
+    "default_for",
+    "get_spec",
+    "register",
+    "registered_names",
+    "resolve_factory",
+    "specs",
+    "weights_for",
+]
 
 log = logging.getLogger(__name__)
 
 ENV_MODULES = "RS_REASONER_SEGMENTER_MODULES"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registered segmenter.
-
-    Attributes:
-        name: Short unique name used in requests (``--model``).
-        modes: Modes it serves.
-        description: One line for ``rs-reasoner models list`` and the plugin.
-        factory: ``"module:callable"`` returning a Segmenter; called with ``device=``.
-        weights: Weights it needs (empty for weight-free segmenters).
-        default_for: Modes for which it is the default model.
-        priority: Higher wins when several models claim the same default mode.
-        tags: Free labels (``"trained"`` for models trained here).
-        classes: The fixed classes of a closed-set model (trained here), else None.
-        check_query: Optional cheap check of a parsed query, run when a job is submitted
-            (raises a user error, e.g. for a class the model does not know).
-    """
-
-    name: str
-    modes: tuple[Mode, ...]
-    description: str
-    factory: str | Callable[..., Segmenter]
-    weights: tuple[WeightSpec, ...] = ()
-    default_for: tuple[Mode, ...] = ()
-    priority: int = 0
-    tags: tuple[str, ...] = field(default_factory=tuple)
-    classes: tuple[str, ...] | None = None
-    check_query: Callable[[SegmentationQuery], None] | None = None
 
 
 _SPECS: dict[str, ModelSpec] = {}
@@ -84,7 +72,8 @@ def _load_plugins() -> None:
     global _LOADED_PLUGINS
     if _LOADED_PLUGINS:
         return
-    importlib.import_module("rs_reasoner.segmenters.builtin")
+    for spec in BUILTIN_SPECS:
+        register(spec)
     for ep in entry_points(group="rs_reasoner.segmenters"):
         try:
             ep.load()
@@ -110,10 +99,8 @@ def registered_names() -> set[str]:
 
 
 def _trained_specs() -> list[ModelSpec]:
-    from rs_reasoner import trained_models
-
     reserved = registered_names()
-    return [trained_models.model_spec(m) for m in trained_models.list_models(reserved)]
+    return [trained_model_spec(m) for m in trained_models.list_models(reserved)]
 
 
 def specs() -> list[ModelSpec]:
@@ -130,8 +117,6 @@ def get_spec(name: str) -> ModelSpec:
     Raises:
         UnknownModelError: With the list of known names.
     """
-    from rs_reasoner import trained_models
-
     _load_plugins()
     with _LOCK:
         spec = _SPECS.get(name)
@@ -139,11 +124,23 @@ def get_spec(name: str) -> ModelSpec:
         return spec
     trained = trained_models.find_model(name, registered_names())
     if trained is not None:
-        return trained_models.model_spec(trained)
+        return trained_model_spec(trained)
     known = ", ".join(s.name for s in specs()) or "none"
     raise UnknownModelError(
         f"Unknown model '{name}'.", f"Known models: {known} (see 'rs-reasoner models list')."
     )
+
+
+def weights_for(name: str) -> tuple[WeightSpec, ...]:
+    """Weights ``rs-reasoner models pull NAME`` fetches: a model's, or those training
+    builds on (:data:`~rs_reasoner.segmenters.hub_weights.TRAINING_WEIGHTS`).
+
+    Raises:
+        UnknownModelError: Neither a model nor a set of training weights.
+    """
+    if name in TRAINING_WEIGHTS and name not in registered_names():
+        return TRAINING_WEIGHTS[name]
+    return get_spec(name).weights
 
 
 def default_for(mode: Mode) -> ModelSpec:
@@ -175,9 +172,13 @@ def create(spec: ModelSpec, device: str = "cpu") -> Segmenter:
 
 
 def resolve_factory(spec: ModelSpec) -> Callable[..., Segmenter]:
-    """The spec's factory, importing its module if given as ``"module:attr"``."""
+    """The spec's loader, importing its module if given as ``"module:attr"`` (``attr`` may
+    be dotted: ``"module:Class.from_pretrained"``)."""
     factory = spec.factory
     if isinstance(factory, str):
-        module, _, attr = factory.partition(":")
-        factory = getattr(importlib.import_module(module), attr)
-    return factory
+        module, _, path = factory.partition(":")
+        target: object = importlib.import_module(module)
+        for attr in path.split("."):
+            target = getattr(target, attr)
+        factory = target  # type: ignore[assignment]
+    return factory  # type: ignore[return-value]

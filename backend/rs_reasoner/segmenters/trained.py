@@ -1,10 +1,10 @@
 """A model trained here (``rs-reasoner train``) as a :class:`Segmenter`.
 
-**Model.** The checkpoint (``best.pt``) is rebuilt with
-:func:`rs_reasoner_training.checkpoint.load_trained_model` (imported on first use, with
-torch): any architecture the training module knows, mapping images (B, 3, H, W) in [0, 1]
-to logits over its K classes. It runs under ``torch.inference_mode`` on the pipeline's
-device (bf16 autocast on CUDA).
+**Model.** :meth:`TrainedSegmenter.load` rebuilds the checkpoint (``best.pt``) with
+:func:`rs_reasoner.models.checkpoint.load_trained_model` (imported on first use, with
+torch): any architecture of :mod:`rs_reasoner.models`, mapping images (B, 3, H, W) in
+[0, 1] to logits over its K classes; the constructor takes an already built model. It runs
+under ``torch.inference_mode`` on the pipeline's device (bf16 autocast on CUDA).
 
 **Windows.** A tile larger than ``window`` pixels (default 512, at least the training tile
 size; for RS-ZeroSeg its fixed input size) is cut into overlapping windows of that size (the
@@ -33,15 +33,21 @@ query class this is the model's own argmax, whatever else the query names. The r
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from rs_reasoner.device import autocast
 from rs_reasoner.errors import InvalidRequestError
+from rs_reasoner.schemas import Mode
 from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
-from rs_reasoner.segmenters.windows import blend_weight, cuda_autocast, window_starts
+from rs_reasoner.segmenters.sliding_windows import blend_weight, window_starts
+from rs_reasoner.segmenters.spec import ModelSpec
+from rs_reasoner.trained_models import TRAINED_TAG, TrainedModel
 
 _DEFAULT_WINDOW = 512
 #: Default batch: windows adding up to about this many pixels.
@@ -164,40 +170,42 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 
 class TrainedSegmenter(Segmenter):
-    """Serves a training checkpoint (see the module docstring).
+    """Serves a trained model (see the module docstring).
 
     Args:
-        checkpoint: The ``best.pt`` to serve.
-        device: Torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+        model: The built network (eval mode): images (B, 3, H, W) in [0, 1] → logits
+            (B, K, H, W).
+        class_names: Its K classes, in channel order.
+        device: Torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``); the model is moved there.
         name: The model's name (for messages).
         window: Largest square run at once (pixels); larger tiles are windowed. Default:
-            the model's ``native_window`` if it has one (RS-ZeroSeg), else 512 or the
-            training tile size stored in the checkpoint if larger.
+            the model's ``native_window`` if it has one (RS-ZeroSeg), else 512 or
+            ``trained_tile`` if larger.
         overlap: Fraction of a window shared with its neighbour (0 <= overlap < 1).
         batch_size: Windows per forward pass (default: about a million pixels' worth).
+        trained_tile: Side of the tiles it was trained on, when known.
     """
 
     def __init__(
         self,
-        checkpoint: str | os.PathLike[str],
+        model: Any,
+        class_names: Sequence[str],
         device: str = "cpu",
         name: str = "trained model",
         window: int | None = None,
         overlap: float = 0.25,
         batch_size: int | None = None,
+        trained_tile: int | None = None,
     ) -> None:
         import torch
 
-        from rs_reasoner_training.checkpoint import load_trained_model
-
-        self.checkpoint = Path(checkpoint)
         self.name = name
         self.device = torch.device(device)
-        self._stamp = _stamp(self.checkpoint)
-        model, classes, meta = load_trained_model(self.checkpoint, map_location=self.device)
-        self.model = model
-        self.class_names: list[str] = list(classes)
-        trained_tile = (meta.get("data") or {}).get("tile_size")
+        self.model = model.to(self.device).eval()
+        self.class_names: list[str] = list(class_names)
+        #: The file it was loaded from (:meth:`load`), watched by :meth:`is_stale`.
+        self.checkpoint: Path | None = None
+        self._stamp: tuple[int, int] | None = None
         # A model that windows its input itself (RS-ZeroSeg) is served at that window:
         # larger windows here would be cut again inside it, at twice the cost.
         native = getattr(model, "native_window", None)
@@ -205,9 +213,41 @@ class TrainedSegmenter(Segmenter):
         self.stride = max(1, round(self.window * (1 - overlap)))
         self.batch_size = max(1, int(batch_size or _PIXELS_PER_BATCH // self.window**2))
 
+    @classmethod
+    def load(
+        cls,
+        checkpoint: str | os.PathLike[str],
+        device: str = "cpu",
+        name: str = "trained model",
+        **settings: Any,
+    ) -> TrainedSegmenter:
+        """Load a training checkpoint (``best.pt``): the registry's loader.
+
+        Args:
+            checkpoint: The file.
+            device: Torch device.
+            name: The model's name (for messages).
+            **settings: ``window``, ``overlap``, ``batch_size`` of the constructor.
+
+        Raises:
+            CheckpointError: Unreadable file or a model that cannot be rebuilt.
+            MissingWeightsError: Pretrained backbone files of the model are not here.
+        """
+        import torch
+
+        from rs_reasoner.models.checkpoint import load_trained_model
+
+        path = Path(checkpoint)
+        stamp = _stamp(path)  # before reading: a replacement during the load shows as stale
+        model, classes, meta = load_trained_model(path, map_location=torch.device(device))
+        trained_tile = (meta.get("data") or {}).get("tile_size")
+        self = cls(model, classes, device, name, trained_tile=trained_tile, **settings)
+        self.checkpoint, self._stamp = path, stamp
+        return self
+
     def is_stale(self) -> bool:
         """True when ``best.pt`` changed on disk since it was loaded (training resumed)."""
-        return _stamp(self.checkpoint) != self._stamp
+        return self.checkpoint is not None and _stamp(self.checkpoint) != self._stamp
 
     def class_probabilities(self, image: np.ndarray) -> np.ndarray:
         """Softmax probabilities over the model's classes.
@@ -235,7 +275,7 @@ class TrainedSegmenter(Segmenter):
         total = torch.zeros((k, h, w), dtype=torch.float32, device=self.device)
         norm = torch.zeros((h, w), dtype=torch.float32, device=self.device)
         weight = blend_weight(wh, ww, self.device) if len(boxes) > 1 else None
-        with torch.inference_mode(), cuda_autocast(self.device):
+        with torch.inference_mode(), autocast(self.device):
             for i in range(0, len(boxes), self.batch_size):
                 chunk = boxes[i : i + self.batch_size]
                 batch = torch.stack([x[:, r : r + wh, c : c + ww] for r, c in chunk])
@@ -272,8 +312,22 @@ class TrainedSegmenter(Segmenter):
             torch.cuda.empty_cache()
 
 
-def create_trained_segmenter(
-    device: str = "cpu", *, checkpoint: str, name: str
-) -> TrainedSegmenter:
-    """The registry factory of a trained model (``factory(device=...)``)."""
-    return TrainedSegmenter(checkpoint, device=device, name=name)
+def trained_model_spec(model: TrainedModel) -> ModelSpec:
+    """The registry's spec of a model in the models folder.
+
+    Its loader is :meth:`TrainedSegmenter.load` on the model's ``best.pt``; ``check_query``
+    refuses classes the model does not know (no torch needed).
+    """
+    return ModelSpec(
+        name=model.name,
+        modes=(Mode.open_vocabulary,),
+        description=model.description,
+        factory=functools.partial(
+            TrainedSegmenter.load, checkpoint=str(model.checkpoint), name=model.name
+        ),
+        tags=(TRAINED_TAG,),
+        classes=model.classes,
+        check_query=functools.partial(
+            check_query_classes, model_name=model.name, model_classes=model.classes
+        ),
+    )

@@ -14,7 +14,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rs_reasoner.errors import MissingWeightsError, RsReasonerError
+from rs_reasoner.errors import (
+    CheckpointError,
+    MissingWeightsError,
+    RsReasonerError,
+    UnknownModelError,
+)
 from rs_reasoner.schemas import Mode, SegmentOptions
 from rs_reasoner.segmenters.base import SegmentationQuery, TileResult
 from rs_reasoner.segmenters.open_vocab.rs_zeroseg import checkpoint as ckpt
@@ -30,10 +35,7 @@ from rs_reasoner.segmenters.open_vocab.rs_zeroseg.model import (
     rs_weight_spec,
     weight_specs,
 )
-from rs_reasoner.segmenters.open_vocab.rs_zeroseg.segmenter import (
-    ENV_CHECKPOINT,
-    RSZeroSegSegmenter,
-)
+from rs_reasoner.segmenters.open_vocab.rs_zeroseg.segmenter import RSZeroSegSegmenter
 from tests.support.dubai import DUBAI_CLASSES, labels_from_colours, load_dubai
 
 CLASSES = (("building", "roof"), ("road",), ("water",))
@@ -401,22 +403,15 @@ def test_interrupted_save_keeps_previous_checkpoint(
 # ----------------------------------------------------------------------------- segmenter
 
 
-def test_segmenter_needs_a_checkpoint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv(ENV_CHECKPOINT, raising=False)
-    with pytest.raises(MissingWeightsError) as info:
-        RSZeroSegSegmenter()
-    assert ENV_CHECKPOINT in info.value.hint and "rs-reasoner train" in info.value.hint
-    monkeypatch.setenv(ENV_CHECKPOINT, str(tmp_path / "missing.pt"))
-    with pytest.raises(ckpt.CheckpointError, match="does not exist"):
-        RSZeroSegSegmenter()
+def test_segmenter_loader_reports_a_missing_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist") as info:
+        RSZeroSegSegmenter.from_pretrained(tmp_path / "missing.pt")
+    assert info.value.hint and info.value.status_code == 422
 
 
-def test_segmenter_returns_valid_tile_results(
-    model: RSZeroSeg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_segmenter_returns_valid_tile_results(model: RSZeroSeg, tmp_path: Path) -> None:
     path = ckpt.save_checkpoint(tmp_path / "m.pt", model, CLASSES)
-    monkeypatch.setenv(ENV_CHECKPOINT, str(path))
-    seg = RSZeroSegSegmenter(batch_size=3)
+    seg = RSZeroSegSegmenter.from_pretrained(path, batch_size=3)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (90, 150, 3), dtype=np.uint8)  # several 64-px windows
     valid = np.ones((90, 150), bool)
@@ -520,7 +515,7 @@ def test_head_overfits_a_tiny_real_sample(shared_data: Path, tmp_path: Path) -> 
 
     # The trained checkpoint, served through the Segmenter, reproduces it.
     path = ckpt.save_checkpoint(tmp_path / "dubai.pt", model, DUBAI_CLASSES, text)
-    seg = RSZeroSegSegmenter(checkpoint=path)
+    seg = RSZeroSegSegmenter.from_pretrained(path)
     query = SegmentationQuery("dubai", Mode.open_vocabulary, DUBAI_CLASSES)
     pred = np.stack(
         [seg.segment(s.image, np.ones(s.labels.shape, bool), query).labels for s in samples]
@@ -530,17 +525,13 @@ def test_head_overfits_a_tiny_real_sample(shared_data: Path, tmp_path: Path) -> 
     assert seg_miou >= 0.7
 
 
-def test_registration_matches_the_model_code() -> None:
-    """The registry's weight list (a literal, so listing models stays torch-free) is what
-    the model resolves for its default config."""
+def test_serving_only_names_are_not_registered() -> None:
+    """No shipped command writes the checkpoints RSZeroSegSegmenter reads, so the registry
+    offers no model that would need one (a model trained with ``--train-option
+    model=rs-zeroseg`` is listed under its own name)."""
     from rs_reasoner.segmenters import registry
-    from rs_reasoner.segmenters.open_vocab.rs_zeroseg.model import weight_specs
 
-    spec = registry.get_spec("rs-zeroseg")
-
-    def key(w: object) -> tuple:
-        return (w.repo_id, w.filename, w.revision, w.allow_patterns)  # type: ignore[attr-defined]
-
-    assert {key(w) for w in spec.weights} == {key(w) for w in weight_specs(RSZeroSegConfig())}
-    assert Mode.open_vocabulary in spec.modes
-    assert registry.resolve_factory(spec) is RSZeroSegSegmenter
+    names = {s.name for s in registry.specs()}
+    assert not names & {"rs-zeroseg", "rs-zeroseg+clip"}
+    with pytest.raises(UnknownModelError):
+        registry.get_spec("rs-zeroseg")

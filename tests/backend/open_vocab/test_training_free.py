@@ -19,7 +19,7 @@ from rs_reasoner.segmenters.open_vocab.training_free import (
     ClipOpenVocabSegmenter,
     guided_filter,
 )
-from rs_reasoner.segmenters.windows import window_starts
+from rs_reasoner.segmenters.sliding_windows import window_starts
 from rs_reasoner.weights import WeightSpec
 
 CLASSES = (("building", "roof"), ("water",), ("tree", "forest"))
@@ -42,7 +42,7 @@ def scene(h: int, w: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def seg(make_tiny) -> ClipOpenVocabSegmenter:
     model, tokenizer = make_tiny(0)
-    return ClipOpenVocabSegmenter.from_model(
+    return ClipOpenVocabSegmenter(
         model, tokenizer, window=64, stride=32, batch_size=4, templates=TEMPLATES[:4]
     )
 
@@ -139,7 +139,7 @@ def test_synonyms_form_one_class(seg) -> None:
 
 def test_text_encoder_runs_once_per_class(make_tiny, monkeypatch) -> None:
     model, tokenizer = make_tiny(1)
-    seg = ClipOpenVocabSegmenter.from_model(model, tokenizer, window=64, stride=64)
+    seg = ClipOpenVocabSegmenter(model, tokenizer, window=64, stride=64)
     prompts: list[int] = []
     encode_text = model.encode_text
 
@@ -213,16 +213,16 @@ def test_guided_filter_leaves_smooth_inputs_and_flat_guides_alone() -> None:
 def test_upsampler_is_selectable(make_tiny) -> None:
     model, tokenizer = make_tiny(0)
     common = {"window": 64, "stride": 32, "templates": TEMPLATES[:2]}
-    guided = ClipOpenVocabSegmenter.from_model(model, tokenizer, upsampler="guided", **common)
-    plain = ClipOpenVocabSegmenter.from_model(model, tokenizer, upsampler="bilinear", **common)
+    guided = ClipOpenVocabSegmenter(model, tokenizer, upsampler="guided", **common)
+    plain = ClipOpenVocabSegmenter(model, tokenizer, upsampler="bilinear", **common)
     image, valid = scene(80, 80), np.ones((80, 80), bool)
     p_guided = guided.predict_probabilities(image, valid, CLASSES)
     p_plain = plain.predict_probabilities(image, valid, CLASSES)
     assert not np.allclose(p_guided, p_plain)
     with pytest.raises(ValueError, match="upsampler"):
-        ClipOpenVocabSegmenter.from_model(model, tokenizer, upsampler="nearest")
+        ClipOpenVocabSegmenter(model, tokenizer, upsampler="nearest")
     with pytest.raises(ValueError, match="multiple of the patch"):
-        ClipOpenVocabSegmenter.from_model(model, tokenizer, window=72, stride=36)
+        ClipOpenVocabSegmenter(model, tokenizer, window=72, stride=36)
 
 
 # ------------------------------------------------------------------------ weights
@@ -231,7 +231,7 @@ def test_upsampler_is_selectable(make_tiny) -> None:
 def test_missing_weights_name_the_repo_and_the_pull_command(empty_hub_cache, monkeypatch) -> None:
     monkeypatch.delenv(OPENAI_VIT_B16_WEIGHTS.env_var, raising=False)
     with pytest.raises(MissingWeightsError) as info:
-        ClipOpenVocabSegmenter()
+        ClipOpenVocabSegmenter.from_pretrained()
     err = info.value
     assert "timm/vit_base_patch16_clip_224.openai" in err.message
     assert str(empty_hub_cache) in err.message
@@ -240,7 +240,7 @@ def test_missing_weights_name_the_repo_and_the_pull_command(empty_hub_cache, mon
 
 def test_missing_checkpoint_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(MissingWeightsError, match="does not exist"):
-        ClipOpenVocabSegmenter(checkpoint=tmp_path / "RemoteCLIP-ViT-L-14.pt")
+        ClipOpenVocabSegmenter.from_pretrained(checkpoint=tmp_path / "RemoteCLIP-ViT-L-14.pt")
 
 
 def test_loads_a_local_checkpoint_and_an_env_var_folder(
@@ -250,12 +250,12 @@ def test_loads_a_local_checkpoint_and_an_env_var_folder(
     folder = tmp_path / "weights"
     folder.mkdir()
     torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
-    from_file = ClipOpenVocabSegmenter(
+    from_file = ClipOpenVocabSegmenter.from_pretrained(
         model_name=tiny_model_name, checkpoint=folder / "open_clip_pytorch_model.bin"
     )
     spec = WeightSpec("example/tiny-clip", filename="open_clip_pytorch_model.bin")
     monkeypatch.setenv(spec.env_var, str(folder))
-    from_env = ClipOpenVocabSegmenter(
+    from_env = ClipOpenVocabSegmenter.from_pretrained(
         model_name=tiny_model_name, pretrained="custom", weights_spec=spec
     )
     for seg in (from_file, from_env):
@@ -266,7 +266,7 @@ def test_loads_a_local_checkpoint_and_an_env_var_folder(
 
 def test_close_releases_the_model(make_tiny) -> None:
     model, tokenizer = make_tiny(0)
-    seg = ClipOpenVocabSegmenter.from_model(model, tokenizer, window=64, stride=64)
+    seg = ClipOpenVocabSegmenter(model, tokenizer, window=64, stride=64)
     seg.text_embeddings([("water",)])
     seg.close()
     assert seg.model is None and len(seg.text_cache) == 0
@@ -277,7 +277,7 @@ def test_close_releases_the_model(make_tiny) -> None:
 def test_real_vit_b16_architecture_random_init() -> None:
     """The full ViT-B/16 architecture (random weights, nothing downloaded) end to end."""
     start = time.perf_counter()
-    seg = ClipOpenVocabSegmenter(pretrained=None, templates=TEMPLATES[:2])
+    seg = ClipOpenVocabSegmenter.from_pretrained(pretrained=None, templates=TEMPLATES[:2])
     built = time.perf_counter()
     assert seg.encoder.patch_size == 16 and seg.encoder.embed_dim == 512
     result = seg.segment(scene(120, 100), np.ones((120, 100), bool), query(CLASSES[:2]))
@@ -291,9 +291,9 @@ def test_settings_are_checked_before_loading_and_stored_as_tuples() -> None:
     from rs_reasoner.segmenters.open_vocab.training_free import OpenVocabSettings
 
     with pytest.raises(ValueError, match="stride"):
-        ClipOpenVocabSegmenter(pretrained=None, window=64, stride=0)
+        ClipOpenVocabSegmenter.from_pretrained(pretrained=None, window=64, stride=0)
     with pytest.raises(TypeError, match="no_such_setting"):
-        ClipOpenVocabSegmenter(pretrained=None, no_such_setting=1)
+        ClipOpenVocabSegmenter.from_pretrained(pretrained=None, no_such_setting=1)
     s = OpenVocabSettings(templates=["a photo of {}."], background=["clutter"])
     assert s.templates == ("a photo of {}.",) and s.background == ("clutter",)
     hash(s)  # frozen and hashable

@@ -24,9 +24,15 @@ from rs_reasoner.segmenters.reasoning.sam import (
     SamRefiner,
     build_sam2_model,
 )
-from rs_reasoner.segmenters.reasoning.segmenter import compose_masks
-from tests.backend.reasoning.helpers import BoxPredictor, FixedPrompter, SpyPredictor, box_mask
-from tests.backend.reasoning.tiny_models import random_image
+from rs_reasoner.segmenters.reasoning.segmenter import compose_masks, think2seg_rs_7b
+from rs_reasoner.segmenters.reasoning.template import MODEL_SIZE
+from tests.backend.reasoning.helpers import (
+    BoxPredictor,
+    FixedPrompter,
+    SpyPredictor,
+    box_mask,
+    random_image,
+)
 from tests.support.rasters import UTM_TRANSFORM, write_geotiff
 
 THINK = "The two dark ponds next to the road are the targets."
@@ -176,7 +182,7 @@ def test_compose_renumbers_instances_that_lost_every_pixel() -> None:
 
 def test_missing_weights_fail_fast_with_the_projects_error(empty_hub_cache: Path) -> None:
     with pytest.raises(MissingWeightsError) as info:
-        ReasoningSegmenter(device="cpu")
+        ReasoningSegmenter.from_pretrained(device="cpu")
     assert "RicardoString/Think2Seg-RS-3B" in str(info.value)
     assert "rs-reasoner models pull think2seg-rs" in str(info.value)
 
@@ -187,7 +193,7 @@ def test_missing_sam_is_reported_even_when_the_prompter_is_there(
     (tmp_path / "snap").mkdir()
     monkeypatch.setenv(PROMPTER_WEIGHTS["think2seg-rs-3b"].env_var, str(tmp_path / "snap"))
     with pytest.raises(MissingWeightsError, match="facebook/sam2.1-hiera-small"):
-        ReasoningSegmenter(device="cpu")  # nothing was loaded before the check
+        ReasoningSegmenter.from_pretrained(device="cpu")  # nothing was loaded before the check
 
 
 def test_whole_path_with_real_tiny_models_from_local_weights(
@@ -209,7 +215,7 @@ def test_whole_path_with_real_tiny_models_from_local_weights(
     monkeypatch.setenv(PROMPTER_WEIGHTS["think2seg-rs-3b"].env_var, str(tmp_path / "qwen"))
     monkeypatch.setenv(sam_weights("tiny").env_var, str(ckpt))
 
-    seg = ReasoningSegmenter(device="cpu", sam_variant="tiny", max_new_tokens=4)
+    seg = ReasoningSegmenter.from_pretrained(device="cpu", sam_variant="tiny", max_new_tokens=4)
     assert isinstance(seg.prompter, QwenPrompter)
     assert seg.prompter.model.config._attn_implementation == "sdpa"
     for name, value in seg.sam.predictor.model.state_dict().items():
@@ -248,10 +254,9 @@ def test_polygons_through_the_pipeline(tmp_path: Path, monkeypatch: pytest.Monke
     def factory(device: str = "cpu") -> ReasoningSegmenter:
         return fixed_segmenter(TWO_PONDS)[0]
 
-    factory.whole_extent = True  # type: ignore[attr-defined]
     spec = registry.ModelSpec(
         name="test-think2seg-fixed", modes=(Mode.reasoning,), description="test",
-        factory=factory,
+        factory=factory, whole_extent=True,
     )
     registry.specs()  # load the built-in registrations first
     monkeypatch.setitem(registry._SPECS, spec.name, spec)
@@ -284,7 +289,8 @@ def test_polygons_through_the_pipeline(tmp_path: Path, monkeypatch: pytest.Monke
     "name,prompter", [("think2seg-rs", "think2seg-rs-3b"), ("think2seg-rs-7b", "think2seg-rs-7b")]
 )
 def test_registration_matches_the_code(name: str, prompter: str) -> None:
-    """The registered spec's weights are the ones the factory resolves."""
+    """The registered spec's weights are the ones the loader resolves; the model needs the
+    whole extent, and reads the prompter's overview size."""
     spec = registry.get_spec(name)
 
     def key(w: Any) -> tuple:
@@ -294,4 +300,6 @@ def test_registration_matches_the_code(name: str, prompter: str) -> None:
         key(PROMPTER_WEIGHTS[prompter]), key(sam_weights("small"))
     }
     assert Mode.reasoning in spec.modes
-    assert getattr(registry.resolve_factory(spec), "whole_extent", False) is True
+    assert spec.whole_extent is True and spec.input_size == MODEL_SIZE
+    loader = registry.resolve_factory(spec)
+    assert loader in (ReasoningSegmenter.from_pretrained, think2seg_rs_7b)

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rs_reasoner.device import autocast
 from rs_reasoner.errors import MissingWeightsError
 from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
 from rs_reasoner.segmenters.hub_weights import OPENAI_VIT_B16_WEIGHTS, REMOTECLIP_VIT_L14_WEIGHTS
@@ -57,7 +58,7 @@ from rs_reasoner.segmenters.open_vocab.prompts import (
     ensemble_text_embeddings,
     select_background,
 )
-from rs_reasoner.segmenters.windows import cuda_autocast, window_starts
+from rs_reasoner.segmenters.sliding_windows import window_starts
 from rs_reasoner.weights import WeightSpec, resolve
 
 log = logging.getLogger(__name__)
@@ -207,27 +208,35 @@ class ClipOpenVocabSegmenter(Segmenter):
     """Training-free open-vocabulary segmentation from CLIP patch features.
 
     Args:
-        device: Torch device (``"cuda"``, ``"cpu"``).
-        model_name: open_clip architecture (``"ViT-B-16"``; ``"ViT-L-14"`` etc. for
-            RemoteCLIP / GeoRSCLIP / SkyCLIP checkpoints).
-        pretrained: open_clip pretrained tag whose Hub weights are resolved with
-            :func:`rs_reasoner.weights.resolve` (never downloaded unless
-            ``allow_download``). ``None`` builds the architecture with RANDOM weights,
-            for tests only.
-        checkpoint: Local weights file (e.g. a RemoteCLIP ``.pt``); overrides
-            ``pretrained``.
-        weights_spec: Hub weights to resolve instead of the tag's; default: open_clip's
-            Hub copy for ``(model_name, pretrained)``.
-        quick_gelu: Use QuickGELU; default: what the tag was trained with (True for
-            ``openai``), False for checkpoints.
-        registry_name: Model name shown in the missing-weights hint.
-        allow_download: Let :func:`~rs_reasoner.weights.resolve` download.
+        model: A built open_clip CLIP model with a ViT image tower.
+        tokenizer: Its tokenizer.
+        device: Torch device (``"cuda"``, ``"cpu"``); the model is moved there.
+        model_id: Key for the text-embedding cache; default: unique per model object.
         **settings: Fields of :class:`OpenVocabSettings` (``lam``, ``window``, ``stride``,
             ``upsampler``, ``background``, ``templates``, ...).
+
+    :meth:`from_pretrained` resolves weights and builds the model.
     """
 
     def __init__(
         self,
+        model: nn.Module,
+        tokenizer: Tokenizer,
+        device: str = "cpu",
+        model_id: str | None = None,
+        **settings: Any,
+    ) -> None:
+        self._setup(
+            model,
+            tokenizer,
+            device,
+            model_id or f"custom-{id(model)}",
+            OpenVocabSettings(**settings),
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls,
         device: str = "cpu",
         model_name: str = "ViT-B-16",
         pretrained: str | None = "openai",
@@ -237,9 +246,32 @@ class ClipOpenVocabSegmenter(Segmenter):
         registry_name: str = "clip-openvocab",
         allow_download: bool = False,
         **settings: Any,
-    ) -> None:
-        checked = OpenVocabSettings(**settings)  # before loading anything
-        path, gelu = self._weights(
+    ) -> ClipOpenVocabSegmenter:
+        """Resolve CLIP weights and build the segmenter (the registry's loader).
+
+        Args:
+            device: Torch device.
+            model_name: open_clip architecture (``"ViT-B-16"``; ``"ViT-L-14"`` etc. for
+                RemoteCLIP / GeoRSCLIP / SkyCLIP checkpoints).
+            pretrained: open_clip pretrained tag whose Hub weights are resolved with
+                :func:`rs_reasoner.weights.resolve` (never downloaded unless
+                ``allow_download``). ``None`` builds the architecture with RANDOM
+                weights, for tests only.
+            checkpoint: Local weights file (e.g. a RemoteCLIP ``.pt``); overrides
+                ``pretrained``.
+            weights_spec: Hub weights to resolve instead of the tag's; default: open_clip's
+                Hub copy for ``(model_name, pretrained)``.
+            quick_gelu: Use QuickGELU; default: what the tag was trained with (True for
+                ``openai``), False for checkpoints.
+            registry_name: Model name shown in the missing-weights hint.
+            allow_download: Let :func:`~rs_reasoner.weights.resolve` download.
+            **settings: Fields of :class:`OpenVocabSettings`.
+
+        Raises:
+            MissingWeightsError: The weights are not on this machine.
+        """
+        OpenVocabSettings(**settings)  # checked before loading anything
+        path, gelu = cls._weights(
             model_name,
             pretrained,
             checkpoint,
@@ -250,38 +282,7 @@ class ClipOpenVocabSegmenter(Segmenter):
         )
         model, tokenizer = create_open_clip(model_name, path, device=device, quick_gelu=gelu)
         source = str(path) if path is not None else f"random-{id(model)}"
-        self._setup(model, tokenizer, device, f"{model_name}@{source}", checked)
-
-    @classmethod
-    def from_model(
-        cls,
-        model: nn.Module,
-        tokenizer: Tokenizer,
-        device: str = "cpu",
-        model_id: str | None = None,
-        **settings: object,
-    ) -> ClipOpenVocabSegmenter:
-        """Wrap an already built open_clip model (tests, custom loading).
-
-        Args:
-            model: An open_clip CLIP model with a ViT image tower.
-            tokenizer: Its tokenizer.
-            device: Torch device.
-            model_id: Key for the text-embedding cache; default: unique per model object.
-            **settings: Fields of :class:`OpenVocabSettings`.
-
-        Returns:
-            The segmenter.
-        """
-        self = cls.__new__(cls)
-        self._setup(
-            model,
-            tokenizer,
-            device,
-            model_id or f"custom-{id(model)}",
-            OpenVocabSettings(**settings),  # type: ignore[arg-type]
-        )
-        return self
+        return cls(model, tokenizer, device, f"{model_name}@{source}", **settings)
 
     @staticmethod
     def _weights(
@@ -353,7 +354,7 @@ class ClipOpenVocabSegmenter(Segmenter):
     # -------------------------------------------------------------------- inference
 
     def _encode_classes(self, keys: list[ClassKey]) -> torch.Tensor:
-        with cuda_autocast(self.device):
+        with autocast(self.device):
             return ensemble_text_embeddings(
                 self.model, self.tokenizer, keys, self.settings.templates, self.device
             )
@@ -414,7 +415,7 @@ class ClipOpenVocabSegmenter(Segmenter):
         for i in range(0, len(spots), s.batch_size):
             batch = spots[i : i + s.batch_size]
             crops = torch.stack([norm[:, y : y + s.window, x : x + s.window] for y, x in batch])
-            with cuda_autocast(self.device):
+            with autocast(self.device):
                 patches, cls = self.encoder(crops)
             logits = global_bias_logits(patches, cls, text, s.lam)
             logits = F.interpolate(
@@ -446,9 +447,9 @@ class ClipOpenVocabSegmenter(Segmenter):
 
 
 def remoteclip_segmenter(device: str = "cpu") -> ClipOpenVocabSegmenter:
-    """The registered ``remoteclip-openvocab``: the same method on RemoteCLIP ViT-L/14
+    """The loader of ``remoteclip-openvocab``: the same method on RemoteCLIP ViT-L/14
     (patch 14, so 224-px windows are 16 x 16 patches)."""
-    return ClipOpenVocabSegmenter(
+    return ClipOpenVocabSegmenter.from_pretrained(
         device=device,
         model_name="ViT-L-14",
         weights_spec=REMOTECLIP_VIT_L14_WEIGHTS,

@@ -153,60 +153,72 @@ def reasoning_text(parsed: ParsedAnswer) -> str:
 class ReasoningSegmenter(Segmenter):
     """Segments what a sentence describes, with the model's reasoning (Think2Seg-RS).
 
+    The registry serves it with ``whole_extent`` set: it reads the whole extent at once.
+
     Args:
-        device: Torch device.
-        prompter: A ready prompter (tests); default: load ``prompter_weights``.
-        sam: A ready SAM refiner (tests); default: load SAM 2.1 ``sam_variant``.
+        prompter: A built prompter (writes the reasoning and the object prompts).
+        sam: A built SAM refiner.
+        device: Torch device the models are on.
         instance_mode: ``union`` (semantic: one region per label), ``instances`` (one
             polygon set per object) or ``auto`` (instances unless the masks overlap).
-        prompter_weights: Key of ``PROMPTER_WEIGHTS`` (Think2Seg-RS-3B by default).
-        sam_variant: SAM 2.1 size (``small`` by default, the paper's choice).
-        max_new_tokens: Prompter generation budget.
-        allow_download: Fetch missing weights from the Hub (never during a job by default).
-        model_name: Registered name, for error messages.
 
-    Raises:
-        MissingWeightsError: Weights are not available locally (checked for both models
-            before either is loaded).
+    :meth:`from_pretrained` resolves the weights and builds both models.
     """
-
-    whole_extent = True
 
     def __init__(
         self,
+        prompter: Prompter,
+        sam: SamRefiner,
         device: str = "cpu",
-        prompter: Prompter | None = None,
-        sam: SamRefiner | None = None,
+        instance_mode: InstanceMode = "auto",
+    ) -> None:
+        if instance_mode not in INSTANCE_MODES:
+            raise ValueError(f"instance_mode must be one of {INSTANCE_MODES}")
+        self.device = device
+        self.instance_mode: InstanceMode = instance_mode
+        self.prompter = prompter
+        self.sam = sam
+        self.last_run = RunStats()
+        self._lock = threading.Lock()  # the SAM predictor holds per-image state
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        device: str = "cpu",
         instance_mode: InstanceMode = "auto",
         prompter_weights: str = DEFAULT_PROMPTER,
         sam_variant: str = DEFAULT_SAM_VARIANT,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         allow_download: bool = False,
         model_name: str = "think2seg-rs",
-    ) -> None:
+    ) -> ReasoningSegmenter:
+        """Load the prompter and SAM 2.1 from local weights (the registry's loader).
+
+        Args:
+            device: Torch device.
+            instance_mode: See the class.
+            prompter_weights: Key of ``PROMPTER_WEIGHTS`` (Think2Seg-RS-3B by default).
+            sam_variant: SAM 2.1 size (``small`` by default, the paper's choice).
+            max_new_tokens: Prompter generation budget.
+            allow_download: Fetch missing weights from the Hub (never during a job by
+                default).
+            model_name: Registered name, for error messages.
+
+        Raises:
+            MissingWeightsError: Weights are not available locally (checked for both
+                models before either is loaded).
+        """
         if instance_mode not in INSTANCE_MODES:
             raise ValueError(f"instance_mode must be one of {INSTANCE_MODES}")
-        self.device = device
-        self.instance_mode: InstanceMode = instance_mode
         # Resolve every missing weight before loading anything: a missing file should
         # fail in a second, not after loading a 3B model.
-        prompter_path = sam_path = None
-        if prompter is None:
-            spec = prompter_spec(prompter_weights)
-            prompter_path = resolve(spec, model_name, allow_download=allow_download)
-        if sam is None:
-            sam_path = resolve(sam_weights(sam_variant), model_name, allow_download)
-        if sam_path is not None:
-            sam = SamRefiner.from_model(build_sam2_model(sam_variant, str(sam_path), device))
-        if prompter_path is not None:
-            prompter = QwenPrompter.from_path(
-                prompter_path, device=device, max_new_tokens=max_new_tokens
-            )
-        assert prompter is not None and sam is not None  # loaded above when not given
-        self.prompter: Prompter = prompter
-        self.sam = sam
-        self.last_run = RunStats()
-        self._lock = threading.Lock()  # the SAM predictor holds per-image state
+        prompter_path = resolve(prompter_spec(prompter_weights), model_name, allow_download)
+        sam_path = resolve(sam_weights(sam_variant), model_name, allow_download)
+        sam = SamRefiner.from_model(build_sam2_model(sam_variant, str(sam_path), device))
+        prompter = QwenPrompter.from_path(
+            prompter_path, device=device, max_new_tokens=max_new_tokens
+        )
+        return cls(prompter, sam, device=device, instance_mode=instance_mode)
 
     def segment(
         self, image: np.ndarray, valid: np.ndarray, query: SegmentationQuery
@@ -298,11 +310,8 @@ def _empty(shape: tuple[int, int], label: str, text: str) -> TileResult:
 
 
 def think2seg_rs_7b(device: str = "cpu") -> ReasoningSegmenter:
-    """Factory for the 7B prompter variant (registry factories get only ``device``)."""
-    return ReasoningSegmenter(
+    """The loader of ``think2seg-rs-7b``: the 7B prompter variant (registry loaders get
+    only ``device``)."""
+    return ReasoningSegmenter.from_pretrained(
         device=device, prompter_weights="think2seg-rs-7b", model_name="think2seg-rs-7b"
     )
-
-
-# The pipeline checks ``whole_extent`` on the factory before creating the model.
-think2seg_rs_7b.whole_extent = True  # type: ignore[attr-defined]

@@ -1,4 +1,9 @@
-"""Saving and loading RS-ZeroSeg checkpoints (one ``torch.save`` file, atomically written).
+"""Saving and loading checkpoints of the open-vocabulary RS-ZeroSeg network (one
+``torch.save`` file, atomically written), for :class:`~.segmenter.RSZeroSegSegmenter`.
+
+No shipped command writes these: a model fine-tuned on the user's classes with
+``rs-reasoner train --train-option model=rs-zeroseg`` is stored and served as a trained
+model (:mod:`rs_reasoner.models.checkpoint`). :func:`checkpoint_keys` is shared by both.
 
 **Format** (``format_version`` 1), a dict loadable with ``torch.load(weights_only=True)``:
 
@@ -22,8 +27,7 @@ and fsynced, then moved over the target with :func:`os.replace`; a crash or exce
 mid-write leaves the previous checkpoint untouched and removes the temporary file.
 
 **Errors.** A missing, unreadable/truncated, foreign or incompatible file raises
-:class:`CheckpointError`, a :class:`~rs_reasoner.errors.MissingWeightsError` (the
-model cannot be served) with a hint on what to do.
+:class:`~rs_reasoner.errors.CheckpointError` with a hint on what to do.
 """
 
 from __future__ import annotations
@@ -36,20 +40,14 @@ from typing import Any
 import torch
 
 from rs_reasoner.atomic import write_atomic
-from rs_reasoner.errors import MissingWeightsError
+from rs_reasoner.errors import CheckpointError
 from rs_reasoner.segmenters.open_vocab.rs_zeroseg.config import RSZeroSegConfig
 from rs_reasoner.segmenters.open_vocab.rs_zeroseg.model import RSZeroSeg
 
 FORMAT = "rs-zeroseg"
 FORMAT_VERSION = 1
 _REQUIRED = ("config", "backbones", "state_dict", "class_names", "text")
-_HINT = (
-    "Train a new RS-ZeroSeg checkpoint or point RS_REASONER_RS_ZEROSEG_CHECKPOINT at a valid one."
-)
-
-
-class CheckpointError(MissingWeightsError):
-    """An RS-ZeroSeg checkpoint is missing, corrupt or incompatible."""
+_HINT = "Save the RS-ZeroSeg checkpoint again with save_checkpoint, or use a valid one."
 
 
 @dataclass

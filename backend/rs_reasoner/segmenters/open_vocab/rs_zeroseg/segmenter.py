@@ -1,4 +1,5 @@
-"""RS-ZeroSeg as a :class:`~rs_reasoner.segmenters.base.Segmenter` (trained checkpoint).
+"""RS-ZeroSeg as a :class:`~rs_reasoner.segmenters.base.Segmenter` (a network and its
+training classes).
 
 **Inference.** The tile is normalised (NoData pixels set to the mean colour), padded to
 at least one window, and cut into overlapping windows of the model's input size
@@ -27,14 +28,15 @@ segmenter's, for class-wise fusion.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from rs_reasoner.errors import InvalidRequestError, MissingWeightsError
+from rs_reasoner.device import autocast
+from rs_reasoner.errors import InvalidRequestError
 from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
 from rs_reasoner.segmenters.open_vocab.decision import require_classes
 from rs_reasoner.segmenters.open_vocab.prompts import TextEmbeddingCache
@@ -43,10 +45,7 @@ from rs_reasoner.segmenters.open_vocab.rs_zeroseg.checkpoint import (
     load_checkpoint,
 )
 from rs_reasoner.segmenters.open_vocab.rs_zeroseg.model import MODEL_NAME, RSZeroSeg
-from rs_reasoner.segmenters.windows import blend_weight, cuda_autocast, window_starts
-
-#: Environment variable naming the checkpoint file when none is passed.
-ENV_CHECKPOINT = "RS_REASONER_RS_ZEROSEG_CHECKPOINT"
+from rs_reasoner.segmenters.sliding_windows import blend_weight, window_starts
 
 
 def _norm_name(name: str) -> str:
@@ -54,74 +53,31 @@ def _norm_name(name: str) -> str:
 
 
 class RSZeroSegSegmenter(Segmenter):
-    """Open-vocabulary segmentation with a trained RS-ZeroSeg checkpoint.
+    """Open-vocabulary segmentation with an RS-ZeroSeg network and its training classes.
+
+    Not registered: no shipped command writes the checkpoints it reads (models trained
+    with ``rs-reasoner train`` are served as trained models). It is a library segmenter,
+    e.g. a source of :class:`~..fused_segmenter.FusedOpenVocabSegmenter`.
 
     Args:
-        device: Torch device (``"cuda"``, ``"cpu"``).
-        checkpoint: Checkpoint file; default ``$RS_REASONER_RS_ZEROSEG_CHECKPOINT``.
+        loaded: The network, its training classes and their text embeddings (built in
+            memory, or from :func:`~.checkpoint.load_checkpoint`).
+        device: Torch device (``"cuda"``, ``"cpu"``); the network is moved there.
         batch_size: Windows per forward pass.
         overlap: Fraction of the window shared by neighbouring windows (0 ≤ overlap < 1).
         threshold: Least class probability for a label; ``None`` uses the query's
             ``score_threshold``.
-        allow_download: Let missing pretrained backbone weights be downloaded.
 
-    Raises:
-        MissingWeightsError: No checkpoint configured, or backbone weights missing.
-        CheckpointError: The checkpoint is missing, corrupt or incompatible.
+    :meth:`from_pretrained` loads a checkpoint file.
     """
 
     def __init__(
         self,
+        loaded: LoadedCheckpoint,
         device: str = "cpu",
-        checkpoint: str | Path | None = None,
         batch_size: int = 8,
         overlap: float = 0.25,
         threshold: float | None = None,
-        allow_download: bool = False,
-    ) -> None:
-        path = checkpoint or os.environ.get(ENV_CHECKPOINT)
-        if not path:
-            raise MissingWeightsError(
-                f"Model '{MODEL_NAME}' needs a trained RS-ZeroSeg checkpoint and none is set.",
-                f"Set {ENV_CHECKPOINT} to a checkpoint written by rs_zeroseg.checkpoint."
-                "save_checkpoint. To fine-tune RS-ZeroSeg on your labelled parcels, run "
-                "'rs-reasoner train ... --train-option model=rs-zeroseg' and segment with "
-                "--model NAME.",
-            )
-        loaded = load_checkpoint(path, device=device, allow_download=allow_download)
-        self._setup(loaded, device, batch_size, overlap, threshold)
-
-    @classmethod
-    def from_checkpoint(
-        cls, loaded: LoadedCheckpoint, device: str = "cpu", **settings: float | int | None
-    ) -> RSZeroSegSegmenter:
-        """Wrap an already loaded checkpoint (tests, the training module's evaluation).
-
-        Args:
-            loaded: From :func:`~.checkpoint.load_checkpoint` or built in memory.
-            device: Torch device.
-            **settings: ``batch_size``, ``overlap``, ``threshold``.
-
-        Returns:
-            The segmenter.
-        """
-        self = cls.__new__(cls)
-        self._setup(
-            loaded,
-            device,
-            int(settings.get("batch_size") or 8),
-            float(settings.get("overlap", 0.25) or 0.0),
-            settings.get("threshold"),  # type: ignore[arg-type]
-        )
-        return self
-
-    def _setup(
-        self,
-        loaded: LoadedCheckpoint,
-        device: str,
-        batch_size: int,
-        overlap: float,
-        threshold: float | None,
     ) -> None:
         if batch_size < 1 or not 0 <= overlap < 1:
             raise ValueError("need batch_size >= 1 and 0 <= overlap < 1")
@@ -143,6 +99,29 @@ class RSZeroSegSegmenter(Segmenter):
         self._cache = TextEmbeddingCache()  # classes not trained on, encoded on demand
         self._weight = blend_weight(self.window, self.window, self.device)
 
+    @classmethod
+    def from_pretrained(
+        cls,
+        checkpoint: str | Path,
+        device: str = "cpu",
+        allow_download: bool = False,
+        **settings: Any,
+    ) -> RSZeroSegSegmenter:
+        """Load an RS-ZeroSeg checkpoint (:func:`~.checkpoint.save_checkpoint`'s format).
+
+        Args:
+            checkpoint: The file.
+            device: Torch device.
+            allow_download: Let missing pretrained backbone weights be downloaded.
+            **settings: ``batch_size``, ``overlap``, ``threshold`` of the constructor.
+
+        Raises:
+            CheckpointError: The checkpoint is missing, corrupt or incompatible.
+            MissingWeightsError: Pretrained backbone weights are missing.
+        """
+        loaded = load_checkpoint(checkpoint, device=device, allow_download=allow_download)
+        return cls(loaded, device, **settings)
+
     # ------------------------------------------------------------------ text
 
     def text_embeddings(self, classes: Sequence[Sequence[str]]) -> torch.Tensor:
@@ -161,7 +140,7 @@ class RSZeroSegSegmenter(Segmenter):
         if new:
 
             def encode(keys: list[tuple[str, ...]]) -> torch.Tensor:
-                with cuda_autocast(self.device):
+                with autocast(self.device):
                     return model.encode_classes(keys, self.templates).float()
 
             encoded = iter(self._cache.embed(MODEL_NAME, new, encode))
@@ -217,7 +196,7 @@ class RSZeroSegSegmenter(Segmenter):
             for i in range(0, len(spots), self.batch_size):
                 batch = spots[i : i + self.batch_size]
                 crops = torch.stack([norm[:, y : y + win, x : x + win] for y, x in batch])
-                with cuda_autocast(self.device):
+                with autocast(self.device):
                     logits = model(crops, text, with_alignment=False)["logits"]
                 probs = torch.sigmoid(logits.float())
                 for (y, x), p in zip(batch, probs, strict=True):
