@@ -22,9 +22,7 @@ import json
 import logging
 import platform
 import resource
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,9 +33,7 @@ from rs_reasoner.segmenters.base import SegmentationQuery
 from rs_reasoner.segmenters.reasoning.prompter import PrompterOutput, QwenPrompter
 from rs_reasoner.segmenters.reasoning.sam import SamRefiner
 from rs_reasoner.segmenters.reasoning.segmenter import ReasoningSegmenter
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the offline test processor
-from tests.backend.reasoning.tiny_models import tiny_processor  # noqa: E402
+from rs_reasoner.segmenters.reasoning.tiny_qwen import tiny_processor
 
 #: A typical answer: three objects (one SAM crop for a 1024² extent, three decodes).
 ANSWER = (
@@ -142,8 +138,7 @@ def main() -> None:
     prompter = QwenPrompter.from_components(model, processor, max_new_tokens=new_tokens,
                                             fast_decode=fast)
     sam = SamRefiner.random_init(sam_variant, device=args.device)
-    segmenter = ReasoningSegmenter(device=args.device, prompter=AnswerAppended(prompter),
-                                   sam=sam)
+    segmenter = ReasoningSegmenter(AnswerAppended(prompter), sam, device=args.device)
     build_s = time.perf_counter() - start
 
     image = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), np.uint8)

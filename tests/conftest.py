@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("RS_REASONER_SEGMENTER_MODULES", "tests.support.test_segmenters")
+os.environ.setdefault("RS_REASONER_SEGMENTER_MODULES", "tests.support.segmenters")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -346,11 +346,11 @@ def _models(args: argparse.Namespace) -> int:
                       f"  ({w.purpose or 'weights'})")
         return 0
     if args.models_command == "pull":
-        spec = registry.get_spec(args.name)
-        if not spec.weights:
-            print(f"{spec.name} needs no weights.")
-        for w in spec.weights:
-            path = weights.resolve(w, spec.name, allow_download=True)
+        needed = registry.weights_for(args.name)  # a model's, or training's backbones
+        if not needed:
+            print(f"{args.name} needs no weights.")
+        for w in needed:
+            path = weights.resolve(w, args.name, allow_download=True)
             print(f"{w.repo_id}: {path}")
         return 0
     names = [args.name] if args.name else [s.name for s in registry.specs()]

@@ -103,7 +103,7 @@ def test_console_script_runs_end_to_end(scene: Path, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, cwd=REPO,
         env={
             "PATH": "/usr/bin:/bin",
-            "RS_REASONER_SEGMENTER_MODULES": "tests.support.test_segmenters",
+            "RS_REASONER_SEGMENTER_MODULES": "tests.support.segmenters",
             "PYTHONPATH": str(REPO),
             "HOME": str(tmp_path),
         },

@@ -1,5 +1,5 @@
 """The HTTP service end to end: a real uvicorn process on loopback, real GeoTIFFs, the real
-pipeline with the test-only segmenters (tests.support.test_segmenters).
+pipeline with the test-only segmenters (tests.support.segmenters).
 
 A few app-level behaviours that need a misbehaving pipeline (500 handling) or a tiny upload
 limit run in-process at the end with a test double of the pipeline.
@@ -89,7 +89,7 @@ def server_env(tmp: Path) -> dict[str, str]:
         paths.append(env["PYTHONPATH"])
     env.update(
         PYTHONPATH=os.pathsep.join(paths),
-        RS_REASONER_SEGMENTER_MODULES="tests.support.test_segmenters",
+        RS_REASONER_SEGMENTER_MODULES="tests.support.segmenters",
         XDG_STATE_HOME=str(tmp / "state"),
         XDG_CACHE_HOME=str(tmp / "cache"),
         PYTHONUNBUFFERED="1",

@@ -183,7 +183,7 @@ def backend_env() -> dict[str, str]:
         paths.append(env["PYTHONPATH"])
     env.update(
         PYTHONPATH=os.pathsep.join(paths),
-        RS_REASONER_SEGMENTER_MODULES="tests.support.test_segmenters",
+        RS_REASONER_SEGMENTER_MODULES="tests.support.segmenters",
         PYTHONUNBUFFERED="1",
     )
     for var in ("QT_QPA_PLATFORM", "PYTHONHOME"):

@@ -146,7 +146,7 @@ def test_plugin_starts_a_backend_and_stops_it_on_unload(
     if os.environ.get("PYTHONPATH"):
         paths.append(os.environ["PYTHONPATH"])
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
-    monkeypatch.setenv("RS_REASONER_SEGMENTER_MODULES", "tests.support.test_segmenters")
+    monkeypatch.setenv("RS_REASONER_SEGMENTER_MODULES", "tests.support.segmenters")
     state_file = tmp_path / "own-state" / "backend.json"
     plugin_settings.state_file = str(state_file)
     plugin_settings.auto_start = True

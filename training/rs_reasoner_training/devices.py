@@ -1,21 +1,16 @@
-"""Where training runs: the torch device, and bf16 autocast on CUDA."""
+"""Where training runs: the backend's device rules (:mod:`rs_reasoner.device`, one ``auto``
+rule and one mixed-precision rule for serving and training), as torch devices."""
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
+
+from rs_reasoner import device as _device
+from rs_reasoner.device import autocast
+
+__all__ = ["autocast", "resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast when ``amp`` is on and ``device`` is CUDA; nothing otherwise."""
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """``"auto"`` -> CUDA when available, else CPU (:func:`rs_reasoner.device.resolve_device`)."""
+    return torch.device(_device.resolve_device(name))

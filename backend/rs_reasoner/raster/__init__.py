@@ -1,6 +1,12 @@
 """Raster access: opening, extent windows in any CRS, bands, stretch, working-grid reads."""
 
 from rs_reasoner.raster.bands import select_bands
+from rs_reasoner.raster.extent_window import (
+    crs_label,
+    extent_to_window,
+    raster_bounds,
+    working_shape,
+)
 from rs_reasoner.raster.reader import ExtentReader, source_pixel_size
 from rs_reasoner.raster.source import (
     PIXEL_SPACE_TRANSFORM,
@@ -9,7 +15,6 @@ from rs_reasoner.raster.source import (
     raster_transform,
 )
 from rs_reasoner.raster.stretch import apply_stretch, stretch_params
-from rs_reasoner.raster.window import crs_label, extent_to_window, raster_bounds, working_shape
 
 __all__ = [
     "PIXEL_SPACE_TRANSFORM",

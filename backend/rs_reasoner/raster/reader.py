@@ -23,7 +23,7 @@ from rs_reasoner.errors import ExtentError, RasterError
 from rs_reasoner.raster.bands import select_bands
 from rs_reasoner.raster.source import raster_transform
 from rs_reasoner.raster.stretch import apply_stretch, stretch_params
-from rs_reasoner.raster.window import extent_to_window, working_shape
+from rs_reasoner.raster.extent_window import extent_to_window, working_shape
 from rs_reasoner.schemas import MAX_WORKING_PIXELS, Extent
 
 #: Long side of the decimated read that the stretch percentiles are computed from.

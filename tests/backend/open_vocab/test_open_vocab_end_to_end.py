@@ -1,7 +1,7 @@
 """Class lists end to end: CLI and HTTP service → one polygon layer with the asked labels.
 
 The model is the production ClipOpenVocabSegmenter on a randomly initialised tiny CLIP
-(``test-clip-tiny`` in tests/support/test_segmenters.py): which class wins where is random,
+(``test-clip-tiny`` in tests/support/segmenters.py): which class wins where is random,
 but the plumbing (query parsing, tiling, windows, labels, polygons, CRS) is real.
 """
 

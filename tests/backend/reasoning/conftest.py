@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rs_reasoner.segmenters.reasoning.sam import SamRefiner
-from tests.backend.reasoning.tiny_models import tiny_processor, tiny_qwen
+from rs_reasoner.segmenters.reasoning.tiny_qwen import tiny_processor, tiny_qwen
 
 
 @pytest.fixture(scope="session")

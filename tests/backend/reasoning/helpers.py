@@ -11,6 +11,11 @@ from rs_reasoner.segmenters.reasoning.prompter import GenerationStats, PrompterO
 Box = tuple[float, float, float, float]
 
 
+def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A reproducible random RGB uint8 image."""
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
 def box_mask(shape: tuple[int, int], box: Box) -> np.ndarray:
     """Pixels whose centres lie in ``box`` (x1, y1, x2, y2), continuous pixel coordinates."""
     h, w = shape

@@ -19,7 +19,8 @@ from rs_reasoner.segmenters.reasoning.template import (
     clean_query,
     user_prompt,
 )
-from tests.backend.reasoning.tiny_models import random_image, tiny_processor
+from rs_reasoner.segmenters.reasoning.tiny_qwen import tiny_processor
+from tests.backend.reasoning.helpers import random_image
 
 IMAGE_TOKENS = (MODEL_SIZE // 28) ** 2  # 30 x 30 merged patches
 

@@ -2,7 +2,7 @@
 
 The model is the production ReasoningSegmenter on a random tiny Qwen2.5-VL (which really
 generates tokens) and a random SAM 2.1 hiera-tiny (``test-think2seg-tiny`` in
-tests/support/test_segmenters.py). Random weights never write a usable answer, so a fixed
+tests/support/segmenters.py). Random weights never write a usable answer, so a fixed
 Think2Seg-RS answer is appended to the generated text: the parse → 840-frame → SAM →
 polygons → attributes path is the real one.
 """
@@ -20,7 +20,7 @@ from shapely.geometry import box
 from rs_reasoner.cli import main
 from rs_reasoner.segmenters.reasoning.geometry import ModelFrame
 from tests.backend.test_service_http import start_backend, stop_backend, submit, wait_job
-from tests.support.test_segmenters import TINY_REASONING_THINK
+from tests.support.segmenters import TINY_REASONING_THINK
 
 QUERY = "the bright patch that would flood first"
 #: The canned answer's box in the 840 x 840 model frame (see tests/support).

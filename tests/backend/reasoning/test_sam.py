@@ -12,8 +12,7 @@ from rs_reasoner.segmenters.hub_weights import SAM_VARIANTS, sam_weights
 from rs_reasoner.segmenters.reasoning.geometry import ModelFrame, Window
 from rs_reasoner.segmenters.reasoning.parser import ObjectPrompt
 from rs_reasoner.segmenters.reasoning.sam import SamRefiner, build_sam2_model
-from tests.backend.reasoning.helpers import BoxPredictor, SpyPredictor
-from tests.backend.reasoning.tiny_models import random_image
+from tests.backend.reasoning.helpers import BoxPredictor, SpyPredictor, random_image
 
 
 def test_variants_use_the_packaged_sam21_configs_and_hub_checkpoints() -> None:

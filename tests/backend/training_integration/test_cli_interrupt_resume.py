@@ -50,7 +50,7 @@ def test_ctrl_c_keeps_checkpoints_and_rerun_resumes(
         "RS_REASONER_MODELS_DIR": str(models),
         "OMP_NUM_THREADS": "1",  # shared CPU cores: one thread trains fastest
         "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": str(REPO),  # tests.support.test_segmenters (tests/conftest.py)
+        "PYTHONPATH": str(REPO),  # tests.support.segmenters (tests/conftest.py)
     }
     proc = subprocess.Popen(
         command(shared_data / NEON, labels, epochs=100),

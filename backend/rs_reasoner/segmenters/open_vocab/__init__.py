@@ -8,7 +8,7 @@ from rs_reasoner.segmenters.open_vocab.clip_dense import (
     self_correlation_attention,
     weight_spec_for,
 )
-from rs_reasoner.segmenters.open_vocab.fusion import (
+from rs_reasoner.segmenters.open_vocab.fusion_rules import (
     class_confidences,
     fuse_probabilities,
     fusion_weights,

@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from rs_reasoner.device import autocast
 from rs_reasoner.segmenters.hub_weights import DEFAULT_SAM_VARIANT, sam_variant, sam_weights
 from rs_reasoner.segmenters.reasoning.geometry import (
     CROP_MARGIN,
@@ -170,12 +170,6 @@ class SamRefiner:
         """Where the predictor runs."""
         return getattr(self.predictor, "device", torch.device("cpu"))
 
-    def _autocast(self) -> Any:
-        # bf16 on CUDA, as the reference ran SAM; CPU stays fp32 (bf16 is slow there).
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
-
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -201,7 +195,7 @@ class SamRefiner:
         )
         stats = SamStats(crops=len(plan), objects=len(prompts), windows=[w for w, _ in plan])
         out: dict[int, ObjectMask] = {}
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), autocast(self.device):  # bf16, as the reference ran SAM
             for window, members in plan:
                 start = time.perf_counter()
                 self.predictor.set_image(np.ascontiguousarray(image[window.slices]))

@@ -1,17 +1,15 @@
-"""Tiny, randomly initialised but real models for the reasoning tests (built offline).
+"""A tiny, randomly initialised but real Qwen2.5-VL, built offline (tests, benchmarks).
 
-* Qwen2.5-VL: the real ``Qwen2_5_VLForConditionalGeneration`` from a small
-  ``Qwen2_5_VLConfig`` (2 text layers of width 64, a 2-block vision tower with the real
-  patch 14 / merge 2 / window attention), a byte-level ``Qwen2Tokenizer`` built from the
-  256 byte symbols plus Qwen's chat and vision special tokens, the real Qwen2-VL image
-  processor and a Qwen-style chat template.
-* SAM 2.1: hiera-tiny from the sam2 package's config with random weights (see
-  ``SamRefiner.random_init``).
+The real ``Qwen2_5_VLForConditionalGeneration`` from a small ``Qwen2_5_VLConfig`` (2 text
+layers of width 64, a 2-block vision tower with the real patch 14 / merge 2 / window
+attention), a byte-level ``Qwen2Tokenizer`` built from the 256 byte symbols plus Qwen's
+chat and vision special tokens, the real Qwen2-VL image processor and a Qwen-style chat
+template. No file or network is needed, so tests and ``bench/`` scripts run where no
+weights exist (SAM 2.1's counterpart is ``SamRefiner.random_init``).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 #: Qwen's chat and vision special tokens, which the chat template and processor need.
@@ -108,8 +106,3 @@ def tiny_qwen(processor, seed: int = 0, hidden: int = 64, layers: int = 2):  # n
     model.generation_config.eos_token_id = ids("<|im_end|>")
     model.generation_config.pad_token_id = 0
     return model
-
-
-def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A reproducible random RGB uint8 image."""
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)

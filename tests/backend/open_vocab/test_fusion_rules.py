@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rs_reasoner.segmenters.open_vocab.fusion import (
+from rs_reasoner.segmenters.open_vocab.fusion_rules import (
     class_confidences,
     fuse_probabilities,
     fusion_weights,

@@ -2,8 +2,9 @@
 
 A trained RS-ZeroSeg head knows the user's classes well but can miss a class it saw
 little of; the training-free CLIP segmenter knows every name a little. Fusing their
-background-first distributions per class (rules in :mod:`.fusion`) keeps a class that one
-source omits. Each source must offer ``predict_probabilities(image, valid, classes)`` →
+background-first distributions per class (rules in :mod:`.fusion_rules`) keeps a class that
+one source omits. No fused model is registered; this is a library segmenter over sources
+built by the caller. Each source must offer ``predict_probabilities(image, valid, classes)`` →
 ``(1 + C, H, W)`` with background first, as both open-vocabulary segmenters do.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 from rs_reasoner.errors import InvalidRequestError
 from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
 from rs_reasoner.segmenters.open_vocab.decision import argmax_result, require_classes
-from rs_reasoner.segmenters.open_vocab.fusion import RULES, FusionRule, fuse_probabilities
+from rs_reasoner.segmenters.open_vocab.fusion_rules import RULES, FusionRule, fuse_probabilities
 
 #: Environment default of the fusion rule (a request's ``fusion_rule`` option wins).
 ENV_RULE = "RS_REASONER_FUSION_RULE"
@@ -93,13 +94,3 @@ class FusedOpenVocabSegmenter(Segmenter):
         """Close every source."""
         for source in self.sources:
             source.close()
-
-
-def rs_zeroseg_with_clip(device: str = "cpu") -> FusedOpenVocabSegmenter:
-    """The registered ``rs-zeroseg+clip``: a trained RS-ZeroSeg checkpoint fused with the
-    training-free CLIP segmenter (both need their weights; see their modules)."""
-    from rs_reasoner.segmenters.open_vocab.rs_zeroseg.segmenter import RSZeroSegSegmenter
-    from rs_reasoner.segmenters.open_vocab.training_free import ClipOpenVocabSegmenter
-
-    trained = RSZeroSegSegmenter(device=device)  # fails fast without a checkpoint
-    return FusedOpenVocabSegmenter([trained, ClipOpenVocabSegmenter(device=device)], device=device)

@@ -1,4 +1,5 @@
-"""Sliding-window helpers shared by the dense segmenters (and the models trained here).
+"""Sliding windows over an image: where they start and how overlapping predictions blend
+(shared by the dense segmenters and the models trained here).
 
 Torch is imported inside the functions: the registry imports segmenter modules that use
 these helpers while listing models, which must not load torch.
@@ -6,7 +7,6 @@ these helpers while listing models, which must not load torch.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 
@@ -47,20 +47,3 @@ def blend_weight(height: int, width: int, device: Any = None) -> Any:
         return (1 - offset / (n / 2)).clamp(min=0.1)
 
     return ramp(height)[:, None] * ramp(width)[None, :]
-
-
-def cuda_autocast(device: Any) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (fp16 where the GPU has no bf16); nothing elsewhere.
-
-    Args:
-        device: A torch device.
-
-    Returns:
-        A context manager for inference.
-    """
-    if getattr(device, "type", None) != "cuda":
-        return contextlib.nullcontext()
-    import torch
-
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)

@@ -1,5 +1,7 @@
 """Segmenters registered only for tests (via RS_REASONER_SEGMENTER_MODULES).
 
+Not a test module itself: ``tests/conftest.py`` names it in that variable.
+
 They are deterministic colour rules, so tests know exactly which pixels must come back:
 ``bright`` = mean of RGB >= 128, ``red``/``green``/``blue`` = that channel >= 128 and the
 other two < 128. ``test-slow`` sleeps per tile (for cancel tests); ``test-reasoning``
@@ -62,8 +64,6 @@ class ColourSegmenter(Segmenter):
 class WholeExtentSegmenter(Segmenter):
     """Reasoning stand-in: picks the largest bright component of the whole extent."""
 
-    whole_extent = True
-
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
 
@@ -106,6 +106,7 @@ register(
         factory=WholeExtentSegmenter,
         default_for=(Mode.reasoning,),
         priority=100,
+        whole_extent=True,
     )
 )
 
@@ -157,7 +158,7 @@ def tiny_clip_segmenter(device: str = "cpu") -> Segmenter:
     open_clip.add_model_config(cfg)
     torch.manual_seed(0)
     model = open_clip.create_model(TINY_CLIP, pretrained=None).eval()
-    return ClipOpenVocabSegmenter.from_model(
+    return ClipOpenVocabSegmenter(
         model, open_clip.get_tokenizer(TINY_CLIP), device=device, model_id="test-clip-tiny",
         background=(),
     )
@@ -208,15 +209,14 @@ def tiny_reasoning_segmenter(device: str = "cpu") -> Segmenter:
     from rs_reasoner.segmenters.reasoning.prompter import QwenPrompter
     from rs_reasoner.segmenters.reasoning.sam import SamRefiner
     from rs_reasoner.segmenters.reasoning.segmenter import ReasoningSegmenter
-    from tests.backend.reasoning.tiny_models import tiny_processor, tiny_qwen
+    from rs_reasoner.segmenters.reasoning.tiny_qwen import tiny_processor, tiny_qwen
 
     processor = tiny_processor()
     torch.manual_seed(0)
     prompter = QwenPrompter.from_components(tiny_qwen(processor), processor, max_new_tokens=4)
     sam = SamRefiner.random_init("tiny", device=device, image_size=256)
     return ReasoningSegmenter(
-        device=device, prompter=CannedAnswerPrompter(prompter), sam=sam,  # type: ignore[arg-type]
-        model_name="test-think2seg-tiny",
+        CannedAnswerPrompter(prompter), sam, device=device,  # type: ignore[arg-type]
     )
 
 
@@ -226,5 +226,6 @@ register(
         modes=(Mode.reasoning,),
         description="Test only: the reasoning segmenter on random tiny Qwen2.5-VL and SAM 2.1.",
         factory=tiny_reasoning_segmenter,
+        whole_extent=True,
     )
 )

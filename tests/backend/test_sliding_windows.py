@@ -1,14 +1,12 @@
-"""Sliding-window helpers: rs_reasoner.segmenters.windows."""
+"""Sliding-window helpers: rs_reasoner.segmenters.sliding_windows."""
 
 from __future__ import annotations
-
-import contextlib
 
 import numpy as np
 import pytest
 import torch
 
-from rs_reasoner.segmenters.windows import blend_weight, cuda_autocast, window_starts
+from rs_reasoner.segmenters.sliding_windows import blend_weight, window_starts
 
 
 @pytest.mark.parametrize(
@@ -42,8 +40,3 @@ def test_blend_weight_is_a_floored_tent_peaking_at_the_centre(height: int, width
     if height >= 20:
         assert float(w[0, 0]) == pytest.approx(0.01)  # both ramps at their 0.1 floor
 
-
-def test_cuda_autocast_is_a_no_op_off_cuda() -> None:
-    assert isinstance(cuda_autocast(torch.device("cpu")), contextlib.nullcontext)
-    with cuda_autocast(torch.device("cpu")):
-        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
