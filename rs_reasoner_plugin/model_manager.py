@@ -78,6 +78,7 @@ class ModelManagerDialog(QDialog):
         self.task: BackendCallTask | None = None
         self.rows: list[dict[str, Any]] = []
         self.last_result: Any = None
+        self.last_pull: dict[str, Any] | None = None
         self._note = ""  # what the last action did, kept above the refreshed listing
         layout = QVBoxLayout(self)
         self.table = QTableWidget(0, len(COLUMNS))
@@ -196,6 +197,7 @@ class ModelManagerDialog(QDialog):
             self._update_buttons()
 
         task.done.connect(finished)
+        self.progress.setValue(0)
         task.progressChanged.connect(lambda p: self.progress.setValue(int(p)))
         self.task = task
         self._update_buttons()
@@ -236,6 +238,7 @@ class ModelManagerDialog(QDialog):
         self._run(f"RS Reasoner: download {name}", work, self._downloaded)
 
     def _downloaded(self, pull: dict[str, Any]) -> None:
+        self.last_pull = pull
         name = pull["model"]
         if pull["status"] == "succeeded":
             text = f"Downloaded {name} ({human_size(pull['total_bytes'])})."

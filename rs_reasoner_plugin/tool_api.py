@@ -91,4 +91,6 @@ class BackendCallTask(QgsTask):
         return self.error is None
 
     def finished(self, result: bool) -> None:  # noqa: ARG002 - QgsTask API
+        if not result and self.error is None:  # cancelled before it ran
+            self.error = BackendError("Cancelled.")
         self.done.emit(self.result, self.error)

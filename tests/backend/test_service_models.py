@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.support import live_backend
-from tests.support.hub_models import GATED_TOKEN, hub_repos
+from tests.support.hub_repos import GATED_TOKEN, hub_repos
 from tests.support.hub_server import FakeHub
 
 #: Bytes of test-hub-model's weight sets (model.bin, then config.json + tokenizer.json).
