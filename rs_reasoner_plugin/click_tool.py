@@ -4,8 +4,8 @@ Left click: a point inside the object; right click (or Shift + click): a point o
 it; drag: a box. The first prompt opens a backend session for the raster and the current
 view (SAM embeds that image once); every further click is only a mask decode, and its
 polygon is previewed on the canvas. Enter (or :meth:`accept`) adds it to the result
-layer; Esc discards; Backspace removes the last click. Panning or zooming makes the next
-click open a new session for the new view.
+layer; Esc discards; Backspace removes the last click. Panning out of the embedded view,
+or zooming in more than twice, makes the next click open a new session for the new view.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ from .tool_api import BackendCallTask, ToolClient
 #: A press and release further apart than this (screen pixels) is a box, not a click.
 DRAG_PIXELS = 5
 RESULT_LAYER_NAME = "Clicked objects"
+#: Zoomed in more than this many times since the session's view: embed the new view (SAM
+#: then sees finer pixels).
+ZOOM_IN_FACTOR = 2.0
 
 
 def _crs_text(crs: Any) -> str:
@@ -73,7 +76,7 @@ class ClickSegmentTool(QgsMapTool):
         self.preview = QgsGeometry()
         self.preview_info: dict[str, Any] = {}
         self.session: dict[str, Any] | None = None
-        self._session_key: tuple[str, ...] | None = None
+        self._session_key: tuple[tuple[str, str], QgsRectangle] | None = None
         self.task: BackendCallTask | None = None
         self._pending = False
         self._press: Any = None
@@ -106,20 +109,21 @@ class ClickSegmentTool(QgsMapTool):
         self._press = e.pos()
 
     def canvasMoveEvent(self, e: QgsMapMouseEvent) -> None:  # noqa: N802 - QGIS API
-        if self._press is not None and self._dragged(e.pos()):
+        if self._press is not None and self._dragged(self._press, e.pos()):
             start = self.toMapCoordinates(self._press)
             self.box_band.setToGeometry(QgsGeometry.fromRect(QgsRectangle(start, e.mapPoint())))
 
     def canvasReleaseEvent(self, e: QgsMapMouseEvent) -> None:  # noqa: N802 - QGIS API
         press, self._press = self._press, None
-        if press is not None and self._dragged(e.pos()):
+        if press is not None and self._dragged(press, e.pos()):
             self.set_box(QgsRectangle(self.toMapCoordinates(press), e.mapPoint()))
             return
         negative = e.button() == Qt.RightButton or bool(e.modifiers() & Qt.ShiftModifier)
         self.add_point(e.mapPoint(), positive=not negative)
 
-    def _dragged(self, pos: Any) -> bool:
-        return (abs(pos.x() - self._press.x()) + abs(pos.y() - self._press.y())) > DRAG_PIXELS
+    @staticmethod
+    def _dragged(press: Any, pos: Any) -> bool:
+        return (abs(pos.x() - press.x()) + abs(pos.y() - press.y())) > DRAG_PIXELS
 
     def keyPressEvent(self, e: QKeyEvent) -> None:  # noqa: N802 - QGIS API
         if e.key() in (Qt.Key_Return, Qt.Key_Enter):
@@ -171,12 +175,18 @@ class ClickSegmentTool(QgsMapTool):
             body["box"] = [b.xMinimum(), b.yMinimum(), b.xMaximum(), b.yMaximum()]
         return body
 
-    def _view_key(self, layer: QgsRasterLayer) -> tuple[str, ...]:
-        ext = self.canvas_.extent()
+    def _view(self, layer: QgsRasterLayer) -> tuple[tuple[str, str], QgsRectangle]:
         crs = self.canvas_.mapSettings().destinationCrs()
-        return (layer.source(), _crs_text(crs),
-                *(f"{v:.9g}" for v in (ext.xMinimum(), ext.yMinimum(), ext.xMaximum(),
-                                       ext.yMaximum())))
+        return (layer.source(), _crs_text(crs)), QgsRectangle(self.canvas_.extent())
+
+    def _session_fits(self, key: tuple[str, str], view: QgsRectangle) -> bool:
+        """The open session serves this view: same raster and CRS, the view inside the
+        embedded extent and not zoomed in more than twice (else a finer embedding pays)."""
+        if self.session is None or self._session_key is None:
+            return False
+        session_key, embedded = self._session_key
+        return (session_key == key and embedded.contains(view)
+                and view.width() * ZOOM_IN_FACTOR >= embedded.width())
 
     def _request(self) -> None:
         """Send the clicks so far (after the answer in flight, if any)."""
@@ -192,11 +202,10 @@ class ClickSegmentTool(QgsMapTool):
             self.failed.emit("Click-to-segment needs a raster file in the project (a local "
                              "GeoTIFF or other GDAL file).")
             return
-        key = self._view_key(layer)
-        session = self.session if key == self._session_key else None
+        key, ext = self._view(layer)
+        session = self.session if self._session_fits(key, ext) else None
         old = self.session if session is None else None
         crs = self.canvas_.mapSettings().destinationCrs()
-        ext = self.canvas_.extent()
         open_body = {"raster": layer.source(), "extent": {
             "xmin": ext.xMinimum(), "ymin": ext.yMinimum(), "xmax": ext.xMaximum(),
             "ymax": ext.yMaximum(), "crs": _crs_text(crs)}}
@@ -217,18 +226,20 @@ class ClickSegmentTool(QgsMapTool):
         settings = PluginSettings.load()
         task = BackendCallTask("RS Reasoner: click-to-segment",
                                backend_config(settings, self.backend_process), work)
-        task.done.connect(lambda result, error: self._answered(key, result, error))
+        task.done.connect(lambda result, error: self._answered((key, ext), result, error))
         self.task = task
         QgsApplication.taskManager().addTask(task)
 
-    def _answered(self, key: tuple[str, ...], answer: Any, error: Any) -> None:
+    def _answered(self, key: tuple[tuple[str, str], QgsRectangle], answer: Any,
+                  error: Any) -> None:
         self.task = None
         if error is not None:
             if getattr(error, "status", None) == 404:
                 self.session = self._session_key = None  # dropped by the backend: reopen
             self.failed.emit(str(error))
         else:
-            self.session, self._session_key = answer["session"], key
+            if answer["session"] is not self.session:
+                self.session, self._session_key = answer["session"], key
             self.latencies_ms.append(answer["latency_ms"])
             features = answer.get("features") or []
             geom = geometry_from_geojson(features[0]["geometry"]) if features else QgsGeometry()
