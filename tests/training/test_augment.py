@@ -41,3 +41,25 @@ def test_strong_photometric_keeps_range_and_cutmix_mixes_aligned():
     assert not cutmix_boxes(4, 20, 20, g, p=0.0).any()
     flat = torch.full((3, 9, 9), 0.5)
     assert torch.allclose(gaussian_blur(flat, 1.5), flat)
+
+
+def test_multi_band_photometric_is_per_image_gain_and_offset_unclamped():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 68, 12, 12) * 2  # normalised bands run outside [0, 1]
+    out = strong_photometric(x, g, p_jitter=1.0, p_grey=1.0, p_blur=0.0)
+    assert out.shape == x.shape
+    assert out.min() < 0 and out.max() > 1  # nothing clamped
+    for a, b in zip(x, out, strict=True):
+        # brightness * contrast then a shift: one affine map for all 68 bands of an image
+        fit = torch.linalg.lstsq(torch.stack([a.flatten(), torch.ones(a.numel())], 1),
+                                 b.flatten().unsqueeze(1)).solution  # fmt: skip
+        pred = a.flatten() * fit[0] + fit[1]
+        assert torch.allclose(pred, b.flatten(), atol=1e-4)
+
+
+def test_blur_of_many_bands_blurs_each_band_alike():
+    x = torch.zeros(68, 15, 15)
+    x[:, 7, 7] = torch.arange(1, 69).float()
+    y = gaussian_blur(x, 1.0)
+    assert y.shape == x.shape
+    torch.testing.assert_close(y[10] / 11.0, y[0])  # same kernel on every band

@@ -133,6 +133,7 @@ def initial_model(
     prompts: Mapping[str, Sequence[str]] | None = None,
     base_channels: int = 32,
     depth: int = 4,
+    in_channels: int = 3,
 ) -> nn.Module:
     """A freshly initialised model for ``choice`` (seed torch first for repeatability).
 
@@ -144,12 +145,22 @@ def initial_model(
         prompts: RS-ZeroSeg text synonyms per class.
         base_channels: U-Net width.
         depth: U-Net downsamplings.
+        in_channels: Input bands (RS-ZeroSeg reads RGB only).
 
     Returns:
         The model.
+
+    Raises:
+        InvalidRequestError: RS-ZeroSeg asked for with other than 3 bands.
     """
     if choice.arch == "unet":
-        return UNet(len(class_names), base_channels=base_channels, depth=depth)
+        return UNet(len(class_names), base_channels=base_channels, depth=depth,
+                    in_channels=in_channels)  # fmt: skip
+    if in_channels != 3:
+        raise InvalidRequestError(
+            f"RS-ZeroSeg reads 3 bands (RGB), not {in_channels}.",
+            "Train the U-Net (model 'unet') on these bands, or choose 3 bands.",
+        )
     from rs_reasoner_training.models.rs_zeroseg import build_rs_zeroseg
 
     return build_rs_zeroseg(
@@ -225,6 +236,7 @@ def train_model(
             prompts=prompts,
             base_channels=base_channels,
             depth=depth,
+            in_channels=data.in_channels,
         )
 
     semi = cfg.semi_supervised and data.unlabelled is not None and len(data.unlabelled) > 0

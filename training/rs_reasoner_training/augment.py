@@ -1,7 +1,9 @@
 """Augmentations on batched tensors: weak (geometry) and strong (photometric, CutMix).
 
-Images are float (B, 3, H, W) in [0, 1]; labels (B, H, W). All randomness comes from an
-explicit ``torch.Generator`` (CPU), so a resumed run repeats the same augmentations.
+Images are float (B, C, H, W): RGB in [0, 1], or any number of normalised bands (then
+colour jitter is a brightness/contrast change of all bands, greyscale is skipped and
+nothing is clamped); labels (B, H, W). All randomness comes from an explicit
+``torch.Generator`` (CPU), so a resumed run repeats the same augmentations.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def weak_augment(
     """Random flips, 90-degree rotations (square tiles) and a random crop, per sample.
 
     Args:
-        images: (B, 3, H, W).
+        images: (B, C, H, W).
         labels: (B, H, W).
         valid: (B, H, W) bool.
         generator: Random source.
@@ -64,8 +66,12 @@ def weak_augment(
 def color_jitter(
     image: torch.Tensor, brightness: float, contrast: float, saturation: float
 ) -> torch.Tensor:
-    """Scale brightness, contrast (around the mean grey) and saturation of one (3, H, W)."""
+    """Scale brightness, contrast (around the mean grey) and saturation of one (3, H, W);
+    brightness and contrast (around the mean) only, unclamped, of other band counts."""
     x = image * brightness
+    if image.shape[0] != 3:
+        mean = x.mean()
+        return (x - mean) * contrast + mean
     grey = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).unsqueeze(0)
     x = (x - grey.mean()) * contrast + grey.mean()
     grey = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).unsqueeze(0)
@@ -74,7 +80,7 @@ def color_jitter(
 
 
 def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of one (3, H, W) image (reflect padding)."""
+    """Separable Gaussian blur of one (C, H, W) image (reflect padding)."""
     radius = max(1, math.ceil(3 * sigma))
     t = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
@@ -86,8 +92,9 @@ def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
         k = k / k.sum()
         radius = pad
     x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(3, 1, 1, -1), groups=3)
-    x = F.conv2d(x, k.view(1, 1, -1, 1).expand(3, 1, -1, 1), groups=3)
+    c = image.shape[0]
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    x = F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
     return x[0]
 
 
@@ -101,7 +108,7 @@ def strong_photometric(
     """Colour jitter, greyscale and Gaussian blur, each applied per sample at random.
 
     Args:
-        images: (B, 3, H, W) in [0, 1].
+        images: (B, C, H, W) (see the module docstring).
         generator: Random source.
         p_jitter: Probability of colour jitter (brightness/contrast/saturation 0.5-1.5).
         p_grey: Probability of converting to grey.
@@ -116,7 +123,7 @@ def strong_photometric(
             x = color_jitter(
                 x, _u(generator, 0.5, 1.5), _u(generator, 0.5, 1.5), _u(generator, 0.5, 1.5)
             )
-        if _u(generator) < p_grey:
+        if _u(generator) < p_grey and x.shape[0] == 3:
             x = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).expand(3, -1, -1)
         if _u(generator) < p_blur:
             x = gaussian_blur(x, _u(generator, 0.1, 2.0))

@@ -69,6 +69,7 @@ class ClassicalConfig:
     max_pixels_per_class: int = 20_000
     early_stopping_rounds: int = 30
     class_weight_power: float = 1.0
+    extra_trees: bool = False
     threads: int | None = None
     seed: int = 0
 
@@ -166,6 +167,7 @@ def _params(config: ClassicalConfig, num_classes: int) -> dict[str, Any]:
         "bagging_fraction": config.bagging_fraction,
         "bagging_freq": 1,
         "lambda_l2": config.lambda_l2,
+        "extra_trees": config.extra_trees,
         "seed": config.seed,
         "deterministic": True,
         "verbose": -1,

@@ -40,7 +40,7 @@ class TileSample:
     """A tile as read from its source.
 
     Attributes:
-        image: (H, W, 3) uint8.
+        image: (H, W, 3) uint8 RGB, or (H, W, B) float32 normalised bands (no NaN).
         label: (H, W) uint8 class ids, :data:`IGNORE_INDEX` where unlabelled.
         valid: (H, W) bool, False on padding and nodata.
     """
@@ -99,8 +99,8 @@ def grid_refs(source: int, height: int, width: int, size: int) -> list[TileRef]:
 class TileDataset(Dataset):
     """Tiles of one role as tensors.
 
-    Items are dicts: ``image`` float32 (3, H, W) in [0, 1], ``label`` int64 (H, W) with
-    :data:`IGNORE_INDEX`, ``valid`` bool (H, W).
+    Items are dicts: ``image`` float32 (C, H, W) (uint8 RGB scaled to [0, 1], float bands
+    as read), ``label`` int64 (H, W) with :data:`IGNORE_INDEX`, ``valid`` bool (H, W).
 
     Args:
         source: Where tiles are read from.
@@ -121,7 +121,8 @@ class TileDataset(Dataset):
         image = torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1)
         label = torch.from_numpy(sample.label.astype(np.int64))
         valid = torch.from_numpy(sample.valid.astype(bool))
-        return {"image": image.float() / 255.0, "label": label, "valid": valid}
+        image = image.float() / 255.0 if sample.image.dtype == np.uint8 else image.float()
+        return {"image": image, "label": label, "valid": valid}
 
 
 class ArraySource:
@@ -157,7 +158,9 @@ class TrainingData:
         labelled: Training tiles with labels.
         unlabelled: Training tiles without labels (None: supervised only).
         val: Held-out tiles (None: no validation, e.g. ``val_fraction=0``).
-        summary: Counts and notes to show the user (tiles, parcels, warnings).
+        summary: Counts and notes to show the user (tiles, parcels, warnings); with
+            normalised bands, ``band_stats`` (``BandStats.to_dict()``), which checkpoints
+            and ``model.json`` keep for serving.
     """
 
     class_names: list[str]
@@ -165,3 +168,9 @@ class TrainingData:
     unlabelled: TileDataset | None = None
     val: TileDataset | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of the images: the bands of ``summary["band_stats"]``, else RGB's 3."""
+        stats = self.summary.get("band_stats")
+        return len(stats["bands"]) if stats else 3
