@@ -15,9 +15,11 @@ from pydantic import ValidationError
 from rs_reasoner import __version__
 from rs_reasoner.arguments import add_field, add_serve_arguments, serve_options
 from rs_reasoner.atomic import check_writable, exit_on_termination_signals
+from rs_reasoner.batch.cli import add_batch_parser, run_batch_command
 from rs_reasoner.errors import RsReasonerError
 from rs_reasoner.schemas import RunOptions, SegmentOptions, SegmentRequest, TrainRequest
 from rs_reasoner.schemas import defaults as field_defaults
+from rs_reasoner.train_reasoner_cli import add_train_reasoner_parser, run_train_reasoner_command
 
 EPILOG_SEGMENT = """examples:
   rs-reasoner segment scene.tif --query "buildings, roads, water" --out polygons.gpkg
@@ -59,6 +61,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     add_serve_arguments(srv)
     _add_models_parser(sub)
+    add_batch_parser(sub)
+    add_train_reasoner_parser(sub)
     return parser
 
 
@@ -401,7 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _negative_numbers_as_values(sys.argv[1:] if argv is None else argv)
     )
     exit_on_termination_signals()  # SIGTERM/SIGHUP run the writers' clean-up, as Ctrl-C does
-    handlers = {"segment": _segment, "train": _train, "serve": _serve, "models": _models}
+    handlers = {
+        "segment": _segment, "train": _train, "serve": _serve, "models": _models,
+        "batch": run_batch_command, "train-reasoner": run_train_reasoner_command,
+    }  # fmt: skip
     try:
         return handlers[args.command](args)
     except RsReasonerError as exc:

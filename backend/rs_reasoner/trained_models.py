@@ -168,9 +168,14 @@ def _json_safe(value: Any) -> Any:
 
 
 def _load(folder: Path) -> TrainedModel | None:
-    if not _NAME.fullmatch(folder.name) or not (folder / BEST).is_file():
+    if not _NAME.fullmatch(folder.name):
         return None
     info = read_info(folder)
+    # The served weights: best.pt, or what model.json names (a fine-tuned prompter's
+    # adapter folder); a plain name inside the folder only.
+    served = str((info or {}).get("checkpoint") or BEST)
+    if Path(served).name != served or not (folder / served).exists():
+        return None
     classes = info.get("classes") if info else None
     if not isinstance(classes, list) or not classes:
         return None

@@ -316,8 +316,13 @@ def trained_model_spec(model: TrainedModel) -> ModelSpec:
     """The registry's spec of a model in the models folder.
 
     Its loader is :meth:`TrainedSegmenter.load` on the model's ``best.pt``; ``check_query``
-    refuses classes the model does not know (no torch needed).
+    refuses classes the model does not know (no torch needed). A fine-tuned prompter
+    (``kind: reasoner-adapter``) is served by its own spec.
     """
+    from rs_reasoner.segmenters.reasoning.adapter import ADAPTER_KIND, adapter_model_spec
+
+    if model.info.get("kind") == ADAPTER_KIND:
+        return adapter_model_spec(model)
     return ModelSpec(
         name=model.name,
         modes=(Mode.open_vocabulary,),
