@@ -34,8 +34,10 @@ def test_class_factory_init_gui_and_unload(iface, clean_project, plugin_settings
         assert plugin.toggle_action in toolbar.actions()
         menu = iface.menus["&RS Reasoner"]
         assert [a.text() for a in menu.actions()] == [
-            "Segment by description", "Fine-tune on labelled parcels…", "Settings…"]
+            "Segment by description", "Fine-tune on labelled parcels…", "Settings…",
+            "Set up the backend…", "Models…", "Click to segment"]
         assert plugin.train_action in toolbar.actions()
+        assert plugin.tools.click_action in toolbar.actions()
         assert QgsApplication.processingRegistry().providerById("rsreasoner") is plugin.provider
         alg = QgsApplication.processingRegistry().algorithmById(
             "rsreasoner:segment_by_description")
