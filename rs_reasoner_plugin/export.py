@@ -1,10 +1,24 @@
-"""Export a result layer as an ESRI Shapefile (with .prj), GeoPackage or GeoJSON."""
+"""Export a result layer as an ESRI Shapefile (with .prj), GeoPackage or GeoJSON.
+
+GeoJSON follows RFC 7946: coordinates in WGS 84 (longitude, latitude) and no ``crs`` member,
+so every reader places it. A Shapefile's 64-bit integer fields (the GeoPackage's ``fid``)
+are written as integers: the format stores them as 20-digit numbers that readers take for
+reals."""
 
 from __future__ import annotations
 
 import os
 
-from qgis.core import QgsCoordinateTransformContext, QgsProject, QgsVectorFileWriter, QgsVectorLayer
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsCoordinateTransformContext,
+    QgsField,
+    QgsProject,
+    QgsVectorFileWriter,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtCore import QVariant
 
 #: Format name shown to users → (OGR driver, extension).
 FORMATS: dict[str, tuple[str, str]] = {
@@ -14,6 +28,41 @@ FORMATS: dict[str, tuple[str, str]] = {
 }
 #: File dialog filter.
 FILE_FILTER = ";;".join(f"{name} (*{ext})" for name, (_, ext) in FORMATS.items())
+
+
+#: Largest value of a 9-digit Shapefile field, which readers take for a 32-bit integer.
+_SHAPEFILE_INT_MAX = 999_999_999
+
+
+class _ShapefileIntegers(QgsVectorFileWriter.FieldValueConverter):
+    """Writes the 64-bit integer fields whose values fit as 32-bit integers."""
+
+    def __init__(self, layer: QgsVectorLayer) -> None:
+        super().__init__()
+        self._narrow: set[int] = set()
+        for i, fld in enumerate(layer.fields()):
+            if fld.type() not in (QVariant.LongLong, QVariant.ULongLong):
+                continue
+            low, high = layer.minimumValue(i), layer.maximumValue(i)
+            if (low is None or int(low) >= -_SHAPEFILE_INT_MAX) and (
+                high is None or int(high) <= _SHAPEFILE_INT_MAX
+            ):
+                self._narrow.add(i)
+        self._fields = layer.fields()
+
+    def fieldDefinition(self, field: QgsField) -> QgsField:  # noqa: N802 - QGIS API
+        idx = self._fields.indexOf(field.name())
+        if idx in self._narrow:
+            return QgsField(field.name(), QVariant.Int, "integer", 9)
+        return QgsField(field)
+
+    def convert(self, idx: int, value):  # noqa: ANN001, ANN201 - QGIS API
+        if idx in self._narrow and value is not None:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return None
+        return value
 
 
 class ExportLayerError(Exception):
@@ -31,7 +80,8 @@ def format_for_path(path: str) -> str:
 
 def export_layer(layer: QgsVectorLayer, path: str, fmt: str | None = None,
                  transform_context: QgsCoordinateTransformContext | None = None) -> str:
-    """Write ``layer`` to ``path`` in its own CRS (a Shapefile gets its .prj).
+    """Write ``layer`` to ``path``: Shapefile (with its .prj) and GeoPackage in the layer's
+    CRS, GeoJSON in WGS 84 (RFC 7946).
 
     Args:
         layer: The layer to write.
@@ -58,10 +108,16 @@ def export_layer(layer: QgsVectorLayer, path: str, fmt: str | None = None,
     options.fileEncoding = "UTF-8"
     if driver == "GPKG":
         options.layerName = os.path.splitext(os.path.basename(path))[0]
-    if driver == "GeoJSON":
-        # Keep the layer's CRS (RFC 7946 would force WGS 84).
-        options.layerOptions = ["RFC7946=NO", "WRITE_NAME=NO"]
     context = transform_context or QgsProject.instance().transformContext()
+    converter = None
+    if driver == "GeoJSON":
+        options.layerOptions = ["RFC7946=YES", "WRITE_NAME=NO"]
+        wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
+        if layer.crs().isValid() and layer.crs() != wgs84:
+            options.ct = QgsCoordinateTransform(layer.crs(), wgs84, context)
+    elif driver == "ESRI Shapefile":
+        converter = _ShapefileIntegers(layer)
+        options.fieldValueConverter = converter
     result = QgsVectorFileWriter.writeAsVectorFormatV3(layer, path, context, options)
     err, msg = result[0], result[1]
     if err != QgsVectorFileWriter.NoError:

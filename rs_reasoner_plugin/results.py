@@ -36,6 +36,7 @@ from qgis.PyQt.QtCore import QVariant
 from qgis.PyQt.QtGui import QColor
 
 from .errors import PluginUserError
+from .result_style import class_colours, round_area
 
 #: Attributes the backend returns, in this order, with their types.
 KNOWN_FIELDS: list[tuple[str, QVariant.Type]] = [
@@ -49,9 +50,6 @@ KNOWN_FIELDS: list[tuple[str, QVariant.Type]] = [
 ]
 #: Name of the layer group results are added to.
 GROUP_NAME = "RS Reasoner results"
-#: Fill colours per label (a qualitative palette, cycled).
-PALETTE = ["#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#ffff33", "#a65628",
-           "#f781bf", "#1b9e77", "#d95f02", "#7570b3", "#66a61e"]
 
 
 class ResultError(PluginUserError):
@@ -245,6 +243,8 @@ def iter_features(
                 continue
             geom.convertToMultiType()
             props = dict(props, area=geom.area())
+        if isinstance(props.get("area"), (int, float)):
+            props = dict(props, area=round_area(float(props["area"]), out_crs.isGeographic()))
         feat = QgsFeature(fields)
         feat.setGeometry(geom)
         for i, fld in enumerate(fields):
@@ -334,15 +334,34 @@ def load_result_layer(written: WrittenResult, name: str) -> QgsVectorLayer:
     return layer
 
 
+def load_class_layers(written: WrittenResult, name: str) -> list[QgsVectorLayer]:
+    """One layer per label of the GeoPackage's table (a filter on ``label`` each), named
+    ``"<name> — <label>"``, in the order the labels first appear.
+
+    Raises:
+        ResultError: QGIS cannot open it.
+    """
+    layers = []
+    for label in written.labels:
+        layer = load_result_layer(written, f"{name} — {label or '(no label)'}")
+        quoted = label.replace("'", "''")
+        layer.setSubsetString(f"\"label\" = '{quoted}'")
+        style_by_label(layer)
+        layers.append(layer)
+    return layers
+
+
 def style_by_label(layer: QgsVectorLayer) -> None:
-    """A categorized renderer on ``label``: one semi-transparent colour per label."""
+    """A categorized renderer on ``label``: one semi-transparent colour per label, the
+    colour of its meaning where it has one (:mod:`.result_style`)."""
     idx = layer.fields().indexOf("label")
     if idx < 0:
         return
     values = sorted({str(v) for v in layer.uniqueValues(idx) if v is not None})
+    colours = class_colours(values)
     categories = []
-    for i, value in enumerate(values):
-        colour = QColor(PALETTE[i % len(PALETTE)])
+    for value in values:
+        colour = QColor(colours[value])
         symbol = QgsFillSymbol.createSimple({
             "color": f"{colour.red()},{colour.green()},{colour.blue()},110",
             "outline_color": colour.name(),
