@@ -15,6 +15,7 @@ from qgis.core import (
     QgsApplication,
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
+    QgsCsException,
     QgsGeometry,
     QgsMapLayerProxyModel,
     QgsProject,
@@ -23,8 +24,9 @@ from qgis.core import (
     QgsVectorLayer,
 )
 from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsMapLayerComboBox, QgsMapToolExtent
-from qgis.PyQt.QtCore import Qt, pyqtSignal
+from qgis.PyQt.QtCore import Qt, QTimer, pyqtSignal
 from qgis.PyQt.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -42,19 +44,31 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from . import messages
+from .area_outline import AreaOutline
 from .backend_process import BackendProcess
 from .errors import InputError
 from .export import FILE_FILTER, ExportLayerError, export_layer
-from .params import MODES, Extent, SegmentOptions, bounds, defaults
+from .help import open_help
+from .params import (
+    AUTO_MIN_AREA_PX,
+    AUTO_SIMPLIFY_PX,
+    MODES,
+    Extent,
+    SegmentOptions,
+    bounds,
+    defaults,
+)
 from .raster_export import (
     ExportError,
     local_file_path,
     native_resolution,
     prepare_export,
 )
-from .results import add_to_project, layer_display_name, load_result_layer
+from .result_preview import ResultPreview
+from .result_style import result_layer_name
+from .results import add_to_project
 from .run_request import ChoiceError, RunChoices, build_request
-from .settings import PluginSettings
+from .settings import AUTO, PluginSettings
 from .task_runner import TaskRunner
 from .tasks import (
     BackendStatus,
@@ -76,6 +90,8 @@ AREAS: list[tuple[str, str]] = [
 
 #: The initial values of the advanced options.
 _OPTIONS = defaults(SegmentOptions)
+#: Seconds between two checks of the backend while the dock is shown.
+STATUS_INTERVAL_S = 15
 
 __all__ = ["AREAS", "InputError", "SegmentDock"]
 
@@ -104,6 +120,20 @@ def _number_spin(
         spin.setToolTip(tip)
     spin.setValue(_OPTIONS[option] if option else 0.0)
     return spin
+
+
+def _auto_spin(spin: QDoubleSpinBox) -> QDoubleSpinBox:
+    """Give ``spin`` an "by resolution" value below 0 (the option is then derived from the
+    ground resolution) and start it there."""
+    spin.setMinimum(AUTO)
+    spin.setSpecialValueText("by resolution")
+    spin.setValue(AUTO)
+    return spin
+
+
+def _spin_value(spin: QDoubleSpinBox) -> float | None:
+    """The spin's value; None for "by resolution"."""
+    return None if spin.value() < 0 else spin.value()
 
 
 class SegmentDock(TaskRunner, QgsDockWidget):
@@ -137,10 +167,20 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         self._previous_tool = None
         self._models: list[dict] = []
         self._refresh_again = False
+        self.preview: ResultPreview | None = None
+        canvas = iface.mapCanvas() if iface is not None else None
+        self.outline = AreaOutline(canvas)
         self._build()
         self._load_history()
+        self._restore_choices()
         self._update_area_widgets()
         self._set_running(False)
+        # The status line follows the backend while the dock is shown (it may be started,
+        # stopped or set up outside the dock).
+        self.status_timer = QTimer(self)
+        self.status_timer.setInterval(STATUS_INTERVAL_S * 1000)
+        self.status_timer.timeout.connect(self._timed_refresh)
+        self.visibilityChanged.connect(self._visibility_changed)
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -154,6 +194,7 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         outer.addWidget(self._build_advanced(body))
         outer.addLayout(self._build_buttons(body))
         self._add_progress_widgets(outer, body)
+        outer.addLayout(self._build_preview_row(body))
         self.reasoning = QTextBrowser(body)
         self.reasoning.setPlaceholderText("The model's reasoning appears here.")
         self.reasoning.setMaximumHeight(110)
@@ -172,8 +213,11 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         self.query_combo = QComboBox(body)
         self.query_combo.setEditable(True)
         self.query_combo.setInsertPolicy(QComboBox.NoInsert)
-        self.query_combo.lineEdit().setPlaceholderText(
-            "e.g. buildings, roads, water — or: the buildings most at risk from the river")
+        self.query_combo.lineEdit().setPlaceholderText("e.g. trees, water")
+        self.query_combo.setToolTip(
+            "What to segment: class names separated by commas (\"buildings, roads, water\") "
+            "or a sentence (\"the buildings most at risk from the river\"). Enter runs it; "
+            "the list holds your recent queries.")
         self.query_combo.lineEdit().returnPressed.connect(self.start_run)
         form.addRow("Query", self.query_combo)
 
@@ -194,7 +238,10 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         self.area_combo.currentIndexChanged.connect(self._update_area_widgets)
         self.draw_button = QToolButton(body)
         self.draw_button.setText("Draw")
-        self.draw_button.setToolTip("Drag a rectangle on the map")
+        self.draw_button.setToolTip("Drag a rectangle on the map; it stays outlined")
+        self.area_combo.setToolTip(
+            "Where to segment: the map view, the whole raster, a rectangle you draw, or the "
+            "selected polygons of a layer (results are clipped to them)")
         self.draw_button.clicked.connect(self.start_drawing)
         area_row.addWidget(self.area_combo, 1)
         area_row.addWidget(self.draw_button)
@@ -202,6 +249,8 @@ class SegmentDock(TaskRunner, QgsDockWidget):
 
         self.mask_combo = QgsMapLayerComboBox(body)
         self.mask_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.mask_combo.setToolTip("Polygon layer whose selected features are the area")
+        self.mask_combo.layerChanged.connect(self._mask_changed)
         self.mask_label = QLabel("Polygons", body)
         form.addRow(self.mask_label, self.mask_combo)
 
@@ -210,29 +259,42 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         (:class:`~.params.SegmentOptions`)."""
         self.advanced = QgsCollapsibleGroupBox("Advanced options", body)
         self.advanced.setCollapsed(True)
+        for button in self.advanced.findChildren(QToolButton):  # the collapse button
+            button.setToolTip("Show or hide the advanced options")
         adv = QFormLayout(self.advanced)
         self.model_combo = QComboBox(self.advanced)
         self.model_combo.setEditable(True)
         self.model_combo.addItem("(default for the mode)", "")
-        self.model_combo.setToolTip("Fine-tuned models list their classes; choosing one fills "
-                                    "an empty query with them")
+        self.model_combo.setToolTip(
+            "The model to run. Default: the mode's best model whose weights are on this "
+            "machine. Fine-tuned models list their classes; choosing one fills an empty "
+            "query with them. Remembered for next time.")
         self.model_combo.activated.connect(self._model_chosen)
         adv.addRow("Model", self.model_combo)
         self.bands_edit = QLineEdit(self.advanced)
         self.bands_edit.setPlaceholderText("RGB or bands 1-3; e.g. 4 3 2")
+        self.bands_edit.setToolTip("Band numbers to read as red, green, blue (or one band), "
+                                   "e.g. '4 3 2' for false colour; empty: the raster's RGB")
         adv.addRow("Bands", self.bands_edit)
         self.resolution_spin = _number_spin(
             self.advanced, decimals=4, maximum=1e7, special="native",
             tip="Ground resolution in the raster's map units per pixel (native: the "
             "raster's own)")
         adv.addRow("Ground resolution", self.resolution_spin)
-        self.score_spin = _number_spin(self.advanced, "score_threshold", step=0.05)
+        self.score_spin = _number_spin(
+            self.advanced, "score_threshold", step=0.05,
+            tip="Pixels scoring below this are not part of a class (lower finds more, with "
+            "more false positives)")
         adv.addRow("Score threshold", self.score_spin)
-        self.min_area_spin = _number_spin(self.advanced, "min_area", decimals=3, maximum=1e12,
-                                          tip="Drop smaller polygons (map units²)")
+        self.min_area_spin = _auto_spin(_number_spin(
+            self.advanced, "min_area", decimals=3, maximum=1e12,
+            tip=f"Drop smaller polygons (map units²). 'by resolution': "
+            f"{AUTO_MIN_AREA_PX:g} pixels of the ground resolution"))
         adv.addRow("Minimum area", self.min_area_spin)
-        self.simplify_spin = _number_spin(self.advanced, "simplify", decimals=3, maximum=1e6,
-                                          tip="Simplification tolerance (map units)")
+        self.simplify_spin = _auto_spin(_number_spin(
+            self.advanced, "simplify", decimals=3, maximum=1e6,
+            tip=f"Simplification tolerance (map units). 'by resolution': "
+            f"{AUTO_SIMPLIFY_PX:g} pixel of the ground resolution"))
         adv.addRow("Simplification", self.simplify_spin)
         self.tile_spin = QSpinBox(self.advanced)
         # 0 shows "default": the backend's tile size (the model's own for some models).
@@ -242,14 +304,26 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         self.tile_spin.setValue(_OPTIONS["tile_size"] or 0)
         self.tile_spin.setToolTip("Tile edge in pixels (smaller tiles need less GPU memory)")
         adv.addRow("Tile size", self.tile_spin)
+        self.preview_check = QCheckBox("Preview before adding", self.advanced)
+        self.preview_check.setToolTip("Show the polygons on the map first; Accept adds the "
+                                      "layer, Discard deletes the result")
+        adv.addRow("", self.preview_check)
+        self.per_class_check = QCheckBox("One layer per class", self.advanced)
+        self.per_class_check.setToolTip("Add each class of a multi-class result as a layer "
+                                        "of its own")
+        adv.addRow("", self.per_class_check)
         return self.advanced
 
     def _build_buttons(self, body: QWidget) -> QHBoxLayout:
         buttons = QHBoxLayout()
         self.segment_button = QPushButton("Segment", body)
         self.segment_button.setDefault(True)
+        self.segment_button.setToolTip("Run the query on the chosen raster and area (the "
+                                       "backend starts if needed)")
         self.segment_button.clicked.connect(self.start_run)
         self.cancel_button = QPushButton("Cancel", body)
+        self.cancel_button.setToolTip("Stop the run (the backend stops after the current "
+                                      "tile)")
         self.cancel_button.clicked.connect(self.cancel_run)
         self.export_button = QPushButton("Export…", body)
         self.export_button.setToolTip("Save the result layer as Shapefile, GeoPackage or "
@@ -258,7 +332,33 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         buttons.addWidget(self.segment_button, 1)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.export_button)
+        self.help_button = QToolButton(body)
+        self.help_button.setText("?")
+        self.help_button.setToolTip("Open the plugin guide in the web browser")
+        self.help_button.clicked.connect(lambda: open_help())
+        buttons.addWidget(self.help_button)
         return buttons
+
+    def _build_preview_row(self, body: QWidget) -> QHBoxLayout:
+        """Accept / Discard of a previewed result (hidden when none waits)."""
+        row = QHBoxLayout()
+        self.preview_label = QLabel("", body)
+        self.preview_label.setWordWrap(True)
+        self.accept_button = QPushButton("Accept", body)
+        self.accept_button.setToolTip("Add the previewed result to the project")
+        self.accept_button.clicked.connect(self.accept_preview)
+        self.discard_button = QPushButton("Discard", body)
+        self.discard_button.setToolTip("Remove the preview and delete its file")
+        self.discard_button.clicked.connect(self.discard_preview)
+        row.addWidget(self.preview_label, 1)
+        row.addWidget(self.accept_button)
+        row.addWidget(self.discard_button)
+        self._show_preview_row(False)
+        return row
+
+    def _show_preview_row(self, shown: bool) -> None:
+        for w in (self.preview_label, self.accept_button, self.discard_button):
+            w.setVisible(shown)
 
     def _build_status_row(self, body: QWidget) -> QHBoxLayout:
         """The backend's status, with refresh and settings buttons."""
@@ -280,6 +380,35 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         status_row.addWidget(self.settings_button)
         return status_row
 
+    def _restore_choices(self) -> None:
+        """The mode, model and advanced options of the last run (per user)."""
+        st = self.settings
+        self.set_mode(st.last_mode)
+        if st.last_model:
+            self.model_combo.setEditText(st.last_model)
+        self.bands_edit.setText(st.bands)
+        self.resolution_spin.setValue(st.resolution)
+        self.score_spin.setValue(st.score_threshold)
+        self.min_area_spin.setValue(st.min_area)
+        self.simplify_spin.setValue(st.simplify)
+        self.tile_spin.setValue(int(st.tile_size))
+        self.preview_check.setChecked(st.preview_results)
+        self.per_class_check.setChecked(st.layer_per_class)
+
+    def _remember_choices(self) -> None:
+        """Store what :meth:`_restore_choices` restores (at each run)."""
+        st = self.settings
+        st.last_mode = self.mode_combo.currentData() or "auto"
+        st.last_model = self.selected_model()
+        st.bands = self.bands_edit.text().strip()
+        st.resolution = self.resolution_spin.value()
+        st.score_threshold = self.score_spin.value()
+        st.min_area = self.min_area_spin.value()
+        st.simplify = self.simplify_spin.value()
+        st.tile_size = float(self.tile_spin.value())
+        st.preview_results = self.preview_check.isChecked()
+        st.layer_per_class = self.per_class_check.isChecked()
+
     def _load_history(self) -> None:
         current = self.query_combo.currentText()
         self.query_combo.clear()
@@ -291,6 +420,30 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         self.draw_button.setVisible(key == "drawn")
         self.mask_combo.setVisible(key == "selection")
         self.mask_label.setVisible(key == "selection")
+        self._update_outline()
+
+    def _mask_changed(self, *_: object) -> None:
+        # A polygon layer added to the project (a result) becomes the combo's choice: it is
+        # the area only when the selection is.
+        if self.area_combo.currentData() == "selection":
+            self._update_outline()
+
+    def _update_outline(self, *_: object) -> None:
+        """Outline the chosen area on the map: the drawn rectangle or the selection."""
+        key = self.area_combo.currentData()
+        if key == "drawn" and self.drawn_extent is not None and not self.drawn_extent.isEmpty():
+            self.outline.show(QgsGeometry.fromRect(self.drawn_extent),
+                              self.drawn_crs or QgsCoordinateReferenceSystem())
+        elif key == "selection":
+            mask = self.mask_combo.currentLayer()
+            geoms = [f.geometry() for f in mask.selectedFeatures() if f.hasGeometry()] if (
+                isinstance(mask, QgsVectorLayer)) else []
+            if geoms:
+                self.outline.show(QgsGeometry.unaryUnion(geoms), mask.crs())
+            else:
+                self.outline.clear()
+        else:
+            self.outline.clear()
 
     def _set_running(self, running: bool) -> None:
         self.segment_button.setEnabled(not running)
@@ -306,6 +459,23 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         """Re-read the settings (after the settings dialog)."""
         self.settings = PluginSettings.load()
         self._load_history()
+
+    def settings_saved(self) -> BackendStatusTask | None:
+        """The settings dialog was accepted: re-read it and check the backend at once,
+        starting it when auto-start is on (the status line shows the new backend)."""
+        self.reload_settings()
+        self.status_label.setText("Backend: checking…")
+        return self.refresh_status(start=True)
+
+    def _visibility_changed(self, visible: bool) -> None:
+        if visible:
+            self.status_timer.start()
+        else:
+            self.status_timer.stop()
+
+    def _timed_refresh(self) -> None:
+        if self.task is None:  # a run reports the backend's state itself
+            self.refresh_status()
 
     # -- helpers for callers and tests ----------------------------------------------------
 
@@ -323,6 +493,7 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         self.drawn_extent = QgsRectangle(rect)
         self.drawn_crs = QgsCoordinateReferenceSystem(crs)
         self.set_area("drawn")
+        self._update_outline()
 
     # -- drawing --------------------------------------------------------------------------
 
@@ -356,7 +527,13 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         if not src.isValid() or not dst.isValid() or src == dst:
             return QgsRectangle(rect)
         tr = QgsCoordinateTransform(src, dst, QgsProject.instance())
-        return tr.transformBoundingBox(rect)
+        try:
+            return tr.transformBoundingBox(rect)
+        except QgsCsException:  # e.g. a world-wide view into a UTM zone
+            raise InputError(
+                f"The area cannot be expressed in the raster's CRS ({dst.authid() or 'custom'})"
+                ": zoom to the raster (right-click it ▸ Zoom to Layer) or choose 'Layer "
+                "extent' as the area.") from None
 
     def _area(self, layer: QgsRasterLayer) -> tuple[QgsRectangle | None, QgsGeometry | None]:
         """(extent in the raster's CRS or None for the whole layer, clip geometry in the
@@ -407,8 +584,8 @@ class SegmentDock(TaskRunner, QgsDockWidget):
             bands=self.bands_edit.text(),
             resolution=self.resolution_spin.value(),
             score_threshold=self.score_spin.value(),
-            min_area=self.min_area_spin.value(),
-            simplify=self.simplify_spin.value(),
+            min_area=_spin_value(self.min_area_spin),
+            simplify=_spin_value(self.simplify_spin),
             tile_size=self.tile_spin.value(),
         )
 
@@ -425,6 +602,7 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         if not choices.query.strip():  # before the area, whose problems come second
             raise InputError("Type what to segment in the query box, e.g. 'buildings, water'.")
         extent, clip = self._area(layer)
+        self._check_overlap(layer, extent)
         path = None if self.settings.always_upload else local_file_path(layer)
         try:
             # Extent in the raster's CRS (crs None). Rasters without georeferencing: the
@@ -458,18 +636,33 @@ class SegmentDock(TaskRunner, QgsDockWidget):
             export=export,
             raster_crs=layer.crs(),
             results_folder=self.settings.results_dir(),
-            layer_name=layer_display_name(built.params.query),
+            layer_name=result_layer_name(built.params.query),
             target_crs=target,
             transform_context=project.transformContext(),
             clip=clip,
         )
 
+    def _check_overlap(self, layer: QgsRasterLayer, extent: QgsRectangle | None) -> None:
+        """An area beside the raster is refused with what to do instead."""
+        if extent is None or not layer.extent().isFinite() or layer.extent().isEmpty():
+            return
+        if extent.intersects(layer.extent()):
+            return
+        area = self.area_combo.currentText().lower()
+        raise InputError(
+            f"The area ({area}) does not overlap raster '{layer.name()}'. Zoom to the raster "
+            "(right-click it in the Layers panel ▸ Zoom to Layer), draw the rectangle on it, "
+            "or choose 'Layer extent' as the area.")
+
     def _canvas_resolution(self, layer: QgsRasterLayer) -> float | None:
         canvas = self.iface.mapCanvas() if self.iface is not None else None
         if canvas is None or canvas.width() <= 0:
             return None
-        ext = self._transform_rect(canvas.extent(), canvas.mapSettings().destinationCrs(),
-                                   layer.crs())
+        try:
+            ext = self._transform_rect(canvas.extent(),
+                                       canvas.mapSettings().destinationCrs(), layer.crs())
+        except InputError:  # the view cannot say: the export falls back to the native one
+            return None
         return ext.width() / canvas.width() if ext.width() > 0 else None
 
     # -- running --------------------------------------------------------------------------
@@ -478,6 +671,7 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         """Start a run with the dock's inputs; problems go to the message bar."""
         if self.task is not None:
             return None
+        messages.clear(self.iface)  # the last run's messages are about the last run
         self.settings = PluginSettings.load()
         try:
             spec = self.build_spec()
@@ -489,7 +683,12 @@ class SegmentDock(TaskRunner, QgsDockWidget):
                           "in RS Reasoner ▸ Settings.", Qgis.Critical)
             return None
         self.settings.remember_query(spec.params.query)
+        self._remember_choices()
         self.settings.save()
+        if self.preview is not None:  # a new run replaces a result left unaccepted
+            self.discard_preview()
+        self._run_layer = self.layer_combo.currentLayer()
+        self._outline_run(spec)
         self._load_history()
         self.query_combo.setEditText(spec.params.query)
         task = SegmentTask(spec, backend_config(self.settings, self.backend_process))
@@ -498,6 +697,16 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         self._launch(task)
         return task
 
+    def _outline_run(self, spec: RunSpec) -> None:
+        """Outline the area the run reads (the drawn or selected area is outlined already)."""
+        if self.area_combo.currentData() in ("drawn", "selection"):
+            return
+        layer = self.layer_combo.currentLayer()
+        ext = spec.params.extent
+        rect = QgsRectangle(ext.xmin, ext.ymin, ext.xmax, ext.ymax) if ext is not None else (
+            spec.export.extent if spec.export is not None else layer.extent())
+        self.outline.show(QgsGeometry.fromRect(rect), layer.crs())
+
     def cancel_run(self) -> None:
         """Cancel the running job (the backend stops after the current tile)."""
         self._cancel_task()
@@ -505,36 +714,92 @@ class SegmentDock(TaskRunner, QgsDockWidget):
     def _run_finished(self, outcome: RunOutcome) -> None:
         task = self._task_done(outcome)
         self.progress.setValue(100 if outcome.status == "succeeded" else 0)
-        if outcome.status == "succeeded" and outcome.written is not None:
-            try:
-                layer = load_result_layer(outcome.written,
-                                          task.spec.layer_name if task else "result")
-            except Exception as exc:  # noqa: BLE001
-                messages.push_error(self.iface, exc)
-            else:
-                add_to_project(layer)
-                self.last_layer = layer
-                n = outcome.written.feature_count
-                self.stage_label.setText(f"done: {n} polygon{'s' if n != 1 else ''}")
-                reasoning = outcome.written.reasoning or str(
-                    (outcome.job or {}).get("reasoning") or "")
-                self.reasoning.setPlainText(reasoning)
-                messages.push(
-                    self.iface,
-                    f"{n} polygon{'s' if n != 1 else ''} in layer '{layer.name()}' "
-                    f"({outcome.written.path}).",
-                    Qgis.Success,
-                )
+        if outcome.status == "succeeded" and outcome.written is not None and task is not None:
+            self._result_ready(task.spec, outcome)
         elif outcome.status == "cancelled":
             self.stage_label.setText("cancelled")
             messages.push(self.iface, "Segmentation cancelled.", Qgis.Info)
         else:
-            self.stage_label.setText("failed")
-            if outcome.details:
-                messages.log(outcome.details, Qgis.Critical)
-            messages.push_error(self.iface, outcome.error or "The run failed.")
+            self.stage_label.setText("failed — see Details in the message bar")
+            messages.push_error(self.iface, outcome.error or "The run failed.",
+                                details=outcome.details)
         self.runFinished.emit(outcome)
         self.refresh_status()
+
+    def _result_ready(self, spec: RunSpec, outcome: RunOutcome) -> None:
+        """A result: explained when empty, else previewed or added."""
+        written = outcome.written
+        model = str((outcome.job or {}).get("model") or spec.params.model or "")
+        name = result_layer_name(spec.params.query, model)
+        reasoning = written.reasoning or str((outcome.job or {}).get("reasoning") or "")
+        self.reasoning.setPlainText(reasoning)
+        n = written.feature_count
+        if n == 0:
+            ResultPreview(written, name, None).discard()
+            self.stage_label.setText("no polygons — see the message above the map")
+            messages.push(self.iface, self._empty_hint(spec, model), Qgis.Warning)
+            return
+        canvas = self.iface.mapCanvas() if self.iface is not None else None
+        preview = ResultPreview(written, name, canvas if self.preview_check.isChecked() else None,
+                                per_class=self.per_class_check.isChecked())
+        polygons = f"{n} polygon{'s' if n != 1 else ''}"
+        if self.preview_check.isChecked():
+            self.preview = preview
+            self.preview_label.setText(f"Preview: {polygons} ({model or 'default model'}). "
+                                       "Add them to the project?")
+            self._show_preview_row(True)
+            self.stage_label.setText(f"done: {polygons} — accept or discard the preview")
+            return
+        self._add_layers(preview)
+        self.stage_label.setText(f"done: {polygons}")
+        messages.push(self.iface, f"{polygons} in layer '{name}' ({written.path}).",
+                      Qgis.Success)
+
+    def _empty_hint(self, spec: RunSpec, model: str) -> str:
+        """Why a run may have found nothing, and what to try."""
+        opts = spec.params.options
+        text = (f"No polygon matched '{spec.params.query}'"
+                f"{f' (model {model})' if model else ''}. Try a lower score threshold (now "
+                f"{opts.score_threshold:g}), a smaller minimum area (now {opts.min_area:g}), "
+                "other words or another model, or a larger area.")
+        layer = getattr(self, "_run_layer", None)
+        if isinstance(layer, QgsRasterLayer) and layer.isValid() and layer.bandCount() == 1:
+            text += (f" Raster '{layer.name()}' has a single band: classes told apart by "
+                     "colour (trees, water) may not show in it; segment a colour raster.")
+        return text
+
+    def _add_layers(self, preview: ResultPreview) -> list[QgsVectorLayer]:
+        try:
+            layers = preview.accept()
+        except Exception as exc:  # noqa: BLE001 - shown in the message bar
+            messages.push_error(self.iface, exc)
+            return []
+        for layer in reversed(layers):
+            add_to_project(layer)
+        self.last_layer = layers[0] if layers else None
+        return layers
+
+    def accept_preview(self) -> list[QgsVectorLayer]:
+        """Add the previewed result to the project; returns its layers."""
+        preview, self.preview = self.preview, None
+        self._show_preview_row(False)
+        if preview is None:
+            return []
+        layers = self._add_layers(preview)
+        n = preview.written.feature_count
+        self.stage_label.setText(f"added: {n} polygon{'s' if n != 1 else ''}")
+        if layers:
+            messages.push(self.iface, f"{n} polygon{'s' if n != 1 else ''} in layer "
+                          f"'{preview.name}' ({preview.written.path}).", Qgis.Success)
+        return layers
+
+    def discard_preview(self) -> None:
+        """Drop the previewed result (its file is deleted)."""
+        preview, self.preview = self.preview, None
+        self._show_preview_row(False)
+        if preview is not None:
+            preview.discard()
+            self.stage_label.setText("discarded")
 
     # -- backend status -------------------------------------------------------------------
 
@@ -656,6 +921,11 @@ class SegmentDock(TaskRunner, QgsDockWidget):
         """Cancel running work (plugin unload)."""
         if self.task is not None:
             self.task.cancel()
+        self.status_timer.stop()
+        if self.preview is not None:
+            self.preview.hide()  # the file stays for the user
+            self.preview = None
+        self.outline.clear()
         canvas = self.iface.mapCanvas() if self.iface is not None else None
         if canvas is not None and self._extent_tool is not None:
             canvas.unsetMapTool(self._extent_tool)

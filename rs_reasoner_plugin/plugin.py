@@ -129,8 +129,7 @@ class RsReasonerPlugin:
 
         dialog = SettingsDialog(parent=self.iface.mainWindow() if self.iface else None)
         if dialog.exec_() and self.dock is not None:
-            self.dock.reload_settings()
-            self.dock.refresh_status()
+            self.dock.settings_saved()
 
     def unload(self) -> None:
         """Remove everything initGui/initProcessing added; stop our backend."""

@@ -6,7 +6,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .params import Extent, SegmentOptions, SegmentParams, defaults, parse_bands
+from .params import (
+    Extent,
+    SegmentOptions,
+    SegmentParams,
+    auto_min_area,
+    auto_simplify,
+    defaults,
+    parse_bands,
+)
 
 _OPTION_DEFAULTS = defaults(SegmentOptions)
 
@@ -25,7 +33,9 @@ class RunChoices:
         model: Model chosen or typed; '' for the mode's default.
         bands: Band numbers as typed ("4 3 2"); '' for the backend's choice.
         resolution: Ground resolution; 0 for the raster's own.
-        score_threshold, min_area, simplify: See :class:`~.params.SegmentOptions`.
+        score_threshold, min_area, simplify: See :class:`~.params.SegmentOptions`;
+            ``min_area`` and ``simplify`` None: derived from the ground resolution
+            (:func:`~.params.auto_min_area`, :func:`~.params.auto_simplify`).
         tile_size: Tile edge; 0 for the backend's default.
     """
 
@@ -35,8 +45,8 @@ class RunChoices:
     bands: str = ""
     resolution: float = 0.0
     score_threshold: float = _OPTION_DEFAULTS["score_threshold"]
-    min_area: float = _OPTION_DEFAULTS["min_area"]
-    simplify: float = _OPTION_DEFAULTS["simplify"]
+    min_area: float | None = _OPTION_DEFAULTS["min_area"]
+    simplify: float | None = _OPTION_DEFAULTS["simplify"]
     tile_size: int = 0
 
 
@@ -93,12 +103,18 @@ def build_request(
     mode = choices.mode or "auto"
     model = choices.model.strip() or (default_models or {}).get(mode, "")
     resolution = choices.resolution or None
+    ground = resolution or native_resolution or view_resolution
+    min_area, simplify = choices.min_area, choices.simplify
+    if min_area is None:
+        min_area = auto_min_area(ground) if ground else _OPTION_DEFAULTS["min_area"]
+    if simplify is None:
+        simplify = auto_simplify(ground) if ground else _OPTION_DEFAULTS["simplify"]
     options = SegmentOptions(
         bands=bands,
         resolution=resolution if by_path else None,
         score_threshold=choices.score_threshold,
-        min_area=choices.min_area,
-        simplify=choices.simplify,
+        min_area=min_area,
+        simplify=simplify,
         tile_size=choices.tile_size or None,
     )
     params = SegmentParams(

@@ -9,6 +9,11 @@ from pathlib import Path
 from qgis.core import QgsSettings
 
 from .api_client import REQUEST_TIMEOUT
+from .params import SegmentOptions, defaults
+
+_OPTIONS = defaults(SegmentOptions)
+#: Stored for the minimum area or simplification "by ground resolution".
+AUTO = -1.0
 
 PREFIX = "rs_reasoner/"
 #: Queries kept in the dock's history.
@@ -42,6 +47,13 @@ class PluginSettings:
             (for a backend on another machine).
         request_timeout: Seconds to wait for one HTTP answer.
         query_history: Most recent queries first.
+        last_mode: The dock's mode at the last run.
+        last_model: The model chosen in the dock at the last run ('' for the default).
+        bands, resolution, score_threshold, tile_size: The dock's advanced options at the
+            last run (see :class:`~.params.SegmentOptions`; 0: the backend's choice).
+        min_area, simplify: The same; negative for "by ground resolution".
+        preview_results: Show a result on the map to accept or discard before adding it.
+        layer_per_class: Add one layer per class instead of one layer.
     """
 
     backend_url: str = ""
@@ -57,6 +69,16 @@ class PluginSettings:
     always_upload: bool = False
     request_timeout: float = REQUEST_TIMEOUT
     query_history: list[str] = field(default_factory=list)
+    last_mode: str = "auto"
+    last_model: str = ""
+    bands: str = ""
+    resolution: float = 0.0
+    score_threshold: float = _OPTIONS["score_threshold"]
+    min_area: float = AUTO
+    simplify: float = AUTO
+    tile_size: float = 0.0
+    preview_results: bool = True
+    layer_per_class: bool = False
 
     @classmethod
     def load(cls) -> PluginSettings:

@@ -313,6 +313,9 @@ def poll_job(
         messages = info.get("messages") or []
         last = str(messages[-1]) if messages else ""
         text = last if stage and last.startswith(stage) else (stage or last)
+        if stage == "done":
+            # The backend is done; the plugin still downloads and writes the result.
+            text = "finishing"
         if cancel_sent_at is not None:
             text = f"cancelling ({text})"
         set_stage(text)
@@ -445,6 +448,7 @@ class SegmentTask(BackendJobTask):
             feedback=self._raster_feedback,
         )
         outcome.job = info
+        self.setProgress(97)
         self._stage_text("writing the GeoPackage")
         path = result_path(spec.results_folder, spec.params.query)
         outcome.written = write_geopackage(

@@ -30,6 +30,7 @@ from qgis.PyQt.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -37,12 +38,14 @@ from qgis.PyQt.QtWidgets import (
 from . import messages
 from .backend_process import BackendProcess
 from .errors import InputError
+from .help import open_help
 from .params import TrainParams, bounds, defaults, model_name_problem, sanitize_model_name
 from .parcels_export import ParcelsError, local_vector_file, prepare_parcels_export
 from .raster_export import ExportError, local_file_path, prepare_export
 from .settings import PluginSettings
 from .task_runner import TaskRunner
 from .tasks import backend_config
+from .train_choices import guess_class_field, overlap_share, raster_under
 from .train_task import TrainOutcome, TrainSpec, TrainTask
 
 #: The initial values of the training options.
@@ -158,6 +161,7 @@ class TrainDialog(TaskRunner, QDialog):
         form.addRow("Parcels", self.parcels_combo)
 
         self.selected_check = QCheckBox("Only selected parcels", self)
+        self.selected_check.setToolTip("Train on the parcels selected on the map only")
         self.selected_check.toggled.connect(self._update_classes)
         form.addRow("", self.selected_check)
 
@@ -190,25 +194,45 @@ class TrainDialog(TaskRunner, QDialog):
         self.epochs_spin = QSpinBox(self)
         self.epochs_spin.setRange(*_int_bounds("epochs"))
         self.epochs_spin.setValue(_TRAIN["epochs"])
+        self.epochs_spin.setToolTip("Passes over the training tiles (the best epoch on the "
+                                    "validation parcels is kept)")
         form.addRow("Epochs", self.epochs_spin)
 
         self.semi_check = QCheckBox("Semi-supervised (also learn from unlabelled tiles)", self)
         self.semi_check.setChecked(_TRAIN["semi_supervised"])
+        self.semi_check.setToolTip("Teacher–student training that also learns from the "
+                                   "unlabelled parts of the raster")
         self.semi_check.toggled.connect(self._update_switches)
         form.addRow("", self.semi_check)
         self.verifier_check = QCheckBox("Verifier (purify pseudo-labels with a VLM)", self)
         self.verifier_check.setChecked(_TRAIN["verifier"])
+        self.verifier_check.setToolTip("A vision-language model checks the pseudo-labels of "
+                                       "unlabelled tiles (needs its weights; slower)")
         form.addRow("", self.verifier_check)
 
         self.advanced = QgsCollapsibleGroupBox("Advanced options", self)
         self.advanced.setCollapsed(True)
+        for button in self.advanced.findChildren(QToolButton):  # the collapse button
+            button.setToolTip("Show or hide the advanced options")
         adv = QFormLayout(self.advanced)
         self.tile_spin = QSpinBox(self.advanced)
         self.tile_spin.setRange(*_int_bounds("tile_size"))
         self.tile_spin.setSingleStep(64)
         self.tile_spin.setValue(_TRAIN["tile_size"])
         self.tile_spin.setSuffix(" px")
+        self.tile_spin.setToolTip("Side of the training tiles in pixels (smaller tiles need "
+                                  "less GPU memory)")
         adv.addRow("Tile size", self.tile_spin)
+        self.val_spin = QSpinBox(self.advanced)
+        # The backend needs the fraction below 1: at most 95 % held out.
+        self.val_spin.setRange(0, 95)
+        self.val_spin.setSuffix(" %")
+        self.val_spin.setSpecialValueText("none (no validation)")
+        self.val_spin.setValue(round(100 * _TRAIN["val_fraction"]))
+        self.val_spin.setToolTip("Share of the parcels held out to measure the model. 0: "
+                                 "every parcel trains and no mIoU is reported (for few "
+                                 "parcels)")
+        adv.addRow("Validation parcels", self.val_spin)
         self.time_spin = QSpinBox(self.advanced)
         self.time_spin.setRange(0, 100000)
         self.time_spin.setSuffix(" min")
@@ -221,6 +245,8 @@ class TrainDialog(TaskRunner, QDialog):
         buttons = QHBoxLayout()
         self.train_button = QPushButton("Train", self)
         self.train_button.setDefault(True)
+        self.train_button.setToolTip("Start fine-tuning on the backend (QGIS stays usable; "
+                                     "the new model appears in the dock's Model list)")
         self.train_button.clicked.connect(self.start_training)
         self.cancel_button = QPushButton("Cancel", self)
         self.cancel_button.setToolTip("Stop after the current step (checkpoints are kept)")
@@ -231,6 +257,10 @@ class TrainDialog(TaskRunner, QDialog):
         buttons.addWidget(self.train_button, 1)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.close_button)
+        self.help_button = QPushButton("Help", self)
+        self.help_button.setToolTip("Open the fine-tuning guide in the web browser")
+        self.help_button.clicked.connect(lambda: open_help("fine-tuning"))
+        buttons.addWidget(self.help_button)
         outer.addLayout(buttons)
 
         self._add_progress_widgets(outer, self)
@@ -245,9 +275,24 @@ class TrainDialog(TaskRunner, QDialog):
         layer = self.parcels_combo.currentLayer()
         self._watch_selection(layer if isinstance(layer, QgsVectorLayer) else None)
         self.field_combo.setLayer(layer if isinstance(layer, QgsVectorLayer) else None)
-        if isinstance(layer, QgsVectorLayer) and not self._name_edited:
-            self.name_edit.setText(sanitize_model_name(layer.name()))
+        if isinstance(layer, QgsVectorLayer):
+            # QgsFieldComboBox starts at the first field, often the feature id.
+            self.field_combo.setField(guess_class_field(layer) or "")
+            self._choose_raster_under(layer)
+            if not self._name_edited:
+                self.name_edit.setText(sanitize_model_name(layer.name()))
         self._update_classes()
+
+    def _choose_raster_under(self, parcels: QgsVectorLayer) -> None:
+        """Choose the raster covering most of the parcels, unless the chosen one does."""
+        under = raster_under(parcels)
+        current = self.raster_combo.currentLayer()
+        if under is None or under is current:
+            return
+        if not isinstance(current, QgsRasterLayer) or (
+            overlap_share(parcels, current) < overlap_share(parcels, under)
+        ):
+            self.raster_combo.setLayer(under)
 
     def _watch_selection(self, layer: QgsVectorLayer | None) -> None:
         """Keep the class summary right while parcels are (de)selected on the map."""
@@ -317,8 +362,8 @@ class TrainDialog(TaskRunner, QDialog):
     def set_layers(self, raster: QgsRasterLayer, parcels: QgsVectorLayer,
                    field: str | None = None) -> None:
         """Choose the raster, the parcels layer and (optionally) the class field."""
-        self.raster_combo.setLayer(raster)
         self.parcels_combo.setLayer(parcels)
+        self.raster_combo.setLayer(raster)
         if field is not None:
             self.field_combo.setField(field)
 
@@ -345,6 +390,12 @@ class TrainDialog(TaskRunner, QDialog):
         if not isinstance(parcels, QgsVectorLayer) or not parcels.isValid():
             raise InputError("Choose the polygon layer with the labelled parcels (add one to "
                              "the project first).")
+        if overlap_share(parcels, raster) == 0.0:
+            under = raster_under(parcels)
+            hint = (f"Choose raster '{under.name()}', which lies under them." if under else
+                    "Add the raster the parcels were drawn on to the project.")
+            raise InputError(f"The parcels of layer '{parcels.name()}' do not lie on raster "
+                             f"'{raster.name()}'. {hint}")
         field = self.field_combo.currentField()
         if not field or parcels.fields().indexOf(field) < 0:
             raise InputError(f"Choose the field of layer '{parcels.name()}' that holds each "
@@ -381,6 +432,7 @@ class TrainDialog(TaskRunner, QDialog):
             verifier=self.verifier_check.isChecked(),
             tile_size=self.tile_spin.value(),
             time_budget_s=self.time_spin.value() * 60.0 or None,
+            val_fraction=self.val_spin.value() / 100.0,
         )
         spec = TrainSpec(params=params, class_names=tuple(classes))
         spec.raster_path = None if settings.always_upload else local_file_path(raster)
@@ -410,6 +462,7 @@ class TrainDialog(TaskRunner, QDialog):
         """Start training with the dialog's inputs; problems go to the message bar."""
         if self.task is not None:
             return None
+        messages.clear(self.iface)  # the last run's messages are about the last run
         settings = PluginSettings.load()
         try:
             spec, warnings = self.build_spec(settings)

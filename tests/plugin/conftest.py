@@ -133,7 +133,9 @@ def plugin_settings(qgis_app: Any, tmp_path: Path) -> Iterator[Any]:  # noqa: AR
 
     s = QgsSettings()
     s.remove(PREFIX.rstrip("/"))
-    settings = PluginSettings(results_folder=str(tmp_path / "results"), auto_start=False)
+    # Results join the project at once (the preview's Accept is tested on its own).
+    settings = PluginSettings(results_folder=str(tmp_path / "results"), auto_start=False,
+                              preview_results=False)
     settings.save()
     yield settings
     s.remove(PREFIX.rstrip("/"))

@@ -24,7 +24,15 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 60.0,
 
 def message_texts(iface: Any) -> list[str]:
     """Title + text of every message bar entry."""
-    return [f"{item.title()}: {item.text()}" for item in iface.messageBar().items()]
+    return [f"{item.title()}: {item_text(item)}" for item in iface.messageBar().items()]
+
+
+def item_text(item: Any) -> str:
+    """A message bar entry's text; for an error, the full text its Details dialog shows."""
+    from rs_reasoner_plugin.messages import FULL_TEXT_PROPERTY
+
+    full = item.property(FULL_TEXT_PROPERTY)
+    return str(full) if full else item.text()
 
 
 #: 2 m pixels, top-left corner (500000, 4000000), EPSG:32633.
@@ -224,3 +232,33 @@ def write_vector(layer: Any, path: Path, table: str, driver: str = "GPKG") -> Pa
         layer, str(path), QgsCoordinateTransformContext(), options)
     assert err[0] == QgsVectorFileWriter.NoError, err
     return path
+
+
+def reprojected(layer: Any, crs: str) -> Any:
+    """A memory copy of ``layer`` (fields and features) in ``crs``."""
+    from qgis.core import (
+        QgsCoordinateReferenceSystem,
+        QgsCoordinateTransform,
+        QgsFeature,
+        QgsProject,
+        QgsVectorLayer,
+        QgsWkbTypes,
+    )
+
+    target = QgsCoordinateReferenceSystem(crs)
+    out = QgsVectorLayer(f"{QgsWkbTypes.displayString(layer.wkbType())}?crs={crs}",
+                         layer.name(), "memory")
+    out.dataProvider().addAttributes(layer.fields().toList())
+    out.updateFields()
+    tr = QgsCoordinateTransform(layer.crs(), target, QgsProject.instance())
+    feats = []
+    for f in layer.getFeatures():
+        g = f.geometry()
+        g.transform(tr)
+        nf = QgsFeature(out.fields())
+        nf.setGeometry(g)
+        nf.setAttributes(f.attributes())
+        feats.append(nf)
+    out.dataProvider().addFeatures(feats)
+    out.updateExtents()
+    return out

@@ -48,7 +48,7 @@ print(json.dumps({
 #: The plugin's options shared with the backend, for segmentation and training.
 SEGMENT_SHARED = ("score_threshold", "min_area", "simplify")
 TRAIN_SHARED = ("label_budget", "epochs", "semi_supervised", "verifier", "tile_size",
-                "time_budget_s")
+                "time_budget_s", "val_fraction")
 
 
 def _backend(*args: str) -> str:
@@ -110,25 +110,25 @@ def test_segment_defaults_agree_everywhere(schema, dock, qgis_app) -> None:
         "min_area": algorithm.parameterDefinition("MIN_AREA").defaultValue(),
         "simplify": algorithm.parameterDefinition("SIMPLIFY").defaultValue(),
     }
-    widgets = {
-        "score_threshold": dock.score_spin.value(),
-        "min_area": dock.min_area_spin.value(),
-        "simplify": dock.simplify_spin.value(),
-    }
+    # The dock starts minimum area and simplification "by resolution" (derived per run);
+    # its other widgets start at the shared default.
+    widgets = {"score_threshold": dock.score_spin.value()}
     plugin = defaults(SegmentOptions)
     for name in SEGMENT_SHARED:
         values = {
             "schema": schema["segment"][name],
             "cli": float(cli["--" + name.replace("_", "-")]),
             "plugin": plugin[name],
-            "dock": widgets[name],
             "processing": processing[name],
         }
+        if name in widgets:
+            values["dock"] = widgets[name]
         assert len(set(values.values())) == 1, (name, values)
     # What the plugin leaves to the backend, it sends nothing for.
     assert dock.resolution_spin.value() == 0 and dock.tile_spin.value() == 0
     assert plugin["tile_size"] is None and plugin["overlap"] is None
     assert dock.choices().score_threshold == schema["segment"]["score_threshold"]
+    assert dock.choices().min_area is None and dock.choices().simplify is None
 
 
 def test_segment_bounds_agree(schema, dock) -> None:
@@ -152,6 +152,7 @@ def test_train_defaults_agree_everywhere(schema, dialog) -> None:
         "verifier": dialog.verifier_check.isChecked(),
         "tile_size": dialog.tile_spin.value(),
         "time_budget_s": dialog.time_spin.value() * 60.0 or None,
+        "val_fraction": dialog.val_spin.value() / 100.0,
     }
     plugin = defaults(TrainParams)
     for name in TRAIN_SHARED:
@@ -164,13 +165,16 @@ def test_train_defaults_agree_everywhere(schema, dialog) -> None:
 
 
 def test_train_bounds_agree(schema, dialog) -> None:
-    for name in ("label_budget", "epochs", "tile_size"):
+    for name in ("label_budget", "epochs", "tile_size", "val_fraction"):
         assert list(bounds(TrainParams, name)) == schema["train_bounds"][name], name
     assert (dialog.epochs_spin.minimum(), dialog.epochs_spin.maximum()) == tuple(
         schema["train_bounds"]["epochs"])
     assert (dialog.tile_spin.minimum(), dialog.tile_spin.maximum()) == tuple(
         schema["train_bounds"]["tile_size"])
     assert dialog.budget_spin.maximum() == 100 * schema["train_bounds"]["label_budget"][1]
+    # The backend wants the validation fraction below 1 (lt), 0 allowed (no validation).
+    low, high = schema["train_bounds"]["val_fraction"]
+    assert dialog.val_spin.minimum() == 100 * low and dialog.val_spin.maximum() < 100 * high
 
 
 def test_the_device_of_a_started_backend_defaults_to_the_backend_s(schema, qgis_app) -> None:

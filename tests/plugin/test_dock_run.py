@@ -3,6 +3,7 @@ QgsTasks, layers checked in map coordinates."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,8 @@ def test_run_on_geotiff_adds_geopackage_layer_at_the_right_place(
     layers = result_layers(clean_project)
     assert len(layers) == 1
     layer = layers[0]
-    assert layer.name() == "bright"
+    # "query — model — time": what was asked, which model answered, when.
+    assert re.fullmatch(r"bright — test-colour — \d\d:\d\d:\d\d", layer.name()), layer.name()
     assert layer.providerType() == "ogr"
     source = layer.source().split("|")[0]
     assert source.endswith(".gpkg") and Path(source).parent == Path(plugin_settings.results_folder)
@@ -133,7 +135,7 @@ def test_reasoning_mode_shows_the_reasoning_text(dock, clean_project, squares_ti
     outcome = run(dock)
     assert outcome.status == "succeeded", (outcome.error, message_texts(iface))
     (layer,) = result_layers(clean_project)
-    assert layer.name() == query
+    assert layer.name().startswith(f"{query} — test-reasoning — "), layer.name()
     assert_squares_in(layer, [SQUARES[0]])  # the larger square
     want = f"The largest bright object answers '{query}'."
     assert dock.reasoning.toPlainText() == want
@@ -167,7 +169,7 @@ def test_map_view_area_in_another_crs_selects_one_square(
     assert_squares_in(layer, [SQUARES[0]])
 
 
-def test_drawn_rectangle_outside_the_raster_gives_the_backends_detail(
+def test_drawn_rectangle_outside_the_raster_says_what_to_do(
     dock, clean_project, squares_tif, iface
 ) -> None:
     raster = QgsRasterLayer(str(squares_tif), "squares")
@@ -175,14 +177,12 @@ def test_drawn_rectangle_outside_the_raster_gives_the_backends_detail(
     dock.layer_combo.setLayer(raster)
     dock.set_query("bright")
     dock.set_drawn_extent(QgsRectangle(100, 100, 200, 200), raster.crs())
-    outcome = run(dock)
-    assert outcome.status == "failed"
-    assert outcome.error is not None and outcome.error.status == 422
-    texts = message_texts(iface)
-    assert any(outcome.error.message in t for t in texts), texts
-    assert "extent" in outcome.error.message.lower()
-    levels = [item.level() for item in iface.messageBar().items()]
-    assert Qgis.Critical in levels
+    # Refused before anything is sent, with the way out instead of raw coordinates.
+    assert dock.start_run() is None
+    (text,) = message_texts(iface)
+    assert "does not overlap raster 'squares'" in text and "Zoom to Layer" in text, text
+    assert "Layer extent" in text
+    assert [item.level() for item in iface.messageBar().items()] == [Qgis.Warning]
     assert result_layers(clean_project) == []
     assert dock.segment_button.isEnabled()
 

@@ -19,7 +19,7 @@ import rs_reasoner_plugin
 from rs_reasoner_plugin.dock import SegmentDock
 from rs_reasoner_plugin.tasks import RunOutcome, SegmentTask, backend_config
 from tests.plugin.conftest import BACKEND_PYTHON, REPO
-from tests.plugin.helpers import message_texts, wait_until
+from tests.plugin.helpers import item_text, message_texts, wait_until
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def run_and_wait(dock: SegmentDock, timeout: float = 60.0) -> RunOutcome:
 
 
 def critical_texts(iface) -> list[str]:  # noqa: ANN001
-    return [f"{i.title()}: {i.text()}" for i in iface.messageBar().items()
+    return [f"{i.title()}: {item_text(i)}" for i in iface.messageBar().items()
             if i.level() == Qgis.Critical]
 
 

@@ -134,6 +134,7 @@ def test_dock_and_processing_send_the_same_request(
     dock.resolution_spin.setValue(resolution)
     dock.score_spin.setValue(0.3)
     dock.min_area_spin.setValue(2.0)
+    dock.simplify_spin.setValue(0.0)  # a number, as Processing has (not "by resolution")
     dock.set_drawn_extent(area, raster.crs())
     spec = dock.build_spec()
 

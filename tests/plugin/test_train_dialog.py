@@ -23,7 +23,13 @@ from rs_reasoner_plugin.api_client import ApiClient
 from rs_reasoner_plugin.parcels_export import EXPORT_LAYER, write_parcels
 from rs_reasoner_plugin.train_dialog import TrainDialog
 from rs_reasoner_plugin.train_task import TrainOutcome
-from tests.plugin.helpers import message_texts, parcels_memory_layer, wait_until, write_vector
+from tests.plugin.helpers import (
+    item_text,
+    message_texts,
+    parcels_memory_layer,
+    wait_until,
+    write_vector,
+)
 
 NEON = "neon_osbs_rgb_10cm_utm17n.tif"
 
@@ -145,6 +151,7 @@ def test_geopackage_table_is_sent_by_path_with_its_layer_name(
         "semi_supervised": True,
         "verifier": False,
         "tile_size": 64,
+        "val_fraction": 0.2,
     }
     # Tables opened by index are named too.
     for index, table in ((0, "other"), (1, "parcels")):
@@ -322,6 +329,7 @@ def test_training_run_then_the_dock_lists_the_model(
 
         # A run of the dock now asks for that model (its segmentation is the backend's).
         dock.layer_combo.setLayer(neon)
+        dock.set_area("layer")
         spec = dock.build_spec()
         request = spec.params.to_request(raster=spec.raster_path)
         assert request["model"] == name and request["query"] == "bright, dark"
@@ -409,7 +417,7 @@ def test_backend_refusals_are_message_bar_errors(
     outcome = run(dialog, 60)
     assert outcome.status == "failed" and outcome.error is not None
     assert outcome.error.status is not None and 400 <= outcome.error.status < 500
-    errors = [i.text() for i in iface.messageBar().items() if i.level() == Qgis.Critical]
+    errors = [item_text(i) for i in iface.messageBar().items() if i.level() == Qgis.Critical]
     assert errors == [str(outcome.error)], message_texts(iface)
     assert "test-colour" in errors[0]
     assert dialog.stage_label.text() == "failed" and dialog.train_button.isEnabled()
@@ -421,7 +429,7 @@ def test_backend_refusals_are_message_bar_errors(
     quick(dialog, unique("one-class"))
     outcome = run(dialog, 60)
     assert outcome.status == "failed", outcome
-    levels = {i.level(): i.text() for i in iface.messageBar().items()}
+    levels = {i.level(): item_text(i) for i in iface.messageBar().items()}
     assert "only one class ('bright')" in levels[Qgis.Warning]
     assert str(outcome.error) == levels[Qgis.Critical]
     assert "class" in str(outcome.error).lower()
