@@ -39,7 +39,10 @@ clean:
 # the backend's venv; its tests start a real backend from $(BIN)/python.
 QGIS_PYTHON ?= /usr/bin/python3
 
-.PHONY: plugin test-plugin qgis-deps screenshot
+.PHONY: plugin test-plugin qgis-deps screenshot qgis-chroots
+#: QGIS versions the plugin tests run on: 3.22 on this machine (Debian 12), 3.40 LTR and 3.44
+#: in Debian 13 and unstable chroots built once under .qgis-chroots/ (needs root).
+QGIS_VERSIONS ?= 3.22 3.40 3.44
 
 # QGIS 3.22, GDAL bindings, Xvfb and pytest from apt (skipped when already there).
 qgis-deps:
@@ -50,7 +53,11 @@ plugin:
 	$(PYTHON) scripts/build_plugin.py --out dist
 
 test-plugin: venv qgis-deps
-	QT_QPA_PLATFORM=offscreen $(QGIS_PYTHON) -m pytest tests/plugin
+	sh scripts/qgis_matrix.sh $(QGIS_VERSIONS)
+
+# Build the QGIS chroots of the matrix (once; test-plugin does it when they are missing).
+qgis-chroots:
+	sh scripts/qgis_matrix.sh --build-only $(QGIS_VERSIONS)
 
 # docs/screenshot.png: QGIS main window with the dock over the sample raster and a result.
 screenshot: venv qgis-deps
