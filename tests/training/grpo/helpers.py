@@ -1,8 +1,12 @@
 """The synthetic task of the GRPO tests and a prompter that can write its answers.
 
-Task: an image split into four quadrants, each a coloured square; one is bright yellow,
-the other three dull distractors in random dull colours. The answer is the bright
-square's box, so it is learnable from the image alone (the query is the same for all).
+Task: an image split into four quadrants, each a coloured square. In a positive example
+one is bright yellow and the other three are dull distractors (random dull colours); the
+answer is the bright square's box. In a negative example all four are dull and the right
+answer is "no target" (an empty list). Whether the target is there is learnable from the
+image's content alone; which quadrant holds it needs positional attention, which a tiny
+random model does not learn within a test's budget, so the measurable gain comes from
+answering "no target" on negatives and a box on positives.
 
 Prompter: the tiny random Qwen2.5-VL (real class) whose byte-level tokenizer gets a few
 added tokens for the answer's pieces (the answer prefix, the four top-left and four
@@ -27,6 +31,7 @@ QUERY = "the bright yellow square"
 HALF = MODEL_SIZE // 2
 PREFIX = '[{"bbox_2d": ['
 SUFFIX = "]}]"
+EMPTY = "[]"
 #: Each quadrant's box in the 840 frame, as written in an answer (one token each).
 BOXES = [f"{x}, {y}, {x + HALF}, {y + HALF}" for y in (0, HALF) for x in (0, HALF)]
 BRIGHT = (255, 230, 0)
@@ -38,7 +43,8 @@ def answer(quadrant: int) -> str:
 
 
 def quadrant_example(quadrant: int, seed: int, side: int = 56, heldout: bool = False) -> Example:
-    """One example: four squares, the bright one in ``quadrant``; target = its pixels."""
+    """One example: four squares, the bright one in ``quadrant`` (-1: none, a negative);
+    target = its pixels."""
     rng = np.random.default_rng(seed)
     image = np.zeros((side, side, 3), np.uint8)
     target = np.zeros((side, side), bool)
@@ -46,7 +52,7 @@ def quadrant_example(quadrant: int, seed: int, side: int = 56, heldout: bool = F
     for q in range(4):
         rows = slice((q // 2) * h, (q // 2 + 1) * h)
         cols = slice((q % 2) * h, (q % 2 + 1) * h)
-        if q == quadrant:
+        if q == quadrant:  # never for a negative (-1)
             image[rows, cols] = BRIGHT
             target[rows, cols] = True
         else:
@@ -56,9 +62,14 @@ def quadrant_example(quadrant: int, seed: int, side: int = 56, heldout: bool = F
 
 
 def quadrant_examples(n_train: int, n_heldout: int, seed: int = 0) -> list[Example]:
-    """Balanced training and held-out examples (quadrants cycled)."""
-    out = [quadrant_example(k % 4, seed * 1000 + k) for k in range(n_train)]
-    out += [quadrant_example(k % 4, seed * 1000 + 500 + k, heldout=True) for k in range(n_heldout)]
+    """Training and held-out examples, half negatives (positives cycle the quadrants)."""
+
+    def quadrant(k: int) -> int:
+        return (k // 2) % 4 if k % 2 == 0 else -1
+
+    out = [quadrant_example(quadrant(k), seed * 1000 + k) for k in range(n_train)]
+    out += [quadrant_example(quadrant(k), seed * 1000 + 500 + k, heldout=True)
+            for k in range(n_heldout)]  # fmt: skip
     return out
 
 
@@ -70,7 +81,7 @@ def answer_processor() -> Any:
     # The template's fixed text as a few long tokens (a real BPE tokenizer writes it in
     # ~200 tokens, the byte-level one in ~800): the text the model reads is unchanged.
     before, after = user_prompt("\x00").split("\x00")
-    processor.tokenizer.add_tokens([SYSTEM_PROMPT, before, after, PREFIX, SUFFIX, *BOXES])
+    processor.tokenizer.add_tokens([SYSTEM_PROMPT, before, after, PREFIX, SUFFIX, EMPTY, *BOXES])
     return processor
 
 
@@ -94,9 +105,12 @@ def answer_model(processor: Any, seed: int = 0) -> Any:
     return model
 
 
-def prime_format(policy: Any, prompts: list[Any], steps: int, seed: int = 0) -> None:
-    """Teach the answer format: cross-entropy on answers with random quadrants (so the
-    model writes ``[{"bbox_2d": [box]}]`` but does not know which box is right).
+def prime_format(
+    policy: Any, prompts: list[Any], steps: int, seed: int = 0, no_target: bool = True
+) -> None:
+    """Teach the answer format: cross-entropy on answers drawn at random, independent of
+    the image: "no target" (``[]``) half the time, else a random quadrant's
+    ``[{"bbox_2d": [box]}]``.
 
     Only the output head and the answer tokens' embeddings learn (the prompt's tokens
     never occur in answers), so each prompt's KV cache is computed once and stays exact.
@@ -131,9 +145,15 @@ def prime_format(policy: Any, prompts: list[Any], steps: int, seed: int = 0) -> 
     for _ in range(steps):
         k = int(rng.integers(len(prompts)))
         prompt, (cache, first) = prompts[k], caches[k]
-        quads = rng.integers(0, 4, n)
-        rows = torch.tensor([tok.convert_tokens_to_ids([PREFIX, BOXES[q], SUFFIX]) + [eos]
-                             for q in quads])  # fmt: skip
+        quads = rng.integers(-4 if no_target else 0, 4, n)  # negative: "no target"
+        pieces = [[EMPTY, eos, eos, eos] if q < 0 else [PREFIX, BOXES[q], SUFFIX, eos]
+                  for q in quads]  # fmt: skip
+        rows = torch.tensor([tok.convert_tokens_to_ids(p[:1]) + [
+            t if isinstance(t, int) else tok.convert_tokens_to_ids(t) for t in p[1:]]
+            for p in pieces])  # fmt: skip
+        # Targets after the end token of a short answer are ignored.
+        targets = rows.clone()
+        targets[(rows == eos).cumsum(dim=1) > 1] = -100
         cache = copy.deepcopy(cache)
         cache.batch_repeat_interleave(n)
         start = prompt.length + int(prompt.delta.reshape(-1)[0])
@@ -144,7 +164,7 @@ def prime_format(policy: Any, prompts: list[Any], steps: int, seed: int = 0) -> 
         hidden = torch.cat([first.expand(n, -1, -1), hidden], dim=1)
         logits = model.lm_head(hidden)
         loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), rows.reshape(-1)
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
         )
         opt.zero_grad()
         loss.backward()
@@ -152,3 +172,28 @@ def prime_format(policy: Any, prompts: list[Any], steps: int, seed: int = 0) -> 
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
+
+
+def save_base_and_sam(folder: Any) -> tuple[Any, Any]:
+    """A base prompter snapshot (the tiny model primed to write boxes, with its processor)
+    and a SAM 2.1 hiera-tiny checkpoint with random weights, as files the production
+    loaders read. Returns (snapshot folder, checkpoint path)."""
+    from rs_reasoner.segmenters.reasoning.sam import build_sam2_model
+    from rs_reasoner_training.grpo.policy import Policy
+
+    processor = answer_processor()
+    model = answer_model(processor)
+    policy = Policy(model, processor)
+    example = quadrant_example(0, 0)
+    from rs_reasoner.segmenters.reasoning.geometry import make_overview
+
+    prompt = policy.encode(make_overview(example.image, example.valid), QUERY)
+    prime_format(policy, [prompt], steps=25, no_target=False)
+    base = folder / "base"
+    model.save_pretrained(base)
+    processor.save_pretrained(base)
+    torch.manual_seed(0)
+    sam = build_sam2_model("tiny", None, "cpu")
+    checkpoint = folder / "sam_tiny_random.pt"
+    torch.save({"model": sam.state_dict()}, checkpoint)
+    return base, checkpoint
