@@ -16,7 +16,7 @@ import torch
 from rs_reasoner.segmenters.reasoning.geometry import make_overview
 from rs_reasoner_training.grpo.loop import GrpoRun
 from rs_reasoner_training.grpo.options import GrpoOptions
-from rs_reasoner_training.grpo.policy import Policy
+from rs_reasoner_training.grpo.policy import Completions, Policy
 from rs_reasoner_training.grpo.reward import BoxMaskStage
 from tests.training.grpo.helpers import (
     EMPTY,
@@ -36,8 +36,6 @@ def _p_no_target(run: GrpoRun, examples) -> float:  # noqa: ANN001
         run.model.eval()
         for e in examples:
             prompt = run.prompt(e)
-            from rs_reasoner_training.grpo.policy import Completions
-
             one = torch.tensor([[empty]])
             lp = run.policy.token_logprobs(prompt, Completions(one, torch.ones_like(one), [""]))
             probs.append(float(lp.exp()[0, 0]))
@@ -71,9 +69,9 @@ def test_grpo_raises_reward_and_heldout_iou(tmp_path: Path) -> None:
           f"{gap_before:.3f} -> {gap_after:.3f}")  # fmt: skip
     assert last > first + 0.1
     assert result.heldout_after > result.heldout_before
-    # Learnt from the image: on held-out images the policy now says "no target" more
-    # often where there is none than where there is one (priming made them equal).
-    assert abs(gap_before) < 0.05
-    assert gap_after > gap_before + 0.1
+    # Learnt from the image: on held-out images the policy now says "no target" far more
+    # often where there is none than where there is one (priming, blind to the image,
+    # left the two close).
+    assert gap_after > gap_before + 0.3
     for m in result.history:
         assert {"mean_reward", "group_spread", "parse_failure_rate", "answer_tokens"} <= set(m)
