@@ -17,7 +17,6 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any
 
 from rs_reasoner.errors import InvalidRequestError
@@ -150,7 +149,3 @@ def register_adapter(name: str, stopped: str = "completed") -> dict[str, Any] | 
             shutil.rmtree(old, ignore_errors=True)
     return read_info(folder)
 
-
-def adapter_path(info: dict[str, Any], name: str) -> Path:
-    """The served adapter folder of a registered fine-tuned prompter."""
-    return model_folder(name) / str(info["checkpoint"])
