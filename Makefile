@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q $(TORCH_PINS)
 	# sam2 builds from source against the torch above; its CUDA extension is optional.
 	SAM2_BUILD_CUDA=0 $(BIN)/pip install -q --no-build-isolation sam2==1.1.0
-	$(BIN)/pip install -q -e '.[dev,batch]'
+	$(BIN)/pip install -q -e '.[dev,batch,reasoner]'
 	touch $@
 
 demo: venv
