@@ -99,9 +99,19 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add_field(parser, ServeOptions, "allow_remote")
     add_field(parser, ServeOptions, "state_file")
     add_field(parser, ServeOptions, "device")
+    add_field(parser, ServeOptions, "job_time_limit")
+    add_field(parser, ServeOptions, "train_time_limit")
+    add_field(parser, ServeOptions, "max_queued_jobs")
 
 
 def serve_options(args: argparse.Namespace) -> dict[str, Any]:
     """The :class:`ServeOptions` values among parsed ``args`` (keyword arguments of
-    :func:`rs_reasoner.service.server.serve`)."""
-    return {name: getattr(args, name) for name in ServeOptions.model_fields}
+    :func:`rs_reasoner.service.server.serve`).
+
+    Raises:
+        pydantic.ValidationError: A value out of its field's bounds (e.g. a port above
+            65535), so it is reported before anything starts.
+    """
+    values = {name: getattr(args, name) for name in ServeOptions.model_fields}
+    ServeOptions(**values)
+    return values

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rs_reasoner.service.limits import JobLimits
+
 #: Upper bound on the working grid of one job (pixels after resampling); beyond this the
 #: request is refused with advice to pick a coarser resolution or a smaller extent.
 MAX_WORKING_PIXELS = 400_000_000
@@ -299,4 +301,23 @@ class ServeOptions(RunOptions):
         None,
         description="Where to write port/token/pid (default: the per-user state file the "
         "plugin reads).",
+    )
+    job_time_limit: float = Field(
+        JobLimits.segment_time_limit_s,
+        gt=0,
+        le=1e7,
+        description="Seconds a segmentation job may run before it is stopped.",
+    )
+    train_time_limit: float = Field(
+        JobLimits.train_time_limit_s,
+        gt=0,
+        le=1e7,
+        description="Seconds a training job may run before it is stopped (its checkpoints "
+        "are kept).",
+    )
+    max_queued_jobs: int = Field(
+        JobLimits.max_queued,
+        ge=1,
+        le=10_000,
+        description="Jobs that may wait to run; more are refused (HTTP 429).",
     )

@@ -42,6 +42,7 @@ from rs_reasoner.service.deps import bearer_scheme
 from rs_reasoner.service.errors import ApiError, install_error_handlers
 from rs_reasoner.service.hosts import LoopbackHostMiddleware
 from rs_reasoner.service.jobs import JobManager, PipelineLike
+from rs_reasoner.service.limits import JobLimits
 from rs_reasoner.service.model_pulls import PullManager
 from rs_reasoner.service.responses import COMMON_ERRORS
 from rs_reasoner.service.routes_health import gpu_info
@@ -58,6 +59,8 @@ def create_app(
     upload_limits: UploadLimits | None = None,
     jobs: JobManager | None = None,
     train_options: dict[str, Any] | None = None,
+    job_limits: JobLimits | None = None,
+    isolate_checks: bool = False,
     loopback_only: bool = True,
 ) -> FastAPI:
     """Build the API.
@@ -72,6 +75,12 @@ def create_app(
             with the app.
         train_options: Extra training options for every ``POST /train`` job of the
             default job manager (e.g. ``{"base_channels": 16}``: a smaller U-Net).
+        job_limits: Time limits, queue bound and the rest of the default job manager's
+            limits (default: the documented :class:`~rs_reasoner.service.limits.JobLimits`);
+            its results go to ``upload_dir/results``.
+        isolate_checks: The default job manager checks submissions in child processes
+            (what ``rs-reasoner serve`` does): a file that blocks GDAL cannot freeze the
+            server. Off for test doubles of the pipeline.
         loopback_only: Serve only requests whose Host header names a loopback address
             (:mod:`.hosts`); off only for a backend serving the network (--allow-remote).
 
@@ -81,7 +90,16 @@ def create_app(
     """
     if not token:
         raise ValueError("token must not be empty")
-    manager = jobs if jobs is not None else JobManager(pipeline, train_options=train_options)
+    if jobs is None:
+        # Results beside the uploads: the same per-process folder, removed with it.
+        jobs = JobManager(
+            pipeline,
+            train_options=train_options,
+            limits=job_limits,
+            result_dir=Path(upload_dir) / "results",
+            isolate_checks=isolate_checks,
+        )
+    manager = jobs
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -32,7 +32,7 @@ from typing import Any, BinaryIO, Protocol
 
 from rs_reasoner.errors import JobCancelled, RsReasonerError
 from rs_reasoner.schemas import SegmentRequest, TrainRequest
-from rs_reasoner.service.checks import BoundedChecks
+from rs_reasoner.service.checks import BoundedChecks, check_segment_request, check_train_request
 from rs_reasoner.service.limits import JobLimits
 from rs_reasoner.service.results import ResultStore
 
@@ -255,6 +255,10 @@ class JobManager:
             space (default :class:`~rs_reasoner.service.limits.JobLimits`).
         result_dir: Folder of segmentation results; None: a temporary one, removed at
             shutdown.
+        isolate_checks: Run the submission checks that open files in child processes
+            (:mod:`.checks`), as a fresh :class:`~rs_reasoner.pipeline.SegmentationPipeline`
+            and the training checks; False: ``pipeline.validate`` and ``trainer.validate``
+            in threads (test doubles, embedding).
     """
 
     def __init__(
@@ -267,6 +271,7 @@ class JobManager:
         train_options: Mapping[str, Any] | None = None,
         limits: JobLimits | None = None,
         result_dir: Path | None = None,
+        isolate_checks: bool = False,
     ) -> None:
         self._pipeline = pipeline
         self._max_finished = max(0, max_finished)
@@ -275,7 +280,9 @@ class JobManager:
         self._train_options = train_options
         self.limits = limits or JobLimits()
         self.results = ResultStore(result_dir, self.limits.result_store_bytes)
-        self._checks = BoundedChecks(self.limits.check_timeout_s, self.limits.max_pending_checks)
+        self._checks = BoundedChecks(
+            self.limits.check_timeout_s, self.limits.max_pending_checks, isolate=isolate_checks
+        )
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[Job | None] = queue.Queue()
@@ -304,16 +311,24 @@ class JobManager:
                 down.
         """
         self._check_room()
-        self._checks.run(lambda: self._pipeline.validate(request, raster_path), raster_path)
+        self._checks.run(self._segment_check(request, raster_path), raster_path)
         return self._queue_segmentation(request, raster_path)
 
     async def submit_async(self, request: SegmentRequest, raster_path: str) -> Job:
         """:meth:`submit` for the event loop: waits for the checks without a thread."""
         self._check_room()
-        await self._checks.run_async(
-            lambda: self._pipeline.validate(request, raster_path), raster_path
-        )
+        await self._checks.run_async(self._segment_check(request, raster_path), raster_path)
         return self._queue_segmentation(request, raster_path)
+
+    def _segment_check(self, request: SegmentRequest, raster_path: str) -> Any:
+        if self._checks.isolate:
+            return (check_segment_request, (request, raster_path))
+        return (self._pipeline.validate, (request, raster_path))
+
+    def _train_check(self, request: TrainRequest, raster_path: str) -> Any:
+        if self._checks.isolate:
+            return (check_train_request, (request, raster_path))
+        return (self.trainer.validate, (request, raster_path))
 
     def _queue_segmentation(self, request: SegmentRequest, raster_path: str) -> Job:
         job = Job(
@@ -343,15 +358,13 @@ class JobManager:
                 full or the service is shutting down.
         """
         self._check_room()
-        self._checks.run(lambda: self.trainer.validate(request, raster_path), raster_path)
+        self._checks.run(self._train_check(request, raster_path), raster_path)
         return self._queue_training(request, raster_path)
 
     async def submit_training_async(self, request: TrainRequest, raster_path: str) -> Job:
         """:meth:`submit_training` for the event loop."""
         self._check_room()
-        await self._checks.run_async(
-            lambda: self.trainer.validate(request, raster_path), raster_path
-        )
+        await self._checks.run_async(self._train_check(request, raster_path), raster_path)
         return self._queue_training(request, raster_path)
 
     def _queue_training(self, request: TrainRequest, raster_path: str) -> Job:
@@ -479,6 +492,7 @@ class JobManager:
         self._worker.join(timeout)
         if self._worker.is_alive():
             log.warning("job worker still busy after %.0f s; exiting anyway", timeout)
+        self._checks.close()
         self.results.close()
 
     # -- worker ----------------------------------------------------------------------------

@@ -29,6 +29,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from rs_reasoner import __version__
 from rs_reasoner.arguments import add_serve_arguments, serve_options
 from rs_reasoner.atomic import check_writable
@@ -202,6 +204,9 @@ def serve(
     allow_remote: bool = _DEFAULTS["allow_remote"],
     state_file: Path | str | None = _DEFAULTS["state_file"],
     device: str = _DEFAULTS["device"],
+    job_time_limit: float = _DEFAULTS["job_time_limit"],
+    train_time_limit: float = _DEFAULTS["train_time_limit"],
+    max_queued_jobs: int = _DEFAULTS["max_queued_jobs"],
 ) -> None:
     """Serve the API until SIGINT/SIGTERM.
 
@@ -212,6 +217,9 @@ def serve(
         state_file: Where to write port/token/pid (default:
             :func:`~rs_reasoner.service.state.default_state_path`).
         device: Torch device for the models (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
+        job_time_limit: Seconds a segmentation job may run.
+        train_time_limit: Seconds a training job may run.
+        max_queued_jobs: Jobs that may wait (more get HTTP 429).
 
     Raises:
         RsReasonerError: Non-loopback host without ``allow_remote``, port unavailable, or
@@ -234,6 +242,7 @@ def serve(
 
         from rs_reasoner.pipeline import SegmentationPipeline
         from rs_reasoner.service.app import create_app, gpu_info
+        from rs_reasoner.service.limits import JobLimits
 
         uploads_root = Path(platformdirs.user_cache_dir("rs-reasoner")) / "uploads"
         try:
@@ -257,7 +266,19 @@ def serve(
             else "",
         )
         # A backend serving the network is reached under names not known here.
-        app = create_app(pipeline, token, upload_dir, loopback_only=is_loopback(host))
+        limits = JobLimits(
+            segment_time_limit_s=job_time_limit,
+            train_time_limit_s=train_time_limit,
+            max_queued=max_queued_jobs,
+        )
+        app = create_app(
+            pipeline,
+            token,
+            upload_dir,
+            job_limits=limits,
+            isolate_checks=True,
+            loopback_only=is_loopback(host),
+        )
         config = uvicorn.Config(
             app,
             log_level="info",
@@ -311,6 +332,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         serve(**serve_options(args))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"error: {problems}", file=sys.stderr)
+        return 2
     except RsReasonerError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:
