@@ -14,7 +14,8 @@ set -eu
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${QGIS_CHROOTS:-$REPO/.qgis-chroots}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-PACKAGES=python3-qgis,qgis-providers,qgis,python3-pytest,python3-gdal,python3-numpy
+# python3-venv: the set-up dialog makes the backend's environment with QGIS's Python.
+PACKAGES=python3-qgis,qgis-providers,qgis,python3-pytest,python3-gdal,python3-numpy,python3-venv
 PYTEST_ARGS=${PYTEST_ARGS:--q}
 
 suite_of() {
@@ -38,7 +39,23 @@ need_root() {
 build() {
     suite=$1
     dir=$CACHE/$suite
-    [ -f "$dir/.built" ] && return 0
+    if [ -f "$dir/.built" ]; then
+        # A chroot built with an older package list gets the packages added since.
+        if [ "$(cat "$dir/.packages" 2>/dev/null)" != "$PACKAGES" ]; then
+            need_root
+            echo "qgis-matrix: adding packages to the $suite chroot"
+            cp /etc/resolv.conf "$dir/etc/resolv.conf"
+            unshare --mount --propagation private sh -eu -c '
+                mount --rbind /proc "$1/proc"; mount --rbind /dev "$1/dev"
+                chroot "$1" /usr/bin/env DEBIAN_FRONTEND=noninteractive \
+                    PATH=/usr/sbin:/usr/bin:/sbin:/bin sh -euc "
+                    apt-get -q -o Acquire::Check-Valid-Until=false update
+                    apt-get install -y -q $2"
+            ' sh "$dir" "$(echo "$PACKAGES" | tr , ' ')"
+            echo "$PACKAGES" > "$dir/.packages"
+        fi
+        return 0
+    fi
     need_root
     command -v mmdebstrap >/dev/null 2>&1 || apt-get install -y -q mmdebstrap
     mkdir -p "$CACHE"
@@ -51,6 +68,7 @@ build() {
         --aptopt='Acquire::Check-Valid-Until "false"' "$suite" "$dir.tmp" "$MIRROR"
     rm -rf "$dir"
     mv "$dir.tmp" "$dir"
+    echo "$PACKAGES" > "$dir/.packages"
     echo "$(( $(date +%s) - start ))" > "$dir/.built"
     echo "qgis-matrix: $suite chroot built in $(cat "$dir/.built") s"
 }
