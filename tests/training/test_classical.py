@@ -25,7 +25,8 @@ from rs_reasoner_training.data.dataset import IGNORE_INDEX
 from rs_reasoner_training.data.parcels import label_raster
 from rs_reasoner_training.errors import LabelLayerError
 
-QUICK = ClassicalConfig(rounds=40, threads=1, max_pixels_per_class=3000)
+QUICK = ClassicalConfig(rounds=40, rounds_without_validation=40, threads=1,
+                        max_pixels_per_class=3000)  # fmt: skip
 
 
 def _scene(raster: Path, labels, field: str, background: str | None = None):
@@ -65,8 +66,18 @@ def test_fits_68_bands_and_round_trips_through_its_file(slovenia, tmp_path: Path
     train = LabelledImage(raw, valid, remap[train.labels])
     val = LabelledImage(raw, valid, remap[val.labels])
     model = fit_classical([train], names, stats, spec, QUICK, val=[val])
-    assert 1 <= model.info["rounds"] <= QUICK.rounds  # early stopping keeps the best round
     assert set(model.info["train_pixels"]) == set(names)
+    assert model.info["rounds"] <= QUICK.rounds
+
+    # Validation labels on a 6x6 px corner: too few to steer; fixed rounds, no prior shift.
+    corner = np.full(valid.shape, IGNORE_INDEX, np.uint8)
+    corner[:6, :6] = val.labels[:6, :6] if (val.labels[:6, :6] != IGNORE_INDEX).any() else 0
+    small = fit_classical(
+        [train], names, stats, spec, QUICK, val=[LabelledImage(raw, valid, corner)]
+    )
+    assert small.info["validation"].startswith("not used: fewer than 100 validation pixels of")
+    assert small.info["rounds"] == QUICK.rounds_without_validation
+    assert small.class_bias is None
 
     probs = model.predict_proba(raw, valid)
     assert probs.shape == (len(names), *valid.shape)
@@ -143,3 +154,36 @@ def test_bad_inputs_get_one_clear_error(slovenia, tmp_path: Path) -> None:
     (tmp_path / FILE_NAME).write_text(json.dumps({"format": "other"}))
     with pytest.raises(ValueError, match="not a classical model file"):
         ClassicalModel.load(tmp_path)
+
+
+def test_enough_validation_pixels_steer_rounds_and_prior(shared_data: Path, tmp_path) -> None:
+    raw, valid, label, names, stats, roles = _scene(
+        shared_data / "spacenet_atlanta_pan_utm16n.tif",
+        shared_data / "spacenet_atlanta_buildings.geojson",
+        "building",
+        background="other",
+    )
+    spec = FeatureSpec.for_bands(stats.count, roles)
+    north = np.zeros(valid.shape, bool)
+    north[:450] = True
+    train = LabelledImage(raw, valid, np.where(north, label, IGNORE_INDEX).astype(np.uint8))
+    val = LabelledImage(raw, valid, np.where(~north, label, IGNORE_INDEX).astype(np.uint8))
+    config = ClassicalConfig(rounds=60, early_stopping_rounds=5, threads=1,
+                             max_pixels_per_class=3000)  # fmt: skip
+    model = fit_classical([train], names, stats, spec, config, val=[val])
+    assert model.info["validation"] == "used for early stopping and the prior shift"
+    assert model.info["rounds"] <= 60
+    scores = model.info["val_miou_by_prior_shift"]
+    assert model.info["prior_shift"] == float(max(scores, key=scores.get))
+    # The shift is log-prior times the chosen fraction, and travels with the file.
+    totals = np.array([model.info["train_pixels"][n] for n in names], float)
+    expected = model.info["prior_shift"] * np.log(totals / totals.sum())
+    np.testing.assert_allclose(model.class_bias, expected)
+    model.save(tmp_path)
+    again = ClassicalModel.load(tmp_path)
+    np.testing.assert_allclose(again.class_bias, model.class_bias)
+    crop = (slice(None), slice(400, 500), slice(0, 300))
+    np.testing.assert_array_equal(
+        again.predict_proba(raw[crop], valid[crop[1:]]),
+        model.predict_proba(raw[crop], valid[crop[1:]]),
+    )

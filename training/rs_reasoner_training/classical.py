@@ -43,33 +43,48 @@ class LabelledImage:
 
 @dataclass(frozen=True)
 class ClassicalConfig:
-    """LightGBM settings (defaults suit a few thousand to a few hundred thousand pixels).
+    """LightGBM settings.
+
+    The defaults are strongly regularised (small trees, a fifth of the features per tree,
+    randomised split points): pixels of one parcel are nearly copies of each other, so
+    the real sample size is the number of parcels, and trees fitted to pixels learn the
+    parcels by heart. On the benchmark's Slovenia stack (27 training parcels) this beat
+    LightGBM's usual settings by 0.05 mIoU averaged over six splits.
 
     Attributes:
-        rounds: Boosting rounds (upper bound with early stopping).
+        rounds: Boosting rounds with validation (upper bound: early stopping).
+        rounds_without_validation: Boosting rounds without (usable) validation pixels.
         learning_rate: Shrinkage per round.
         num_leaves: Leaves per tree.
         min_child_samples: Fewest pixels in a leaf.
         feature_fraction: Features tried per tree (decorrelates trees).
+        min_features_per_tree: ... but at least this many (raises the fraction).
         bagging_fraction: Pixels used per tree.
         lambda_l2: L2 penalty on leaf values.
+        extra_trees: Random split thresholds (less fitting to individual parcels).
         max_pixels_per_class: Sample cap per class.
         early_stopping_rounds: Patience on the validation loss.
+        min_val_pixels: Validation pixels each training class needs for validation to
+            steer the fitting (early stopping, prior shift).
+        class_weight_power: 1 balances classes, 0 keeps their frequencies.
         threads: LightGBM threads (None: all cores).
         seed: Sampling and bagging seed.
     """
 
     rounds: int = 300
+    rounds_without_validation: int = 100
     learning_rate: float = 0.05
-    num_leaves: int = 31
+    num_leaves: int = 15
     min_child_samples: int = 40
-    feature_fraction: float = 0.5
+    feature_fraction: float = 0.2
+    min_features_per_tree: int = 6
     bagging_fraction: float = 0.8
     lambda_l2: float = 1.0
+    extra_trees: bool = True
     max_pixels_per_class: int = 20_000
     early_stopping_rounds: int = 30
+    min_val_pixels: int = 100
     class_weight_power: float = 1.0
-    extra_trees: bool = False
     threads: int | None = None
     seed: int = 0
 
@@ -158,12 +173,14 @@ def _draw(labels: np.ndarray, num_classes: int, cap: int, rng: np.random.Generat
     return np.sort(np.concatenate(keep))
 
 
-def _params(config: ClassicalConfig, num_classes: int) -> dict[str, Any]:
+def _params(config: ClassicalConfig, num_classes: int, num_features: int) -> dict[str, Any]:
+    # A fifth of 7 features (one panchromatic band) is one feature per tree: too few.
+    fraction = max(config.feature_fraction, min(1.0, config.min_features_per_tree / num_features))
     params: dict[str, Any] = {
         "learning_rate": config.learning_rate,
         "num_leaves": config.num_leaves,
         "min_child_samples": config.min_child_samples,
-        "feature_fraction": config.feature_fraction,
+        "feature_fraction": fraction,
         "bagging_fraction": config.bagging_fraction,
         "bagging_freq": 1,
         "lambda_l2": config.lambda_l2,
@@ -220,34 +237,119 @@ def fit_classical(
         )
     power = config.class_weight_power
     dtrain = lightgbm.Dataset(sample.x, sample.y, weight=sample.weights(power))
-    params = _params(config, k)
-    sets, callbacks = [], []
-    if val:
-        vs = sample_pixels(val, stats, spec, k, config.max_pixels_per_class, config.seed)
-        if len(vs.y):
-            dval = lightgbm.Dataset(vs.x, vs.y, weight=vs.weights(power), reference=dtrain)
-            sets = [dval]
-            callbacks = [lightgbm.early_stopping(config.early_stopping_rounds, verbose=False)]
+    validation, note = _usable_validation(val, stats, spec, class_names, counts, config)
+    sets, callbacks, rounds = [], [], config.rounds_without_validation
+    if validation is not None:
+        weights = validation.weights(power)
+        sets = [lightgbm.Dataset(validation.x, validation.y, weight=weights, reference=dtrain)]
+        callbacks = [lightgbm.early_stopping(config.early_stopping_rounds, verbose=False)]
+        rounds = config.rounds
+    params = _params(config, k, sample.x.shape[1])
     booster = lightgbm.train(
-        params, dtrain, num_boost_round=config.rounds, valid_sets=sets, callbacks=callbacks
+        params, dtrain, num_boost_round=rounds, valid_sets=sets, callbacks=callbacks
     )
-    if sets and booster.best_iteration > 0:
+    if callbacks and booster.best_iteration > 0:
         # Keep only the best round's trees: the saved model is what was validated.
         booster = lightgbm.Booster(model_str=booster.model_to_string(booster.best_iteration))
-    info = {
+    info: dict[str, Any] = {
         "learner": "lightgbm",
         "config": asdict(config),
         "train_pixels": {class_names[c]: int(counts[c]) for c in range(k)},
         "rounds": int(booster.current_iteration()),
-        "seconds": round(time.monotonic() - started, 2),
+        "validation": note,
     }
-    return ClassicalModel(booster, class_names, stats, spec, threads=config.threads, info=info)
+    model = ClassicalModel(booster, class_names, stats, spec, threads=config.threads, info=info)
+    if validation is not None:
+        shift, scores = choose_prior_shift(model, validation, sample.totals, power)
+        model.class_bias = shift * np.log(np.maximum(sample.totals, 1) / sample.totals.sum())
+        model.info.update(prior_shift=shift, val_miou_by_prior_shift=scores)
+    model.info["seconds"] = round(time.monotonic() - started, 2)
+    return model
+
+
+def _usable_validation(
+    val: Sequence[LabelledImage],
+    stats: BandStats,
+    spec: FeatureSpec,
+    class_names: Sequence[str],
+    train_totals: np.ndarray,
+    config: ClassicalConfig,
+) -> tuple[PixelSample | None, str]:
+    """Validation pixels, when there are enough of every class to steer the fitting.
+
+    A handful of validation pixels of a class (one small parcel) makes early stopping
+    and the prior shift follow noise: on the Slovenia benchmark, steering by 7
+    validation parcels lost to fixed rounds. Then fitting runs ``rounds_without_validation``
+    rounds with balanced classes.
+
+    Returns:
+        (the sample or None, what was decided, for ``info``).
+    """
+    if not val:
+        return None, "none given"
+    k = len(class_names)
+    try:
+        sample = sample_pixels(val, stats, spec, k, config.max_pixels_per_class, config.seed)
+    except LabelLayerError:
+        return None, "no validation pixel with data"
+    short = [f"{class_names[c]} ({int(sample.totals[c])})" for c in range(k)
+             if train_totals[c] and sample.totals[c] < config.min_val_pixels]  # fmt: skip
+    if short:
+        return None, (
+            f"not used: fewer than {config.min_val_pixels} validation pixels of "
+            + ", ".join(short)
+        )
+    return sample, "used for early stopping and the prior shift"
+
+
+#: Fractions of the balancing undone on validation (see :func:`choose_prior_shift`).
+PRIOR_SHIFTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def weighted_miou(truth: np.ndarray, pred: np.ndarray, weights: np.ndarray, k: int) -> float:
+    """mIoU over the classes present in ``truth``, each pixel counted ``weights`` times."""
+    cm = np.bincount(truth * k + pred, weights=weights, minlength=k * k).reshape(k, k)
+    tp = np.diag(cm)
+    union = cm.sum(0) + cm.sum(1) - tp
+    present = cm.sum(1) > 0
+    return float(np.mean(tp[present] / union[present])) if present.any() else float("nan")
+
+
+def choose_prior_shift(
+    model: ClassicalModel, val: PixelSample, totals: np.ndarray, power: float
+) -> tuple[float, dict[str, float]]:
+    """How much of the class balancing to undo at prediction, chosen on validation pixels.
+
+    Balanced weights make rare classes as likely as common ones, which finds them but
+    also paints them over common classes. Adding ``s * log(prior)`` to the log
+    probabilities (prior = training class frequencies) moves the decision back towards
+    the true frequencies; ``s`` in ``power * PRIOR_SHIFTS`` that gives the best mIoU on
+    the validation pixels (counted at their true proportions) is kept.
+
+    Returns:
+        (shift, {shift: validation mIoU}).
+    """
+    k = len(model.class_names)
+    probs = model.predict_features(val.x)
+    log_prior = np.log(np.maximum(totals, 1) / totals.sum())
+    weights = val.weights(0.0)
+    scores: dict[str, float] = {}
+    best, best_score = 0.0, -1.0
+    for fraction in PRIOR_SHIFTS:
+        shift = round(fraction * power, 4)
+        pred = (np.log(np.maximum(probs, 1e-12)) + shift * log_prior).argmax(axis=1)
+        score = weighted_miou(val.y, pred, weights, k)
+        scores[f"{shift:g}"] = round(score, 4)
+        if score > best_score + 1e-9:
+            best, best_score = shift, score
+    return best, scores
 
 
 __all__ = [
     "ClassicalConfig",
     "LabelledImage",
     "PixelSample",
+    "choose_prior_shift",
     "fit_classical",
     "sample_pixels",
 ]

@@ -45,6 +45,8 @@ class ClassicalModel:
         spec: Feature recipe.
         threads: LightGBM threads at prediction (None: LightGBM's default).
         info: Free-form facts kept in the file (training sizes, validation scores).
+        class_bias: Log-probability added per class before renormalising (a prior shift
+            chosen on validation pixels), or None.
     """
 
     def __init__(
@@ -55,9 +57,13 @@ class ClassicalModel:
         spec: FeatureSpec,
         threads: int | None = None,
         info: Mapping[str, Any] | None = None,
+        class_bias: Sequence[float] | None = None,
     ) -> None:
         if len(class_names) < 2:
             raise ValueError("a classifier needs at least two classes")
+        if class_bias is not None and len(class_bias) != len(class_names):
+            raise ValueError(f"{len(class_bias)} class biases for {len(class_names)} classes")
+        self.class_bias = None if class_bias is None else np.asarray(class_bias, np.float64)
         self.booster = booster
         self.class_names = list(class_names)
         self.stats = stats
@@ -83,6 +89,9 @@ class ClassicalModel:
         p = np.asarray(self.booster.predict(features, **params), dtype=np.float32)
         if p.ndim == 1:  # binary objective: probability of class 1
             p = np.stack([1.0 - p, p], axis=1)
+        if self.class_bias is not None:
+            p = p * np.exp(self.class_bias).astype(np.float32)
+            p /= np.maximum(p.sum(axis=1, keepdims=True), np.finfo(np.float32).tiny)
         return p
 
     def predict_proba(self, raw: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -126,6 +135,7 @@ class ClassicalModel:
             "features": self.spec.to_dict(),
             "feature_names": self.feature_names,
             "info": self.info,
+            "class_bias": None if self.class_bias is None else self.class_bias.tolist(),
             "booster": self.booster.model_to_string(),
         }
 
@@ -159,6 +169,7 @@ class ClassicalModel:
             FeatureSpec.from_dict(data["features"]),
             threads=threads,
             info=data.get("info"),
+            class_bias=data.get("class_bias"),
         )
 
 
