@@ -12,10 +12,12 @@ import rasterio
 from affine import Affine
 from pyproj import Transformer
 from rasterio.enums import ColorInterp as CI
+from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 
-from rs_reasoner.errors import ExtentError, RasterError
+from rs_reasoner.errors import ExtentError, JobCancelled, RasterError
 from rs_reasoner.raster import ExtentReader, open_raster
+from rs_reasoner.raster import reader as reader_module
 from rs_reasoner.schemas import MAX_WORKING_PIXELS, Extent
 from tests.support.rasters import UTM_CRS, UTM_TRANSFORM, scene_with_squares, write_geotiff
 
@@ -51,12 +53,24 @@ class RecordingDataset:
         return getattr(self._ds, name)
 
     def read(self, *args, **kw):
-        self.reads.append((kw.get("window"), kw.get("out_shape")))
+        self.reads.append((kw.get("window"), kw.get("out_shape"), kw.get("resampling")))
         return self._ds.read(*args, **kw)
 
     def read_masks(self, *args, **kw):
-        self.reads.append((kw.get("window"), kw.get("out_shape")))
+        self.reads.append((kw.get("window"), kw.get("out_shape"), kw.get("resampling")))
         return self._ds.read_masks(*args, **kw)
+
+    def touched(self) -> float:
+        """Source pixels GDAL evaluates for the recorded reads: a nearest read samples
+        one source pixel per output pixel; a filtering one reads its whole window (this
+        raster has no overviews)."""
+        total = 0.0
+        for window, shape, resampling in self.reads:
+            if resampling is Resampling.nearest:
+                total += shape[-2] * shape[-1]
+            else:
+                total += window.width * window.height
+        return total
 
 
 def test_uint8_extent_keeps_values_and_reads_global_coordinates(tmp_path: Path) -> None:
@@ -280,11 +294,11 @@ def test_reads_touch_only_their_window_and_statistics_are_decimated() -> None:
     with open_raster(shared("spacenet_lasvegas_pan_wgs84.tif")) as ds:  # 1300 x 1300 uint16
         spy = RecordingDataset(ds)
         reader = ExtentReader.open(spy, None)
-        assert spy.reads and all(max(shape[1:]) <= 1024 for _, shape in spy.reads)
+        assert spy.reads and all(max(shape[1:]) <= 1024 for _, shape, _ in spy.reads)
         spy.reads.clear()
         image, valid = reader.read(100, 200, 164, 264)
         assert image.shape == (64, 64, 3) and valid.all()
-        for window, _ in spy.reads:
+        for window, _, _ in spy.reads:
             assert (window.row_off, window.col_off, window.height, window.width) == (
                 100, 200, 64, 64)
 
@@ -324,3 +338,118 @@ def test_real_custom_albers_int16_is_stretched_per_band() -> None:
         image, valid = reader.read_extent()
         assert valid.all()  # nodata -9999 is declared but absent
         assert (image.reshape(-1, 3).mean(0) > 60).all()
+
+
+def mosaic_vrt(tmp_path: Path, tiles: int, tile: np.ndarray) -> Path:
+    """A VRT of tiles x tiles copies of one single-band GeoTIFF (a large mosaic without
+    overviews, like a VRT over a folder of orthophoto tiles)."""
+    n = tile.shape[-1]
+    src = write_geotiff(tmp_path / "tile.tif", tile, crs=None, transform=None)
+    sources = "".join(
+        f"<SimpleSource><SourceFilename>{src}</SourceFilename><SourceBand>1</SourceBand>"
+        f'<SrcRect xOff="0" yOff="0" xSize="{n}" ySize="{n}"/>'
+        f'<DstRect xOff="{j * n}" yOff="{i * n}" xSize="{n}" ySize="{n}"/></SimpleSource>'
+        for i in range(tiles)
+        for j in range(tiles)
+    )
+    path = tmp_path / "mosaic.vrt"
+    path.write_text(
+        f'<VRTDataset rasterXSize="{tiles * n}" rasterYSize="{tiles * n}">'
+        f'<VRTRasterBand dataType="Byte" band="1">{sources}</VRTRasterBand></VRTDataset>'
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def mosaic(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """100,000² pixels: 100 x 100 copies of a 1000² tile of 10 x 10 flat 100-px blocks,
+    and the blocks' values."""
+    blocks = np.random.default_rng(3).integers(0, 256, (10, 10), dtype=np.uint8)
+    tile = np.kron(blocks, np.ones((100, 100), np.uint8))
+    return mosaic_vrt(tmp_path_factory.mktemp("mosaic"), 100, tile), blocks
+
+
+def test_coarse_read_of_a_huge_mosaic_samples_instead_of_filtering(mosaic) -> None:
+    path, blocks = mosaic
+    with open_raster(path) as ds:
+        spy = RecordingDataset(ds)
+        reader = ExtentReader.open(spy, None, resolution=100.0)  # pixel space: 100 px each
+        assert (reader.height, reader.width) == (1000, 1000)
+        spy.reads.clear()
+        image, valid = reader.read(0, 0, 256, 1024)  # a window of 2.6 * 10^9 source px
+    assert valid[:, :1000].all() and not valid[:, 1000:].any()
+    # A few source pixels per working pixel, not the 10,000 a filtered read evaluates.
+    k = reader_module.DECIMATE_SAMPLES
+    assert spy.touched() <= 2 * k * k * 256 * 1024
+    # Working pixel (r, c) is exactly one flat block.
+    assert (image[:, :1000, 0] == np.tile(blocks, (26, 100))[:256]).all()
+
+
+def test_cancel_stops_a_huge_tile_between_its_row_bands(mosaic) -> None:
+    path, _ = mosaic
+    calls = []
+
+    def check() -> None:
+        calls.append(1)
+        if len(calls) > 2:
+            raise JobCancelled()
+
+    with open_raster(path) as ds:
+        spy = RecordingDataset(ds)
+        reader = ExtentReader.open(spy, None, resolution=100.0)
+        reader.check = check
+        spy.reads.clear()
+        with pytest.raises(JobCancelled):
+            reader.read(0, 0, 1000, 1000)
+    # Two row bands were read, then the check stopped the tile (of hundreds of bands).
+    assert len(calls) == 3 and 0 < len(spy.reads) <= 2 * 2
+    assert sum(shape[-2] for _, shape, _ in spy.reads) < 1000
+
+
+@pytest.mark.parametrize("resolution", [2.0, 4.0, 9.0, 14.0])
+def test_reads_split_into_row_bands_give_the_same_pixels(
+    tmp_path: Path, monkeypatch, resolution: float
+) -> None:
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 4000, (3, 300, 400), dtype=np.uint16)
+    data[:, :20, :30] = 0
+    with open_raster(write_geotiff(tmp_path / "a.tif", data, nodata=0)) as ds:
+        whole = ExtentReader.open(ds, None, resolution=resolution)
+        expected = whole.read(-3, -5, whole.height + 2, whole.width + 4)
+        monkeypatch.setattr(reader_module, "CHUNK_SOURCE_PIXELS", 3000)
+        calls = []
+        banded = ExtentReader.open(ds, None, resolution=resolution, check=lambda: calls.append(1))
+        assert (banded.lo == whole.lo).all() and (banded.hi == whole.hi).all()
+        calls.clear()
+        got = banded.read(-3, -5, whole.height + 2, whole.width + 4)
+    assert len(calls) > 3  # read in several bands, checked before each
+    assert (got[0] == expected[0]).all() and (got[1] == expected[1]).all()
+
+
+def test_decimated_read_leaves_nodata_samples_out(tmp_path: Path) -> None:
+    data = np.full((1, 400, 400), 200, np.uint8)
+    data[:, :, ::2] = 0  # every other column is NoData
+    data[:, :200, :] = 0  # the top half is all NoData
+    with open_raster(write_geotiff(tmp_path / "a.tif", data, nodata=0)) as ds:
+        reader = ExtentReader.open(ds, None, resolution=2.0 * 10)  # 10 source px each
+        image, valid = reader.read_extent()
+    assert reader.scale == 10.0 and image.shape == (40, 40, 3)
+    assert not valid[:20].any() and valid[20:].all()
+    assert (image[20:] == 200).all()  # mean of the valid samples only, not blended with 0
+
+
+def test_absurdly_fine_resolution_is_a_clear_extent_error(tmp_path: Path) -> None:
+    path = write_geotiff(tmp_path / "a.tif", column_ramp())
+    with open_raster(path) as ds, pytest.raises(ExtentError, match="coarser ground") as err:
+        ExtentReader.open(ds, None, resolution=1e-200)
+    assert "about 1e406 working pixels" in err.value.message
+
+
+def test_place_checks_without_reading_pixels(tmp_path: Path) -> None:
+    data = np.random.default_rng(0).integers(0, 4000, (3, 300, 400), dtype=np.uint16)
+    with open_raster(write_geotiff(tmp_path / "a.tif", data)) as ds:
+        spy = RecordingDataset(ds)
+        reader = ExtentReader.place(spy, pixel_extent(10, 10, 50, 60))
+        assert reader.window == (10, 10, 50, 60) and spy.reads == []
+        with pytest.raises(ExtentError):
+            ExtentReader.place(spy, pixel_extent(10, 10, 50, 60), resolution=1e-6)

@@ -4,12 +4,21 @@ The working grid is the source grid scaled by ``scale`` (source pixels per worki
 and anchored at the raster origin: working pixel (r, c) covers source pixels
 ``[r*scale, (r+1)*scale)``. Reads take global working-grid windows, so tiles planned on a
 lattice anchored at working pixel (0, 0) read the same pixels whatever the extent.
+
+Reads cost what their output is worth, however coarse the working grid: GDAL answers a
+downsampled read from the raster's overviews; where none is fine enough, a bilinear read
+would filter every source pixel (a 1024² tile of a 102,400² mosaic: 10^10 pixels), so the
+reader samples a fixed grid of :data:`DECIMATE_SAMPLES`² source pixels per working pixel
+instead and averages them. Large reads are split into row bands of at most
+:data:`CHUNK_SOURCE_PIXELS` source pixels, and the reader's ``check`` callback (a job's
+cancel check) runs before each band, so cancelling never waits for a whole huge tile.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import rasterio
@@ -21,13 +30,24 @@ from rasterio.windows import Window
 
 from rs_reasoner.errors import ExtentError, RasterError
 from rs_reasoner.raster.bands import select_bands
+from rs_reasoner.raster.extent_window import extent_to_window, working_shape
 from rs_reasoner.raster.source import raster_transform
 from rs_reasoner.raster.stretch import apply_stretch, stretch_params
-from rs_reasoner.raster.extent_window import extent_to_window, working_shape
 from rs_reasoner.schemas import MAX_WORKING_PIXELS, Extent
 
 #: Long side of the decimated read that the stretch percentiles are computed from.
 STATS_SIZE = 1024
+
+#: Source pixels per working pixel (along an axis, after GDAL's overviews) up to which a
+#: read filters every source pixel (bilinear); coarser reads are decimated.
+MAX_FILTER_FACTOR = 4.0
+
+#: Samples per working pixel and axis of a decimated read (nearest, then averaged).
+DECIMATE_SAMPLES = 4
+
+#: Most source pixels (or samples) one GDAL read may cover; larger reads are split into
+#: row bands and the cancel check runs between them.
+CHUNK_SOURCE_PIXELS = 1 << 24
 
 #: Scales this close to 1 are read natively (no resampling for float noise).
 _SCALE_EPS = 1e-9
@@ -78,6 +98,8 @@ class ExtentReader:
         scale: Source pixels per working pixel.
         window: The extent on the working grid, (row0, col0, row1, col1).
         lo, hi: Per-band values mapped to 0 and 255.
+        check: Called before every GDAL read (between the row bands of a large one);
+            raises to stop, e.g. a job's cancel check. None: never stops.
     """
 
     def __init__(
@@ -88,6 +110,7 @@ class ExtentReader:
         window: tuple[int, int, int, int],
         lo: np.ndarray,
         hi: np.ndarray,
+        check: Callable[[], None] | None = None,
     ) -> None:
         self.ds = ds
         self.bands = list(bands)
@@ -95,6 +118,7 @@ class ExtentReader:
         self.window = window
         self.lo = lo
         self.hi = hi
+        self.check = check
         self._unique = list(dict.fromkeys(self.bands))  # read a replicated band once
         self._dtype = np.result_type(*[ds.dtypes[b - 1] for b in self._unique])
         self._nodata = [ds.nodatavals[b - 1] for b in self._unique]
@@ -103,6 +127,8 @@ class ExtentReader:
             self._all_valid = all(
                 ds.mask_flag_enums[b - 1] == [MaskFlags.all_valid] for b in self._unique
             )
+        # Decimation factors of the overviews GDAL picks from for downsampled reads.
+        self._overviews = sorted({f for b in self._unique[:1] for f in ds.overviews(b)})
 
     @classmethod
     def open(
@@ -111,6 +137,7 @@ class ExtentReader:
         extent: Extent | None,
         bands: list[int] | None = None,
         resolution: float | None = None,
+        check: Callable[[], None] | None = None,
     ) -> ExtentReader:
         """Place the extent on the working grid and compute its stretch.
 
@@ -120,6 +147,7 @@ class ExtentReader:
             bands: 1 or 3 band numbers, or None for the default choice.
             resolution: Working ground resolution in raster CRS units per pixel, or None
                 for the native one.
+            check: See the class attribute; it already runs during the stretch's read.
 
         Returns:
             A reader.
@@ -128,6 +156,27 @@ class ExtentReader:
             ExtentError: The extent misses the raster, or its working grid is too large.
             RasterError: The bands cannot be shown as an image (complex values).
             InvalidRequestError: A band number the raster lacks.
+        """
+        reader = cls.place(ds, extent, bands, resolution)
+        reader.check = check
+        reader.lo, reader.hi = reader._statistics()
+        return reader
+
+    @classmethod
+    def place(
+        cls,
+        ds: rasterio.DatasetReader,
+        extent: Extent | None,
+        bands: list[int] | None = None,
+        resolution: float | None = None,
+    ) -> ExtentReader:
+        """Check the request against the raster without reading a pixel.
+
+        The cheap part of :meth:`open` (bands, resolution, extent, size), for checks at
+        submission; its stretch is the identity, so read with :meth:`open`'s reader.
+
+        Raises:
+            The errors of :meth:`open`.
         """
         chosen = select_bands(ds, bands)
         complex_bands = [b for b in chosen if np.dtype(ds.dtypes[b - 1]).kind == "c"]
@@ -143,22 +192,43 @@ class ExtentReader:
             scale = 1.0
         if not (math.isfinite(scale) and scale > 0):
             raise ExtentError(f"Resolution {resolution} is not usable.", "Give a positive number.")
-        window = extent_to_window(ds, extent, scale)
+        try:
+            window = extent_to_window(ds, extent, scale)
+        except OverflowError:
+            # A resolution so fine that the grid's pixel numbers exceed a float.
+            raise ExtentError(
+                f"At resolution {resolution} the extent has more pixels than can be counted.",
+                f"Give a resolution near the raster's own ({pixel:.6g} map units per pixel).",
+            ) from None
         row0, col0, row1, col1 = window
         pixels = (row1 - row0) * (col1 - col0)
         if pixels > MAX_WORKING_PIXELS:
-            # Pixel count falls with the square of the resolution.
-            suggested = pixel * scale * math.sqrt(pixels / MAX_WORKING_PIXELS) * 1.01
+            # Pixel count falls with the square of the resolution (logs: counts may be
+            # far beyond a float's range at an absurdly fine resolution).
+            ratio = math.exp((math.log(pixels) - math.log(MAX_WORKING_PIXELS)) / 2)
+            suggested = pixel * scale * ratio * 1.01
+            exact = f"{col1 - col0} x {row1 - row0} = {pixels:,}"
+            size = exact if pixels < 1e15 else f"about 1e{math.log10(pixels):.0f}"
             raise ExtentError(
-                f"The extent is {col1 - col0} x {row1 - row0} = {pixels:,} working pixels at "
+                f"The extent is {size} working pixels at "
                 f"resolution {pixel * scale:.6g}, more than the {MAX_WORKING_PIXELS:,} one "
                 "job may process.",
                 f"Choose a coarser ground resolution (at least {suggested:.6g} map units per "
                 "pixel) or a smaller extent.",
             )
-        reader = cls(ds, chosen, scale, window, np.zeros(3), np.full(3, 255.0))
-        reader.lo, reader.hi = reader._statistics()
-        return reader
+        return cls(ds, chosen, scale, window, np.zeros(3), np.full(3, 255.0))
+
+    def probe(self) -> None:
+        """Read one source pixel of the extent: proves the pixels can be read (a damaged
+        file, a VRT naming a missing or blocking source fail here) at the cost of a pixel.
+
+        Raises:
+            RasterError: The pixel cannot be read.
+        """
+        row0, col0 = self.window[:2]
+        row = min(max(row0 * self.scale, 0.0), self.ds.height - 1.0)
+        col = min(max(col0 * self.scale, 0.0), self.ds.width - 1.0)
+        self._read_source(Window(int(col), int(row), 1, 1), (1, 1), Resampling.nearest)
 
     @property
     def height(self) -> int:
@@ -201,11 +271,76 @@ class ExtentReader:
         factor = max(1.0, max(sr1 - sr0, sc1 - sc0) / STATS_SIZE)
         shape = (max(1, round((sr1 - sr0) / factor)), max(1, round((sc1 - sc0) / factor)))
         # Nearest keeps real pixel values and lets GDAL use overviews (cheap on COGs).
-        data, valid = self._read_source(
-            Window(sc0, sr0, sc1 - sc0, sr1 - sr0), shape, Resampling.nearest
-        )
+        data, valid = self._read_window(sr0, sc0, sr1, sc1, shape, Resampling.nearest)
         samples = data[:, valid]
         return stretch_params(samples[[self._unique.index(b) for b in self.bands]], self._dtype)
+
+    def _filter_factor(self, factor: float) -> float:
+        """Source pixels per output pixel a filtered read would touch along an axis, after
+        GDAL picks the coarsest overview that is not coarser than the read."""
+        overview = max([f for f in self._overviews if f <= factor], default=1)
+        return factor / overview
+
+    def _read_window(
+        self,
+        sr0: float,
+        sc0: float,
+        sr1: float,
+        sc1: float,
+        shape: tuple[int, int],
+        resampling: Resampling,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Unique bands and validity of a source window resampled to ``shape``.
+
+        Reads in row bands of bounded cost, running :attr:`check` before each; a
+        downsampling read coarser than :data:`MAX_FILTER_FACTOR` (after overviews) is
+        decimated instead of filtered.
+        """
+        rows, cols = shape
+        fy, fx = (sr1 - sr0) / rows, (sc1 - sc0) / cols
+        factor = max(fx, fy)
+        residual = self._filter_factor(factor)
+        decimate = resampling is not Resampling.nearest and residual > MAX_FILTER_FACTOR
+        # Cost of one output row: the samples made, or the source pixels (of the overview
+        # GDAL reads from) it spans, whichever is more (blocks are decoded whole).
+        samples = cols * (DECIMATE_SAMPLES**2 if decimate else 1)
+        row_cost = max(samples, (sc1 - sc0) * fy / (factor / residual) ** 2)
+        step = max(1, int(CHUNK_SOURCE_PIXELS // row_cost))
+        data = np.empty((len(self._unique), rows, cols), dtype=self._dtype)
+        valid = np.empty((rows, cols), dtype=bool)
+        for r0 in range(0, rows, step):
+            if self.check is not None:
+                self.check()
+            r1 = min(rows, r0 + step)
+            window = Window(sc0, sr0 + r0 * fy, sc1 - sc0, (r1 - r0) * fy)
+            if decimate:
+                part, ok = self._read_decimated(window, (r1 - r0, cols))
+            else:
+                part, ok = self._read_source(window, (r1 - r0, cols), resampling)
+            data[:, r0:r1] = part
+            valid[r0:r1] = ok
+        return data, valid
+
+    def _read_decimated(
+        self, window: Window, shape: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A coarse read as the mean of a k x k grid of nearest samples per output pixel
+        (k = :data:`DECIMATE_SAMPLES`): k² source pixels per pixel whatever the scale.
+        Invalid samples are left out of the mean; a pixel is valid if any sample is."""
+        k = DECIMATE_SAMPLES
+        rows, cols = shape
+        samples, ok = self._read_source(window, (rows * k, cols * k), Resampling.nearest)
+        total = np.zeros((samples.shape[0], rows, cols), dtype=np.float64)
+        count = np.zeros((rows, cols), dtype=np.int32)
+        for i in range(k):
+            for j in range(k):
+                hit = ok[i::k, j::k]
+                total += np.where(hit, samples[:, i::k, j::k], 0)
+                count += hit
+        mean = total / np.maximum(count, 1)
+        if np.dtype(self._dtype).kind in "iu":
+            mean = np.rint(mean)
+        return mean.astype(self._dtype), count > 0
 
     def _read_source(
         self, window: Window, shape: tuple[int, int], resampling: Resampling
@@ -276,8 +411,8 @@ class ExtentReader:
             col_pieces = _axis_pieces(c0, c1, self.ds.width, cols, self.scale)
             for wr0, wr1, sr0, sr1 in row_pieces:
                 for wc0, wc1, sc0, sc1 in col_pieces:
-                    part, ok = self._read_source(
-                        Window(sc0, sr0, sc1 - sc0, sr1 - sr0), (wr1 - wr0, wc1 - wc0), resampling
+                    part, ok = self._read_window(
+                        sr0, sc0, sr1, sc1, (wr1 - wr0, wc1 - wc0), resampling
                     )
                     dst = (slice(wr0 - row0, wr1 - row0), slice(wc0 - col0, wc1 - col0))
                     data[(slice(None), *dst)] = part
