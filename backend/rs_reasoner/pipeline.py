@@ -27,7 +27,7 @@ from rs_reasoner.raster import ExtentReader, open_raster
 from rs_reasoner.schemas import Mode, SegmentRequest
 from rs_reasoner.segmenters import registry
 from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
-from rs_reasoner.tiling import Stitcher, plan_tiles
+from rs_reasoner.tiling import Stitcher, fit_tile, plan_tiles
 from rs_reasoner.vector import reproject, vectorize
 
 #: (stage, fraction 0..1, message or None)
@@ -35,6 +35,10 @@ ProgressFn = Callable[[str, float, str | None], None]
 
 #: Largest extent (working pixels) handed at once to a whole-extent segmenter.
 MAX_WHOLE_EXTENT_PIXELS = 100_000_000
+
+#: Models kept loaded at once; loading another frees the least recently used (a VLM
+#: prompter and a CLIP model together already fill a 24 GB GPU).
+MAX_RESIDENT_MODELS = 2
 
 
 @dataclass
@@ -78,10 +82,12 @@ class SegmentationPipeline:
 
     Args:
         device: Torch device for models (``auto`` picks CUDA when present).
+        max_resident: Models kept loaded; the least recently used beyond are freed.
     """
 
-    def __init__(self, device: str = "auto") -> None:
+    def __init__(self, device: str = "auto", max_resident: int = MAX_RESIDENT_MODELS) -> None:
         self._requested_device = device
+        self._max_resident = max(1, max_resident)
         self._device: str | None = None
         self._models: dict[str, Segmenter] = {}
         self._lock = threading.Lock()
@@ -117,9 +123,18 @@ class SegmentationPipeline:
         )
         return _Plan(spec=spec, query=query)
 
-    def _reader(self, ds: rasterio.DatasetReader, request: SegmentRequest) -> ExtentReader:
+    def _reader(
+        self,
+        ds: rasterio.DatasetReader,
+        request: SegmentRequest,
+        check: Callable[[], None] | None = None,
+    ) -> ExtentReader:
         return ExtentReader.open(
-            ds, request.extent, bands=request.options.bands, resolution=request.options.resolution
+            ds,
+            request.extent,
+            bands=request.options.bands,
+            resolution=request.options.resolution,
+            check=check,
         )
 
     def validate(self, request: SegmentRequest, raster_path: str) -> None:
@@ -136,8 +151,13 @@ class SegmentationPipeline:
         if plan.spec.check_query is not None:
             plan.spec.check_query(plan.query)  # e.g. a class a trained model does not know
         with open_dataset(raster_path) as ds:
-            reader = self._reader(ds, request)
+            # No stretch statistics here (a decimated read of the whole extent): the job
+            # computes them; one pixel proves the pixels can be read at all.
+            opts = request.options
+            reader = ExtentReader.place(ds, request.extent, opts.bands, opts.resolution)
             self._check_whole_extent(plan, reader)
+            reader.probe()
+        self._check_weights(plan.spec)
         if request.output_crs is not None:
             from pyproj import CRS
             from pyproj.exceptions import CRSError
@@ -149,6 +169,15 @@ class SegmentationPipeline:
                     f"output_crs {request.output_crs!r} is not a CRS.",
                     "Use e.g. 'EPSG:4326' or a WKT string.",
                 ) from None
+
+    @staticmethod
+    def _check_weights(spec: registry.ModelSpec) -> None:
+        """Refuse at submission a model whose weights are not on disk (jobs never
+        download), instead of accepting a job that fails when it loads."""
+        from rs_reasoner import weights
+
+        for w in spec.weights:
+            weights.resolve(w, spec.name, allow_download=False)
 
     @staticmethod
     def _check_whole_extent(plan: _Plan, reader: ExtentReader) -> None:
@@ -170,7 +199,11 @@ class SegmentationPipeline:
                 model = None
             if model is None:
                 model = registry.create(spec, device=self.device)
-                self._models[spec.name] = model
+            self._models.pop(spec.name, None)
+            self._models[spec.name] = model  # most recently used last
+            while len(self._models) > self._max_resident:
+                oldest = next(iter(self._models))
+                self._models.pop(oldest).close()
             return model
 
     def unload(self, name: str | None = None) -> None:
@@ -215,15 +248,18 @@ class SegmentationPipeline:
         report("loading model", 0.0, f"loading {plan.spec.name}")
         model = self._model(plan.spec)
         check_cancel()
+        report("reading", 0.0, "opening the raster")
         with open_dataset(raster_path) as ds:
-            reader = self._reader(ds, request)
+            # The reader runs the cancel check between the row bands of large reads.
+            reader = self._reader(ds, request, check=check_cancel)
             messages.append(
                 f"extent {reader.width}x{reader.height} working pixels, bands {reader.bands}"
             )
             if plan.spec.whole_extent:
                 self._check_whole_extent(plan, reader)
-                report("segmenting", 0.0, "whole extent")
+                report("reading", 0.0, "whole extent")
                 image, valid = reader.read_extent()
+                report("segmenting", 0.0, "whole extent")
                 result = model.segment(image, valid, plan.query)
                 valid_map = valid
                 messages.extend(result.notes)  # e.g. the raw model answer, for the job log
@@ -277,13 +313,18 @@ class SegmentationPipeline:
     ) -> tuple[TileResult, np.ndarray]:
         opts = query.options
         row0, col0, row1, col1 = reader.window
-        tiles = plan_tiles(row0, col0, row1, col1, opts.tile_size, opts.overlap)
+        tile_size, overlap = fit_tile(
+            opts.tile_size, opts.overlap, (row1 - row0, col1 - col0), reader.grid_shape
+        )
+        tiles = plan_tiles(row0, col0, row1, col1, tile_size, overlap)
         stitcher = Stitcher(row0, col0, row1, col1)
         valid_map = np.zeros((row1 - row0, col1 - col0), dtype=bool)
         for i, tile in enumerate(tiles):
             check_cancel()
             r0, c0, r1, c1 = tile.read_window
+            report("reading", i / len(tiles), None)
             image, valid = reader.read(r0, c0, r1, c1)
+            report("segmenting", i / len(tiles), None)
             result = model.segment(image, valid, query)
             stitcher.add(tile, result)
             cr0, cc0, cr1, cc1 = tile.core

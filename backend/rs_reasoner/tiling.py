@@ -71,6 +71,37 @@ def plan_tiles(
     return tiles
 
 
+def fit_tile(
+    tile_size: int,
+    overlap: int,
+    extent_shape: tuple[int, int],
+    grid_shape: tuple[int, int],
+    minimum: int = 64,
+) -> tuple[int, int]:
+    """The tile size and overlap worth reading for an extent: no larger than it needs.
+
+    A core larger than the extent, or context reaching past the whole raster, is read
+    and segmented for nothing (a 8192-pixel tile over a 1 x 1 raster: 67 M pixels of
+    NoData through the model). Extents larger than a tile keep the requested lattice.
+
+    Args:
+        tile_size: Requested tile edge.
+        overlap: Requested context margin.
+        extent_shape: (rows, cols) of the extent on the working grid.
+        grid_shape: (rows, cols) of the whole raster on the working grid.
+        minimum: Smallest tile handed to a model (when ``tile_size`` is not smaller).
+
+    Returns:
+        (tile_size, overlap) with ``tile_size > 2 * overlap``.
+    """
+    overlap = min(overlap, max(grid_shape))
+    tile = min(tile_size, max(extent_shape) + 2 * overlap)
+    tile = max(tile, min(tile_size, minimum))
+    if 2 * overlap >= tile:
+        overlap = (tile - 1) // 2
+    return tile, overlap
+
+
 class Stitcher:
     """Assembles per-tile results into extent-sized label and score maps.
 

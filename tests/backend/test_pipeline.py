@@ -14,9 +14,12 @@ from rasterio.features import shapes
 from shapely.geometry import box, shape
 from shapely.ops import unary_union
 
-from rs_reasoner.errors import ExtentError, JobCancelled
+from rs_reasoner.errors import ExtentError, JobCancelled, MissingWeightsError
 from rs_reasoner.pipeline import SegmentationPipeline
-from rs_reasoner.schemas import Extent, SegmentOptions, SegmentRequest
+from rs_reasoner.schemas import Extent, Mode, SegmentOptions, SegmentRequest
+from rs_reasoner.segmenters import registry
+from rs_reasoner.segmenters.base import Segmenter, TileResult
+from rs_reasoner.weights import WeightSpec
 from tests.support.rasters import (
     CUSTOM_WKT,
     UTM_CRS,
@@ -174,16 +177,17 @@ def test_cancel_stops_between_tiles(tmp_path: Path) -> None:
     request = SegmentRequest(raster=str(path), query="bright", model="test-slow",
                              options=SegmentOptions(tile_size=128, overlap=16))
     cancel = threading.Event()
-    stages: list[str] = []
+    tiles_done: list[str] = []
 
     def progress(stage: str, fraction: float, message: str | None) -> None:
-        stages.append(stage)
         if stage == "segmenting":
             cancel.set()
+            if message:
+                tiles_done.append(message)
 
     with pytest.raises(JobCancelled):
         SegmentationPipeline(device="cpu").run(request, str(path), progress, cancel)
-    assert stages.count("segmenting") == 1  # stopped after the first tile
+    assert tiles_done == ["tile 1/36"]  # stopped after the first of 36 tiles
 
 
 def test_extent_outside_raster_is_refused_before_running(tmp_path: Path) -> None:
@@ -207,3 +211,99 @@ def test_real_landsat_scene_keeps_off_its_nodata_collar(shared_data: Path) -> No
         )
     outside = unary_union(list(gdf.geometry)).difference(data_area)
     assert outside.area < 1e-6 * data_area.area
+
+
+class RecordingSegmenter(Segmenter):
+    """Labels nothing; records the image shapes it was given and whether it was closed."""
+
+    instances: list[RecordingSegmenter] = []
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.shapes: list[tuple[int, ...]] = []
+        self.closed = False
+        RecordingSegmenter.instances.append(self)
+
+    def segment(self, image, valid, query) -> TileResult:
+        self.shapes.append(image.shape)
+        zeros = np.zeros(image.shape[:2], np.int32)
+        return TileResult(labels=zeros, scores=zeros.astype(np.float32), class_names=[])
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def recording_models():
+    """Models 'test-rec-a', 'test-rec-b' (recording) and 'test-no-weights'."""
+    RecordingSegmenter.instances.clear()
+    names = ["test-rec-a", "test-rec-b", "test-no-weights"]
+    for name in names[:2]:
+        registry.register(registry.ModelSpec(
+            name=name, modes=(Mode.open_vocabulary,), description="records its input",
+            factory=RecordingSegmenter))  # fmt: skip
+    registry.register(registry.ModelSpec(
+        name="test-no-weights", modes=(Mode.open_vocabulary,), description="never pulled",
+        factory=RecordingSegmenter,
+        weights=(WeightSpec(repo_id="nobody/no-such-weights", filename="w.bin"),)))  # fmt: skip
+    yield
+    for name in names:
+        registry._SPECS.pop(name, None)
+
+
+def test_tiles_are_no_larger_than_a_tiny_raster_needs(tmp_path: Path, recording_models) -> None:
+    path = write_geotiff(tmp_path / "a.tif", np.full((3, 1, 1), 200, np.uint8))
+    run(path, query="anything", model="test-rec-a", options={"tile_size": 8192})
+    (model,) = RecordingSegmenter.instances
+    assert model.shapes == [(64, 64, 3)]  # not one 8192² tile (67 M pixels of NoData)
+
+
+def test_model_without_weights_is_refused_at_validation(tmp_path: Path, recording_models) -> None:
+    path = write_geotiff(tmp_path / "a.tif", scene_with_squares())
+    request = SegmentRequest(raster=str(path), query="trees", model="test-no-weights")
+    with pytest.raises(MissingWeightsError, match="no-such-weights"):
+        SegmentationPipeline(device="cpu").validate(request, str(path))
+    assert RecordingSegmenter.instances == []  # refused before any model was made
+
+
+def test_least_recently_used_model_is_freed_beyond_the_resident_limit(
+    tmp_path: Path, recording_models
+) -> None:
+    path = write_geotiff(tmp_path / "a.tif", scene_with_squares())
+    pipeline = SegmentationPipeline(device="cpu", max_resident=1)
+    for name in ("test-rec-a", "test-rec-b"):
+        request = SegmentRequest(raster=str(path), query="trees", model=name)
+        pipeline.run(request, str(path))
+    first, second = RecordingSegmenter.instances
+    assert pipeline.loaded_models() == ["test-rec-b"]
+    assert first.closed and not second.closed
+
+
+class CancelAfter(threading.Event):
+    """A cancel flag that turns itself on after ``n`` checks (mid-read, deterministically)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.left = n
+
+    def is_set(self) -> bool:
+        self.left -= 1
+        return self.left < 0 or super().is_set()
+
+
+def test_cancel_stops_inside_one_huge_tile_and_the_stage_says_reading(
+    tmp_path: Path, recording_models
+) -> None:
+    from tests.backend.test_raster_reader import mosaic_vrt
+
+    blocks = np.random.default_rng(3).integers(0, 256, (10, 10), dtype=np.uint8)
+    path = mosaic_vrt(tmp_path, 100, np.kron(blocks, np.ones((100, 100), np.uint8)))
+    # One 8192² tile at 12 source pixels per working pixel: hundreds of row bands.
+    request = SegmentRequest(raster=str(path), query="anything", model="test-rec-a",
+                             options=SegmentOptions(resolution=12.0, tile_size=8192, overlap=0))
+    stages: list[str] = []
+    with pytest.raises(JobCancelled):
+        SegmentationPipeline(device="cpu").run(
+            request, str(path), lambda s, f, m: stages.append(s), CancelAfter(20)
+        )
+    assert stages[-1] == "reading" and "segmenting" not in stages
+    assert RecordingSegmenter.instances[0].shapes == []  # the tile never reached the model

@@ -10,7 +10,7 @@ import pytest
 from rs_reasoner.raster import ExtentReader, open_raster
 from rs_reasoner.schemas import Extent
 from rs_reasoner.segmenters.base import TileResult
-from rs_reasoner.tiling import Stitcher, Tile, plan_tiles
+from rs_reasoner.tiling import Stitcher, Tile, fit_tile, plan_tiles
 from tests.support.rasters import UTM_TRANSFORM, write_geotiff
 
 WINDOWS = [
@@ -145,3 +145,23 @@ def test_tiled_reads_stitch_to_the_whole_extent_read(tmp_path: Path) -> None:
             out = stitcher.result()
             assert (out.labels == ((whole[..., 0] > 128) & whole_valid)).all()
             assert (out.scores == whole_valid).all() and not whole_valid.all()
+
+
+@pytest.mark.parametrize(
+    ("request_", "extent", "grid", "expected"),
+    [
+        ((8192, 128), (1, 1), (1, 1), (64, 1)),  # 1 x 1 raster: no 8192² tile of NoData
+        ((1024, 128), (10, 20), (300, 400), (276, 128)),  # core fits the extent
+        ((1024, 128), (3000, 5000), (3000, 5000), (1024, 128)),  # large extent: unchanged
+        ((128, 16), (5, 5), (5, 5), (64, 5)),  # context no wider than the raster
+        ((32, 8), (1, 1), (1, 1), (32, 1)),  # never larger than asked
+    ],
+)
+def test_fit_tile_reads_no_more_than_the_extent_needs(request_, extent, grid, expected) -> None:
+    tile, overlap = fit_tile(*request_, extent, grid)
+    assert (tile, overlap) == expected and tile > 2 * overlap
+    # The fitted tiles still cover the extent exactly once.
+    tiles = plan_tiles(0, 0, *extent, tile, overlap)
+    assert sum((t.core[2] - t.core[0]) * (t.core[3] - t.core[1]) for t in tiles) == (
+        extent[0] * extent[1]
+    )
