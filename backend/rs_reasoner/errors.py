@@ -49,7 +49,9 @@ class UnknownModelError(RsReasonerError):
 class MissingWeightsError(RsReasonerError):
     """Model weights are not on disk and could not be downloaded."""
 
-    status_code = 503
+    # 409: the request conflicts with what this install has; not a server fault (5xx
+    # means a bug or an outage, and clients retry those).
+    status_code = 409
 
 
 class CheckpointError(RsReasonerError):

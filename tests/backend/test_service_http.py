@@ -714,7 +714,7 @@ def test_rs_error_from_validate_is_mapped(tmp_path: Path) -> None:
     pipeline = _Pipeline(validate_error=MissingWeightsError("no weights", "pull them"))
     with _app_client(tmp_path, pipeline) as c:
         r = c.post("/jobs", json={"raster": "x.tif", "query": "bright"})
-        assert r.status_code == 503
+        assert r.status_code == 409
         assert r.json() == {"detail": "no weights", "hint": "pull them"}
 
 
