@@ -194,3 +194,32 @@ def test_checkpoint_errors(tmp_path):
             load_checkpoint(bad, mmap=mmap)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_trained_model(tmp_path / "missing.pt")
+
+
+def test_learning_rate_warms_up_then_decays_with_steps_or_time_budget(tmp_path):
+    from rs_reasoner_training.loop import TeacherStudentTask
+
+    model = UNet(len(CLASSES), base_channels=8, depth=2)
+    config = TrainConfig(str(tmp_path), epochs=10, steps_per_epoch=10, lr=1e-2,
+                         warmup_fraction=0.1, progress_bar=False)  # fmt: skip
+    task = TeacherStudentTask(model, synthetic_data(), config)
+    lrs = [task.learning_rate(s) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[9] == pytest.approx(1e-2)  # 10 warm-up steps
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False))  # then decays
+    assert lrs[-1] < 1e-3
+    # Half the time budget spent at step 20 of 100: the rate is where step 50 would put it.
+    timed = TeacherStudentTask(model, synthetic_data(), TrainConfig(
+        str(tmp_path), epochs=10, steps_per_epoch=10, lr=1e-2, warmup_fraction=0.1,
+        time_budget_s=100.0, progress_bar=False))  # fmt: skip
+    timed.elapsed = lambda: 50.0
+    assert timed.learning_rate(20) == pytest.approx(1e-2 * 0.5**0.9)
+
+
+def test_small_datasets_get_a_minimum_of_steps_per_epoch(tmp_path):
+    from rs_reasoner_training.loop import TeacherStudentTask
+
+    model = UNet(len(CLASSES), base_channels=8, depth=2)
+    data = synthetic_data()  # 4 labelled tiles: one pass of batch 8 is a single step
+    config = TrainConfig(str(tmp_path), semi_supervised=False, min_steps_per_epoch=20,
+                         progress_bar=False)  # fmt: skip
+    assert TeacherStudentTask(model, data, config).steps == 20

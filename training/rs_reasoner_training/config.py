@@ -20,9 +20,19 @@ class TrainConfig:
         batch_size: Labelled tiles per micro-batch.
         unlabelled_batch_size: Unlabelled tiles per micro-batch (None: ``batch_size``).
         crop_size: Random square crop of training tiles (None: whole tiles).
-        lr: AdamW learning rate (peak; poly decay to 0 over the planned steps).
+        lr: AdamW learning rate (peak; after warm-up, poly decay to 0 over the planned
+            steps or the time budget, whichever runs out first).
         weight_decay: AdamW weight decay.
         lr_schedule: ``"poly"`` (power 0.9, as UniMatch/SemiEarth) or ``"constant"``.
+        warmup_fraction: Share of the planned steps over which the rate rises linearly
+            from 0 to ``lr`` (randomly initialised heads take large, noisy first steps).
+        min_steps_per_epoch: Fewest optimizer steps an epoch has when
+            ``steps_per_epoch`` is None (a small raster is a few tiles: one pass would be
+            a handful of steps and 30 epochs too short a run to learn anything).
+        class_balance: Power of the inverse class frequency weighting the supervised
+            cross-entropy (0: unweighted, 1: every class weighs the same; 0.5 lets rare
+            classes count without over-predicting them). Frequencies are counted on up to
+            64 labelled tiles before training.
         grad_accum: Micro-batches per optimizer step.
         semi_supervised: Use unlabelled tiles (False: supervised only).
         unsup_weight: Weight of the unsupervised loss.
@@ -55,6 +65,9 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     lr_schedule: Literal["poly", "constant"] = "poly"
+    warmup_fraction: float = 0.05
+    min_steps_per_epoch: int = 20
+    class_balance: float = 0.5
     grad_accum: int = 1
     semi_supervised: bool = True
     unsup_weight: float = 1.0

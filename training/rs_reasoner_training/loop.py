@@ -3,7 +3,8 @@
 Each optimizer step:
 
 1. a labelled batch gets weak augmentation; the student's supervised loss is
-   cross-entropy (ignore 255), or the ``loss_fn`` given;
+   cross-entropy (ignore 255) with class weights from the label frequencies
+   (``class_balance``), or the ``loss_fn`` given;
 2. an unlabelled batch gets weak augmentation and goes through the EMA teacher; its
    argmax/max-probability are the pseudo-labels, purified by the verifier when one is
    given (:class:`~rs_reasoner_training.purify.VlmPurifier`), then weighted by the
@@ -12,7 +13,8 @@ Each optimizer step:
    batch, pseudo-labels mixed alike) and learns the pseudo-labels with per-pixel
    weighted cross-entropy, normalised by the valid pixel count;
 4. ``loss = supervised + unsup_weight * unsupervised``; gradients may be accumulated over
-   ``grad_accum`` micro-batches; AdamW with poly decay; then the teacher's EMA update.
+   ``grad_accum`` micro-batches; AdamW with a linear warm-up, then poly decay over the
+   planned steps or the time budget; then the teacher's EMA update.
 
 After each epoch both models are scored on the held-out tiles (mIoU and per-class IoU),
 ``last.pt`` is written atomically (resume after a kill loses at most that epoch) and
@@ -31,6 +33,7 @@ the trained model for serving is the caller's step (:mod:`rs_reasoner_training.a
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import math
@@ -71,7 +74,12 @@ from rs_reasoner_training.devices import autocast, resolve_device
 from rs_reasoner_training.ema import ema_decay, ema_update
 from rs_reasoner_training.errors import CheckpointError
 from rs_reasoner_training.evaluation import evaluate_all, scores
-from rs_reasoner_training.losses import LossFn, supervised_ce, unsupervised_ce
+from rs_reasoner_training.losses import (
+    LossFn,
+    class_frequency_weights,
+    supervised_ce,
+    unsupervised_ce,
+)
 from rs_reasoner_training.metrics import iou_per_class
 from rs_reasoner_training.purify import (
     ConfidenceWeighted,
@@ -278,7 +286,13 @@ class TeacherStudentTask:
         self.out.mkdir(parents=True, exist_ok=True)
         self.last_path, self.best_path = self.out / LAST, self.out / BEST
         self.class_names = list(data.class_names)
-        self.loss_fn = loss_fn or supervised_ce
+        self.class_weights = None
+        if loss_fn is None:
+            self.class_weights = class_frequency_weights(
+                data.labelled, len(self.class_names), config.class_balance, seed=config.seed
+            )
+            loss_fn = functools.partial(supervised_ce, weight=self.class_weights)
+        self.loss_fn = loss_fn
         self.semi = (
             config.semi_supervised and data.unlabelled is not None and len(data.unlabelled) > 0
         )
@@ -305,7 +319,7 @@ class TeacherStudentTask:
         if self.semi:
             unlabelled_bs = config.unlabelled_batch_size or config.batch_size
             steps = max(steps, math.ceil(len(data.unlabelled) / (unlabelled_bs * self.accum)))
-        return steps
+        return max(steps, config.min_steps_per_epoch)
 
     def make_teacher(self) -> nn.Module:
         """A frozen copy of the student, in eval mode (updated by EMA, never by gradients)."""
@@ -466,10 +480,22 @@ class TeacherStudentTask:
         return run
 
     def learning_rate(self, step: int) -> float:
-        """The peak rate, decayed by ``config.lr_schedule`` at optimizer step ``step``."""
-        lr = self.config.lr
-        if self.config.lr_schedule == "poly":
-            lr *= (1 - min(step, self.total_steps - 1) / self.total_steps) ** 0.9
+        """The peak rate after a linear warm-up, decayed by ``config.lr_schedule``.
+
+        The decay follows the run's progress: the larger of the share of planned steps
+        taken and the share of the time budget spent, so a run that the budget ends
+        early still anneals instead of stopping at its peak rate.
+        """
+        config = self.config
+        lr = config.lr
+        warmup = max(1, round(config.warmup_fraction * self.total_steps))
+        if step < warmup:
+            return lr * (step + 1) / warmup
+        if config.lr_schedule == "poly":
+            progress = min(step, self.total_steps - 1) / self.total_steps
+            if config.time_budget_s:
+                progress = max(progress, min(self.elapsed() / config.time_budget_s, 0.999))
+            lr *= (1 - progress) ** 0.9
         return lr
 
     def optimizer_step(
