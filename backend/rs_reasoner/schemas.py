@@ -12,7 +12,15 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from rs_reasoner.service.limits import JobLimits
 
@@ -187,6 +195,15 @@ class SegmentRequest(BaseModel):
 MODEL_NAME_PATTERN = r"^[a-z0-9_-]{1,40}$"
 
 
+def _model_name(v: str) -> str:
+    if not re.fullmatch(MODEL_NAME_PATTERN, v):
+        raise ValueError(
+            f"model name {v!r} is not allowed: use 1-40 lowercase letters, digits, '-' "
+            "or '_' (e.g. 'my-parcels')"
+        )
+    return v
+
+
 class TrainRequest(BaseModel):
     """One training job: a raster, labelled parcels and the model to make of them.
 
@@ -195,6 +212,9 @@ class TrainRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    kind: Literal["segmenter"] = Field(
+        "segmenter", description="What to train: a segmenter on labelled parcels."
+    )
     raster: str | None = Field(None, description="Path of a raster GDAL can open.")
     upload_id: str | None = Field(None, description="Id returned by POST /uploads.")
     labels: str = Field(..., description="Polygon file (GeoPackage, Shapefile, GeoJSON).")
@@ -261,12 +281,7 @@ class TrainRequest(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not re.fullmatch(MODEL_NAME_PATTERN, v):
-            raise ValueError(
-                f"model name {v!r} is not allowed: use 1-40 lowercase letters, digits, '-' "
-                "or '_' (e.g. 'my-parcels')"
-            )
-        return v
+        return _model_name(v)
 
     @model_validator(mode="after")
     def _one_source(self) -> TrainRequest:
@@ -277,6 +292,127 @@ class TrainRequest(BaseModel):
 
 #: Defaults of the training options, for the training code's keyword arguments.
 TRAIN_DEFAULTS: dict[str, Any] = defaults(TrainRequest)
+
+#: Where a reasoner option left out takes its value from.
+_TRAINER_DEFAULT = "Default: the trainer's (the published Think2Seg-RS run's where known)."
+
+
+class ReasonerTrainRequest(BaseModel):
+    """Fine-tuning of the reasoning prompter (GRPO, mask IoU reward) on examples: a
+    polygon layer over a raster answering a query per polygon (``query_field``) or one
+    ``query`` for the layer, or an EarthReason-style folder (no raster).
+
+    Shared by ``rs-reasoner train-reasoner`` and ``POST /train`` with ``kind: reasoner``.
+    Options left out (null) take the trainer's defaults, which are defined once in the
+    training package; the bounds here only refuse absurd values at submission.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["reasoner"] = Field(
+        description="What to train: the reasoning prompter on examples with a query."
+    )
+    examples: str = Field(
+        ..., min_length=1,
+        description="Polygon layer answering the queries (GeoPackage, Shapefile, GeoJSON), "
+        "or an EarthReason-style folder (images/, labels/, QAs/).",
+    )  # fmt: skip
+    raster: str | None = Field(
+        None, description="Raster the polygons lie on (omit for a folder of examples)."
+    )
+    upload_id: str | None = Field(None, description="Id returned by POST /uploads (the raster).")
+    layer: str | None = Field(None, description="Layer inside a multi-layer file.")
+    query_field: str | None = Field(
+        None, min_length=1, description="Field holding each polygon's question."
+    )
+    query: str | None = Field(
+        None, min_length=1, description="One question answered by every polygon of the layer."
+    )
+    name: str = Field(
+        ...,
+        description="Name of the fine-tuned model: 1-40 lowercase letters, digits, '-' or "
+        "'_'. The same name again resumes the run.",
+    )
+    base_prompter: str | None = Field(
+        None,
+        description="Base prompter: a prompter weights name or a local snapshot folder. "
+        "Default: the built-in reasoning model's.",
+    )
+    sam_variant: str | None = Field(
+        None, description="SAM 2.1 variant of the reward (tiny, small, base_plus, large). "
+        "Default: the reasoning model's.",
+    )  # fmt: skip
+    sam_checkpoint: str | None = Field(None, description="A local SAM 2.1 checkpoint (.pt).")
+    holdout_fraction: float | None = Field(
+        None, ge=0.0, lt=1.0, description="Share of examples held out (spatially). "
+        + _TRAINER_DEFAULT,
+    )  # fmt: skip
+    negatives: float | None = Field(
+        None, ge=0.0, le=100.0,
+        description="'No target' extents per positive one. " + _TRAINER_DEFAULT,
+    )  # fmt: skip
+    group_size: int | None = Field(
+        None, ge=2, le=1024, description="Completions sampled per example. " + _TRAINER_DEFAULT
+    )
+    kl_coef: float | None = Field(
+        None, ge=0.0, le=100.0,
+        description="Weight of the KL penalty towards the base prompter. " + _TRAINER_DEFAULT,
+    )  # fmt: skip
+    lr: float | None = Field(
+        None, gt=0.0, le=1.0, description="Learning rate of the LoRA weights. " + _TRAINER_DEFAULT
+    )
+    max_new_tokens: int | None = Field(
+        None, ge=1, le=32768, description="Completion budget (tokens). " + _TRAINER_DEFAULT
+    )
+    steps: int | None = Field(
+        None, ge=1, le=1_000_000, description="Optimizer steps. " + _TRAINER_DEFAULT
+    )
+    time_budget_s: float | None = Field(
+        None, gt=0, le=1e7,
+        description="Stop (and register the adapter so far) after this many seconds.",
+    )  # fmt: skip
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _model_name(v)
+
+    @model_validator(mode="after")
+    def _sources(self) -> ReasonerTrainRequest:
+        if self.raster is not None and self.upload_id is not None:
+            raise ValueError("give at most one of 'raster' (a path) or 'upload_id'")
+        if self.query_field is not None and self.query is not None:
+            raise ValueError("give one of 'query_field' or 'query', not both")
+        return self
+
+    @property
+    def has_raster(self) -> bool:
+        """Examples from a polygon layer over a raster (else: a folder)."""
+        return self.raster is not None or self.upload_id is not None
+
+    def trainer_arguments(self) -> dict[str, Any]:
+        """The options given (not null), as ``run_reasoner_training`` keywords (without
+        the examples, raster and name)."""
+        skip = {"kind", "examples", "raster", "upload_id", "name"}
+        return {k: v for k, v in self if k not in skip and v is not None}
+
+
+def _train_kind(value: Any) -> str:
+    """The ``kind`` of a training request body (``segmenter`` when left out)."""
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return "segmenter" if kind is None else str(kind)
+
+
+#: The body of ``POST /train``: a segmenter (``kind`` left out or ``segmenter``) or the
+#: reasoning prompter (``kind: reasoner``).
+AnyTrainRequest = Annotated[
+    Annotated[TrainRequest, Tag("segmenter")] | Annotated[ReasonerTrainRequest, Tag("reasoner")],
+    Discriminator(
+        _train_kind,
+        custom_error_type="invalid_kind",
+        custom_error_message="'kind' must be 'segmenter' (the default) or 'reasoner'",
+    ),
+]
 
 
 class RunOptions(BaseModel):

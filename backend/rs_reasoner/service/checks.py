@@ -56,7 +56,13 @@ def check_segment_request(request: Any, raster_path: str) -> None:
 
 
 def check_train_request(request: Any, raster_path: str) -> None:
-    """The checks of a training request (see :mod:`rs_reasoner.training_run`)."""
+    """The checks of a training request (see :mod:`rs_reasoner.training_run`, and
+    :mod:`rs_reasoner.reasoner_request` for ``kind: reasoner``)."""
+    if request.kind == "reasoner":
+        from rs_reasoner.reasoner_request import check_reasoner_request
+
+        check_reasoner_request(request, raster_path if request.has_raster else None)
+        return
     from rs_reasoner.training_run import check_train_request as check
 
     check(request, raster_path)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from rs_reasoner.errors import JobCancelled, RsReasonerError
-from rs_reasoner.schemas import SegmentRequest, TrainRequest
+from rs_reasoner.schemas import AnyTrainRequest, SegmentRequest
 from rs_reasoner.service.checks import BoundedChecks, check_segment_request, check_train_request
 from rs_reasoner.service.limits import JobLimits
 from rs_reasoner.service.results import ResultStore
@@ -87,11 +87,11 @@ class PipelineLike(Protocol):
 class TrainerLike(Protocol):
     """What the service needs to run training jobs (see ``service/training.py``)."""
 
-    def validate(self, request: TrainRequest, raster_path: str) -> None: ...
+    def validate(self, request: AnyTrainRequest, raster_path: str) -> None: ...
 
     def run(
         self,
-        request: TrainRequest,
+        request: AnyTrainRequest,
         raster_path: str,
         progress: Callable[[str, float, str | None], None] | None = None,
         cancel: threading.Event | None = None,
@@ -109,7 +109,7 @@ class Job:
 
     Attributes:
         id: uuid4 hex.
-        request: The request (``SegmentRequest``, or ``TrainRequest`` for training).
+        request: The request (``SegmentRequest``, or a training request).
         raster_path: The raster read (the request's path or an upload's file).
         kind: ``"segment"`` or ``"train"``.
         status: Where the job is in its life cycle.
@@ -129,7 +129,7 @@ class Job:
     """
 
     id: str
-    request: SegmentRequest | TrainRequest
+    request: SegmentRequest | AnyTrainRequest
     raster_path: str
     kind: str = "segment"
     status: JobStatus = JobStatus.queued
@@ -167,7 +167,7 @@ class Job:
                 "finished": _iso(self.finished),
                 "model": self.model,
                 "mode": self.mode,
-                "query": getattr(self.request, "query", ""),
+                "query": self.request.query if self.kind == "segment" else "",
                 "reasoning": self.reasoning,
                 "feature_count": self.feature_count,
                 "cancel_requested": self.cancel_event.is_set(),
@@ -325,7 +325,7 @@ class JobManager:
             return (check_segment_request, (request, raster_path))
         return (self._pipeline.validate, (request, raster_path))
 
-    def _train_check(self, request: TrainRequest, raster_path: str) -> Any:
+    def _train_check(self, request: AnyTrainRequest, raster_path: str) -> Any:
         if self._checks.isolate:
             return (check_train_request, (request, raster_path))
         return (self.trainer.validate, (request, raster_path))
@@ -343,7 +343,7 @@ class JobManager:
         log.info("job %s queued (model %s)", job.id, request.model or "default")
         return job
 
-    def submit_training(self, request: TrainRequest, raster_path: str) -> Job:
+    def submit_training(self, request: AnyTrainRequest, raster_path: str) -> Job:
         """Validate a training request (cheap checks, up to the check timeout) and queue it.
 
         Args:
@@ -361,13 +361,13 @@ class JobManager:
         self._checks.run(self._train_check(request, raster_path), raster_path)
         return self._queue_training(request, raster_path)
 
-    async def submit_training_async(self, request: TrainRequest, raster_path: str) -> Job:
+    async def submit_training_async(self, request: AnyTrainRequest, raster_path: str) -> Job:
         """:meth:`submit_training` for the event loop."""
         self._check_room()
         await self._checks.run_async(self._train_check(request, raster_path), raster_path)
         return self._queue_training(request, raster_path)
 
-    def _queue_training(self, request: TrainRequest, raster_path: str) -> Job:
+    def _queue_training(self, request: AnyTrainRequest, raster_path: str) -> Job:
         job = Job(
             id=uuid.uuid4().hex,
             request=request,

@@ -106,6 +106,17 @@ class TrainResult(BaseModel):
     checkpoint: str = Field(description="Path of the served weights (best.pt).")
 
 
+class ReasonerTrainResult(BaseModel):
+    model: str = Field(description="Name of the fine-tuned prompter (a reasoning model).")
+    kind: str = Field(description="'reasoner'.")
+    classes: list[str] = Field(description="The questions it was trained on (up to 10).")
+    steps: int | None = Field(description="GRPO steps done.")
+    stopped: str | None = Field(description="completed, cancelled or time_budget.")
+    heldout_iou_before: float | None = Field(description="Held-out mean IoU before.")
+    heldout_iou_after: float | None = Field(description="Held-out mean IoU after.")
+    checkpoint: str = Field(description="Path of the served LoRA adapter folder.")
+
+
 #: Answers every endpoint may give (documented once, on the app).
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing or wrong token"},

@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Annotated, Any, BinaryIO
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from rs_reasoner.schemas import SegmentRequest, TrainRequest
+from rs_reasoner.schemas import AnyTrainRequest, ReasonerTrainRequest, SegmentRequest
 from rs_reasoner.service.deps import Jobs, Uploads
 from rs_reasoner.service.errors import ApiError, unknown_job
 from rs_reasoner.service.jobs import Job, JobStatus
-from rs_reasoner.service.responses import ErrorResponse, JobCreated, JobInfo, TrainResult
+from rs_reasoner.service.responses import (
+    ErrorResponse,
+    JobCreated,
+    JobInfo,
+    ReasonerTrainResult,
+    TrainResult,
+)
 from rs_reasoner.service.uploads import UploadStore
 
 router = APIRouter(tags=["jobs"])
@@ -59,14 +65,23 @@ async def submit(req: SegmentRequest, jobs: Jobs, uploads: Uploads) -> dict[str,
         **_SUBMIT_ERRORS,
     },
 )
-async def submit_training(req: TrainRequest, jobs: Jobs, uploads: Uploads) -> dict[str, Any]:
-    """Queue a training job: a raster and labelled parcels → a new model ``name``
-    (validated at once; bad requests get a 4xx). Poll ``GET /jobs/{id}``; the result
-    names the model, which ``GET /models`` then lists and ``POST /jobs`` can use.
-    The same ``name`` again resumes from its last checkpoint."""
-    job = await jobs.submit_training_async(
-        req, raster_path(uploads, req.raster, req.upload_id)
-    )
+async def submit_training(
+    req: Annotated[AnyTrainRequest, Body(title="TrainBody")], jobs: Jobs, uploads: Uploads
+) -> dict[str, Any]:
+    """Queue a training job (validated at once; bad requests get a 4xx). Poll
+    ``GET /jobs/{id}``; the result names the model, which ``GET /models`` then lists and
+    ``POST /jobs`` can use. The same ``name`` again resumes from its last checkpoint.
+
+    * ``kind: segmenter`` (the default): a raster and labelled parcels → a segmenter.
+    * ``kind: reasoner``: examples answering questions (a polygon layer over a raster
+      with ``query_field`` or one ``query``, or an EarthReason-style folder) → the
+      reasoning prompter fine-tuned with GRPO (mask IoU reward), served as a reasoning
+      model; one line per GRPO step in the job's messages."""
+    if isinstance(req, ReasonerTrainRequest) and not req.has_raster:
+        path = req.examples  # a folder of examples: the checks' subject, no raster
+    else:
+        path = raster_path(uploads, req.raster, req.upload_id)
+    job = await jobs.submit_training_async(req, path)
     return {"id": job.id, "status": job.to_dict()["status"]}
 
 
@@ -87,9 +102,10 @@ def cancel(job_id: str, jobs: Jobs) -> dict[str, Any]:
     "/jobs/{job_id}/result",
     responses={
         200: {
-            "model": TrainResult,
+            "model": TrainResult | ReasonerTrainResult,
             "description": "Segmentation: a GeoJSON FeatureCollection with a 'crs' "
-            "member. Training: the trained model (TrainResult) as JSON.",
+            "member. Training: the trained model (TrainResult, or ReasonerTrainResult "
+            "for kind reasoner) as JSON.",
             "content": {"application/geo+json": {}},
         },
         404: {"model": ErrorResponse},

@@ -1,4 +1,5 @@
-"""The service side of ``POST /train``: checks at submit time, runs in the job worker.
+"""The service side of ``POST /train``: checks at submit time, runs in the job worker
+(a segmenter on labelled parcels, or with ``kind: reasoner`` the reasoning prompter).
 
 Training shares the job worker (and the GPU) with segmentation, one job at a time. Before
 a run, models the segmentation pipeline keeps resident are unloaded so training has the
@@ -12,8 +13,10 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rs_reasoner.schemas import TrainRequest
-from rs_reasoner.training_run import ProgressFn, check_train_request, run_training
+from rs_reasoner.reasoner_request import run_reasoner_request
+from rs_reasoner.schemas import AnyTrainRequest, ReasonerTrainRequest
+from rs_reasoner.service.checks import check_train_request
+from rs_reasoner.training_run import ProgressFn, run_training
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +46,8 @@ class Trainer:
         """The device training runs on."""
         return self._device() if callable(self._device) else self._device
 
-    def validate(self, request: TrainRequest, raster_path: str) -> None:
-        """Cheap checks (see :func:`~rs_reasoner.training_run.check_train_request`).
+    def validate(self, request: AnyTrainRequest, raster_path: str) -> None:
+        """Cheap checks (see :func:`~rs_reasoner.service.checks.check_train_request`).
 
         Raises:
             RsReasonerError: What is wrong and how to fix it.
@@ -53,7 +56,7 @@ class Trainer:
 
     def run(
         self,
-        request: TrainRequest,
+        request: AnyTrainRequest,
         raster_path: str,
         progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
@@ -62,17 +65,30 @@ class Trainer:
         """Train and register the model.
 
         Args:
-            request: The request.
-            raster_path: The raster (the request's path or an upload's file).
+            request: The request (a segmenter, or the reasoning prompter).
+            raster_path: The raster (the request's path or an upload's file); for a
+                reasoner request on a folder of examples, that folder.
             progress: ``progress(stage, fraction, message)``.
             cancel: Stops training after the current step (``JobCancelled``).
-            note: Receives log lines (one per epoch).
+            note: Receives log lines (one per epoch or GRPO step).
 
         Returns:
             The job's result (model, classes, scores, checkpoint).
         """
         if self._before_run is not None:
             self._before_run()
+        if isinstance(request, ReasonerTrainRequest):
+            try:
+                return run_reasoner_request(
+                    request,
+                    raster_path if request.has_raster else None,
+                    device=self.device,
+                    progress=progress,
+                    note=note,
+                    cancel=cancel,
+                )
+            finally:
+                _free_cuda(self.device)
         report = progress or (lambda stage, fraction, message: None)
         try:
             outcome = run_training(
