@@ -453,3 +453,48 @@ def test_place_checks_without_reading_pixels(tmp_path: Path) -> None:
         assert reader.window == (10, 10, 50, 60) and spy.reads == []
         with pytest.raises(ExtentError):
             ExtentReader.place(spy, pixel_extent(10, 10, 50, 60), resolution=1e-6)
+
+
+def test_raw_reads_every_band_of_the_68_band_stack_with_nan_kept() -> None:
+    from rs_reasoner.raster.band_stats import read_bands
+
+    path = shared("slovenia/slovenia_ndvi_68dates_utm33n.tif")
+    with open_raster(path) as ds:
+        reader = ExtentReader.open(ds, None, raw=True)
+        assert reader.bands == list(range(1, 69))
+        data, valid = reader.read_raw(*reader.window)
+        direct, direct_valid = read_bands(ds, reader.bands)
+        np.testing.assert_array_equal(valid, direct_valid)
+        np.testing.assert_array_equal(data, direct)  # NaN (clouds) in the same places
+        # Past the raster's edge: invalid and NaN in every band.
+        part, ok = reader.read_raw(90, 90, 110, 110)
+        assert not ok[11:].any() and np.isnan(part[:, 11:]).all()
+        with pytest.raises(Exception, match=r"Band\(s\) \[69\] do not exist"):
+            ExtentReader.open(ds, None, [1, 69], raw=True)
+
+
+def test_raw_read_at_a_coarser_resolution_matches_the_stretched_read() -> None:
+    path = shared("spacenet_atlanta_pan_utm16n.tif")
+    with open_raster(path) as ds:
+        raw_reader = ExtentReader.open(ds, None, [1], resolution=1.5, raw=True)
+        rgb_reader = ExtentReader.open(ds, None, [1], resolution=1.5)
+        raw, valid = raw_reader.read_raw(0, 0, 200, 200)
+        image, valid_rgb = rgb_reader.read(0, 0, 200, 200)
+    np.testing.assert_array_equal(valid, valid_rgb)
+    assert raw.shape == (1, 200, 200) and raw.dtype == np.float32
+    # The same resampled values, before and after the 8-bit stretch.
+    from rs_reasoner.raster.stretch import apply_stretch
+
+    expected = apply_stretch(np.nan_to_num(raw), rgb_reader.lo[:1], rgb_reader.hi[:1])[..., 0]
+    np.testing.assert_array_equal(expected[valid], image[..., 0][valid])
+
+
+def test_raw_read_marks_each_bands_nodata(tmp_path: Path) -> None:
+    data = np.full((2, 20, 20), 7, np.int16)
+    data[0, :5] = -9999  # band 1 has no data in the top rows; band 2 has
+    path = write_geotiff(tmp_path / "nd.tif", data, nodata=-9999)
+    with open_raster(path) as ds:
+        reader = ExtentReader.open(ds, None, raw=True)
+        raw, valid = reader.read_raw(*reader.window)
+    assert valid.all()  # band 2 has data everywhere: every pixel is valid
+    assert np.isnan(raw[0, :5]).all() and (raw[0, 5:] == 7).all() and (raw[1] == 7).all()

@@ -29,6 +29,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from rs_reasoner.errors import ExtentError, RasterError
+from rs_reasoner.raster.band_stats import check_band_numbers
 from rs_reasoner.raster.bands import select_bands
 from rs_reasoner.raster.extent_window import extent_to_window, working_shape
 from rs_reasoner.raster.source import raster_transform
@@ -87,14 +88,15 @@ def _axis_pieces(w0: int, w1: int, n_src: int, n_work: int, scale: float) -> lis
 
 
 class ExtentReader:
-    """Reads windows of a raster's working grid as stretched RGB plus validity.
+    """Reads windows of a raster's working grid as stretched RGB plus validity, or as raw
+    values of any bands (:meth:`read_raw`, for models trained on normalised bands).
 
     Create with :meth:`open`. The stretch is computed once for the extent, so all tiles
     of a job share it and no seams appear between them.
 
     Attributes:
         ds: The open raster (the caller closes it).
-        bands: The three 1-based bands read as R, G, B.
+        bands: The three 1-based bands read as R, G, B (raw readers: the bands asked for).
         scale: Source pixels per working pixel.
         window: The extent on the working grid, (row0, col0, row1, col1).
         lo, hi: Per-band values mapped to 0 and 255.
@@ -119,6 +121,9 @@ class ExtentReader:
         self.lo = lo
         self.hi = hi
         self.check = check
+        #: Raw reader (:meth:`read_raw`): a pixel is valid where any band is finite (a
+        #: time series keeps a pixel with some cloudy dates); else where all bands are.
+        self.raw = False
         self._unique = list(dict.fromkeys(self.bands))  # read a replicated band once
         self._dtype = np.result_type(*[ds.dtypes[b - 1] for b in self._unique])
         self._nodata = [ds.nodatavals[b - 1] for b in self._unique]
@@ -138,16 +143,19 @@ class ExtentReader:
         bands: list[int] | None = None,
         resolution: float | None = None,
         check: Callable[[], None] | None = None,
+        raw: bool = False,
     ) -> ExtentReader:
         """Place the extent on the working grid and compute its stretch.
 
         Args:
             ds: The raster.
             extent: The area (any CRS) or None for the whole raster.
-            bands: 1 or 3 band numbers, or None for the default choice.
+            bands: 1 or 3 band numbers, or None for the default choice; with ``raw``, any
+                band numbers (None: every band).
             resolution: Working ground resolution in raster CRS units per pixel, or None
                 for the native one.
             check: See the class attribute; it already runs during the stretch's read.
+            raw: Read raw values with :meth:`read_raw` (no stretch is computed).
 
         Returns:
             A reader.
@@ -157,9 +165,10 @@ class ExtentReader:
             RasterError: The bands cannot be shown as an image (complex values).
             InvalidRequestError: A band number the raster lacks.
         """
-        reader = cls.place(ds, extent, bands, resolution)
+        reader = cls.place(ds, extent, bands, resolution, raw=raw)
         reader.check = check
-        reader.lo, reader.hi = reader._statistics()
+        if not raw:
+            reader.lo, reader.hi = reader._statistics()
         return reader
 
     @classmethod
@@ -169,6 +178,7 @@ class ExtentReader:
         extent: Extent | None,
         bands: list[int] | None = None,
         resolution: float | None = None,
+        raw: bool = False,
     ) -> ExtentReader:
         """Check the request against the raster without reading a pixel.
 
@@ -178,7 +188,11 @@ class ExtentReader:
         Raises:
             The errors of :meth:`open`.
         """
-        chosen = select_bands(ds, bands)
+        if raw:
+            chosen = list(range(1, ds.count + 1)) if bands is None else [int(b) for b in bands]
+            check_band_numbers(chosen, ds.count)
+        else:
+            chosen = select_bands(ds, bands)
         complex_bands = [b for b in chosen if np.dtype(ds.dtypes[b - 1]).kind == "c"]
         if complex_bands:
             raise RasterError(
@@ -216,7 +230,10 @@ class ExtentReader:
                 f"Choose a coarser ground resolution (at least {suggested:.6g} map units per "
                 "pixel) or a smaller extent.",
             )
-        return cls(ds, chosen, scale, window, np.zeros(3), np.full(3, 255.0))
+        n = len(chosen)
+        reader = cls(ds, chosen, scale, window, np.zeros(n), np.full(n, 255.0))
+        reader.raw = raw
+        return reader
 
     def probe(self) -> None:
         """Read one source pixel of the extent: proves the pixels can be read (a damaged
@@ -380,23 +397,15 @@ class ExtentReader:
         if declared and len(declared) == count:
             valid &= np.any([data[i] != self._nodata[i] for i in declared], axis=0)
         if data.dtype.kind == "f":
-            valid &= np.isfinite(data).all(axis=0)
+            finite = np.isfinite(data)
+            valid &= finite.any(axis=0) if self.raw else finite.all(axis=0)
         return data, valid
 
-    def read(self, row0: int, col0: int, row1: int, col1: int) -> tuple[np.ndarray, np.ndarray]:
-        """Read a window of the working grid, in global coordinates.
-
-        The window may extend beyond the raster (outside is invalid and 0) and beyond the
-        extent (inside the raster that context is read like any other pixel). Only the
-        window's source pixels are read.
-
-        Args:
-            row0, col0, row1, col1: Window on the working grid, end-exclusive.
-
-        Returns:
-            (image (H, W, 3) uint8 RGB, valid (H, W) bool); invalid pixels (NoData, masked,
-            NaN/inf, outside the raster) are 0 in the image.
-        """
+    def _assemble(
+        self, row0: int, col0: int, row1: int, col1: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Unique bands (native type, 0 outside the raster) and validity of a working-grid
+        window (see :meth:`read`)."""
         if row1 <= row0 or col1 <= col0:
             raise ValueError(f"empty window {(row0, col0, row1, col1)}")
         shape = (row1 - row0, col1 - col0)
@@ -417,10 +426,46 @@ class ExtentReader:
                     dst = (slice(wr0 - row0, wr1 - row0), slice(wc0 - col0, wc1 - col0))
                     data[(slice(None), *dst)] = part
                     valid[dst] = ok
+        return data, valid
+
+    def read(self, row0: int, col0: int, row1: int, col1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Read a window of the working grid, in global coordinates.
+
+        The window may extend beyond the raster (outside is invalid and 0) and beyond the
+        extent (inside the raster that context is read like any other pixel). Only the
+        window's source pixels are read.
+
+        Args:
+            row0, col0, row1, col1: Window on the working grid, end-exclusive.
+
+        Returns:
+            (image (H, W, 3) uint8 RGB, valid (H, W) bool); invalid pixels (NoData, masked,
+            NaN/inf, outside the raster) are 0 in the image.
+        """
+        data, valid = self._assemble(row0, col0, row1, col1)
         order = [self._unique.index(b) for b in self.bands]
         image = apply_stretch(data[order], self.lo, self.hi)
         image[~valid] = 0
         return image, valid
+
+    def read_raw(
+        self, row0: int, col0: int, row1: int, col1: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw values of :attr:`bands` in a working-grid window (see :meth:`read`).
+
+        Returns:
+            ((bands, H, W) float32, valid (H, W) bool): NaN where a band has no data (its
+            declared NoData value, NaN/inf, or the pixel invalid or outside the raster).
+        """
+        data, valid = self._assemble(row0, col0, row1, col1)
+        out = data[[self._unique.index(b) for b in self.bands]].astype(np.float32)
+        for i, band in enumerate(self.bands):
+            nodata = self._nodata[self._unique.index(band)]
+            if nodata is not None and not math.isnan(nodata):
+                out[i][data[self._unique.index(band)] == nodata] = np.nan
+        out[~np.isfinite(out)] = np.nan
+        out[:, ~valid] = np.nan
+        return out, valid
 
     def read_extent(self) -> tuple[np.ndarray, np.ndarray]:
         """Read the whole extent window (see :meth:`read`)."""
