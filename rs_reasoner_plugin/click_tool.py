@@ -6,19 +6,27 @@ view (SAM embeds that image once); every further click is only a mask decode, an
 polygon is previewed on the canvas. Enter (or :meth:`accept`) adds it to the result
 layer; Esc discards; Backspace removes the last click. Panning out of the embedded view,
 or zooming in more than twice, makes the next click open a new session for the new view.
+
+With a polygon selected in the layer chosen in the Layers panel (a reasoning or
+open-vocabulary result, say), the same clicks refine it instead (:mod:`.click_refine`):
+each click or box adds SAM's mask for it, a right click (Shift + click or drag) cuts it out,
+and Enter writes the polygon back as one undoable edit.
+
+Rasters the backend cannot open by path (WMS, XYZ, in-memory...) are read through QGIS for
+the view and uploaded once per session, as the dock does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from typing import Any
 
 from osgeo import ogr
 from qgis.core import (
     QgsApplication,
+    QgsCoordinateTransform,
     QgsFeature,
     QgsField,
     QgsGeometry,
@@ -35,8 +43,16 @@ from qgis.PyQt.QtGui import QColor, QKeyEvent
 
 from .api_client import BackendError
 from .backend_process import BackendProcess
+from .click_refine import Part, RefineError, RefineTarget, find_target
+from .raster_export import (
+    ExportError,
+    ExportJob,
+    local_file_path,
+    native_resolution,
+    prepare_export,
+)
 from .settings import PluginSettings
-from .tasks import backend_config
+from .tasks import backend_config, export_and_upload
 from .tool_api import BackendCallTask, ToolClient
 
 #: A press and release further apart than this (screen pixels) is a box, not a click.
@@ -82,6 +98,8 @@ class ClickSegmentTool(QgsMapTool):
         self._press: Any = None
         self.latencies_ms: list[float] = []
         self.result_layer: QgsVectorLayer | None = None
+        self.target: RefineTarget | None = None
+        self.parts: list[Part] = []
         self.band = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
         self.band.setColor(QColor(255, 200, 0, 90))
         self.band.setStrokeColor(QColor(255, 140, 0))
@@ -95,13 +113,20 @@ class ClickSegmentTool(QgsMapTool):
     # -- which raster ----------------------------------------------------------------------
 
     def raster_layer(self) -> QgsRasterLayer | None:
-        """The chosen raster, else the topmost visible local raster of the project."""
+        """The chosen raster, else the topmost visible raster of the project."""
         if self.raster is not None:
             return self.raster
         for layer in self.canvas_.layers():
-            if isinstance(layer, QgsRasterLayer) and os.path.isfile(layer.source()):
+            if isinstance(layer, QgsRasterLayer) and layer.isValid():
                 return layer
         return None
+
+    def refine(self, layer: QgsVectorLayer, fid: int) -> None:
+        """Refine feature ``fid`` of ``layer`` with the next clicks (instead of the
+        selected polygon the first click would pick)."""
+        self.clear()
+        self.target = RefineTarget(layer, fid, self.canvas_.mapSettings().destinationCrs())
+        self._show(QgsGeometry(self.target.geometry), {})
 
     # -- mouse and keys --------------------------------------------------------------------
 
@@ -115,10 +140,11 @@ class ClickSegmentTool(QgsMapTool):
 
     def canvasReleaseEvent(self, e: QgsMapMouseEvent) -> None:  # noqa: N802 - QGIS API
         press, self._press = self._press, None
-        if press is not None and self._dragged(press, e.pos()):
-            self.set_box(QgsRectangle(self.toMapCoordinates(press), e.mapPoint()))
-            return
         negative = e.button() == Qt.RightButton or bool(e.modifiers() & Qt.ShiftModifier)
+        if press is not None and self._dragged(press, e.pos()):
+            self.set_box(QgsRectangle(self.toMapCoordinates(press), e.mapPoint()),
+                         positive=not negative)
+            return
         self.add_point(e.mapPoint(), positive=not negative)
 
     @staticmethod
@@ -130,6 +156,10 @@ class ClickSegmentTool(QgsMapTool):
             self.accept()
         elif e.key() == Qt.Key_Escape:
             self.clear()
+        elif e.key() == Qt.Key_Backspace and self.target is not None and self.parts:
+            self.parts.pop()
+            self._redraw_markers()
+            self._request()
         elif e.key() == Qt.Key_Backspace and self.points:
             self.points.pop()
             self._redraw_markers()
@@ -141,23 +171,52 @@ class ClickSegmentTool(QgsMapTool):
     # -- prompts ---------------------------------------------------------------------------
 
     def add_point(self, point: QgsPointXY, positive: bool = True) -> None:
-        """A click in canvas coordinates (inside the object when ``positive``)."""
+        """A click in canvas coordinates: inside the object when ``positive``; when
+        refining, a part to add (``positive``) or to cut out."""
+        if self._refining(point):
+            body = {"points": [{"x": point.x(), "y": point.y(), "positive": True}]}
+            self._add_part(Part(body, positive, QgsPointXY(point)))
+            return
         self.points.append((QgsPointXY(point), positive))
         self._redraw_markers()
         self._request()
 
-    def set_box(self, rect: QgsRectangle) -> None:
-        """A box in canvas coordinates (replaces the previous one)."""
-        self.box = QgsRectangle(rect)
-        self.box.normalize()
-        self.box_band.setToGeometry(QgsGeometry.fromRect(self.box))
+    def set_box(self, rect: QgsRectangle, positive: bool = True) -> None:
+        """A box in canvas coordinates (replaces the previous one); when refining, a part
+        to add (``positive``) or to cut out."""
+        box = QgsRectangle(rect)
+        box.normalize()
+        self.box_band.setToGeometry(QgsGeometry.fromRect(box))
+        if self._refining(box.center()):
+            body = {"box": [box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum()]}
+            self._add_part(Part(body, positive))
+            return
+        self.box = box
+        self._request()
+
+    def _refining(self, point: QgsPointXY) -> bool:
+        """Whether this gesture refines a polygon: one is being refined already, or no
+        object is under way and the current layer has a selected polygon."""
+        if self.target is None and not self.points and self.box is None:
+            try:
+                self.target = find_target(self.canvas_.currentLayer(), point,
+                                          self.canvas_.mapSettings().destinationCrs())
+            except RefineError as exc:
+                self.failed.emit(str(exc))
+        return self.target is not None
+
+    def _add_part(self, part: Part) -> None:
+        self.parts.append(part)
+        self._redraw_markers()
         self._request()
 
     def _redraw_markers(self) -> None:
         for m in self.markers:
             self.canvas_.scene().removeItem(m)
         self.markers = []
-        for point, positive in self.points:
+        clicks = self.points if self.target is None else [
+            (p.point, p.positive) for p in self.parts if p.point is not None]
+        for point, positive in clicks:
             m = QgsVertexMarker(self.canvas_)
             m.setCenter(point)
             m.setIconType(QgsVertexMarker.ICON_CROSS if positive else QgsVertexMarker.ICON_X)
@@ -177,7 +236,7 @@ class ClickSegmentTool(QgsMapTool):
 
     def _view(self, layer: QgsRasterLayer) -> tuple[tuple[str, str], QgsRectangle]:
         crs = self.canvas_.mapSettings().destinationCrs()
-        return (layer.source(), _crs_text(crs)), QgsRectangle(self.canvas_.extent())
+        return (layer.id() or layer.source(), _crs_text(crs)), QgsRectangle(self.canvas_.extent())
 
     def _session_fits(self, key: tuple[str, str], view: QgsRectangle) -> bool:
         """The open session serves this view: same raster and CRS, the view inside the
@@ -188,27 +247,64 @@ class ClickSegmentTool(QgsMapTool):
         return (session_key == key and embedded.contains(view)
                 and view.width() * ZOOM_IN_FACTOR >= embedded.width())
 
+    def _export(self, layer: QgsRasterLayer, view: QgsRectangle) -> ExportJob:
+        """The view of a layer the backend cannot open, to read through QGIS and upload, at
+        the canvas's pixel size (never finer than the layer's own).
+
+        Raises:
+            ExportError: The view misses the layer, or it has no resolution.
+        """
+        to_layer = QgsCoordinateTransform(self.canvas_.mapSettings().destinationCrs(),
+                                          layer.crs(), QgsProject.instance())
+        area = to_layer.transformBoundingBox(view)
+        pixels = max(self.canvas_.mapSettings().outputSize().width(), 1)
+        resolution = area.width() / pixels
+        native = native_resolution(layer)
+        if native is not None:
+            resolution = max(resolution, native)
+        return prepare_export(layer, area, resolution)
+
+    def _next_prompt(self) -> tuple[dict[str, Any] | None, Part | None]:
+        """The prompt to send next: the first unanswered part when refining, else every
+        click so far; None when there is nothing to ask."""
+        if self.target is not None:
+            part = next((p for p in self.parts if p.geometry is None), None)
+            return (part.body if part is not None else None), part
+        return self._body(), None
+
     def _request(self) -> None:
-        """Send the clicks so far (after the answer in flight, if any)."""
-        body = self._body()
-        if body is None:
-            self._show(QgsGeometry(), {})
-            return
+        """Send the next prompt (after the answer in flight, if any)."""
         if self.task is not None:
             self._pending = True  # only the latest state matters
             return
+        body, part = self._next_prompt()
+        if body is None:
+            self._show_state()
+            return
         layer = self.raster_layer()
         if layer is None:
-            self.failed.emit("Click-to-segment needs a raster file in the project (a local "
-                             "GeoTIFF or other GDAL file).")
+            self._drop(part)
+            self.failed.emit("Click-to-segment needs a raster layer in the project.")
             return
         key, ext = self._view(layer)
         session = self.session if self._session_fits(key, ext) else None
         old = self.session if session is None else None
         crs = self.canvas_.mapSettings().destinationCrs()
-        open_body = {"raster": layer.source(), "extent": {
+        open_body: dict[str, Any] = {"extent": {
             "xmin": ext.xMinimum(), "ymin": ext.yMinimum(), "xmax": ext.xMaximum(),
             "ymax": ext.yMaximum(), "crs": _crs_text(crs)}}
+        export = None
+        if session is None:
+            path = None if PluginSettings.load().always_upload else local_file_path(layer)
+            if path is not None:
+                open_body["raster"] = path
+            else:
+                try:
+                    export = self._export(layer, ext)
+                except ExportError as exc:
+                    self._drop(part)
+                    self.failed.emit(str(exc))
+                    return
 
         def work(client: ToolClient, task: BackendCallTask) -> dict[str, Any]:
             nonlocal session
@@ -216,6 +312,9 @@ class ClickSegmentTool(QgsMapTool):
                 if old is not None:
                     with contextlib.suppress(BackendError):  # it may be gone already
                         client.close_session(old["id"])
+                if export is not None:
+                    open_body["upload_id"] = export_and_upload(
+                        client, export, None, lambda: None, lambda _stage: None)
                 session = client.open_session(open_body)
             start = time.perf_counter()
             answer = client.prompt(session["id"], body)
@@ -226,16 +325,24 @@ class ClickSegmentTool(QgsMapTool):
         settings = PluginSettings.load()
         task = BackendCallTask("RS Reasoner: click-to-segment",
                                backend_config(settings, self.backend_process), work)
-        task.done.connect(lambda result, error: self._answered((key, ext), result, error))
+        task.done.connect(
+            lambda result, error: self._answered((key, ext), part, result, error))
         self.task = task
         QgsApplication.taskManager().addTask(task)
 
-    def _answered(self, key: tuple[tuple[str, str], QgsRectangle], answer: Any,
-                  error: Any) -> None:
+    def _drop(self, part: Part | None) -> None:
+        """Forget a part that could not be answered (else it would be asked again)."""
+        if part is not None and any(p is part for p in self.parts):
+            self.parts.remove(part)
+            self._redraw_markers()
+
+    def _answered(self, key: tuple[tuple[str, str], QgsRectangle], part: Part | None,
+                  answer: Any, error: Any) -> None:
         self.task = None
         if error is not None:
             if getattr(error, "status", None) == 404:
                 self.session = self._session_key = None  # dropped by the backend: reopen
+            self._drop(part)
             self.failed.emit(str(error))
         else:
             if answer["session"] is not self.session:
@@ -246,10 +353,24 @@ class ClickSegmentTool(QgsMapTool):
             info = dict(features[0]["properties"]) if features else {}
             info["latency_ms"] = round(answer["latency_ms"], 1)
             info["decode_ms"] = answer.get("decode_ms")
-            self._show(geom, info)
-        if self._pending:
+            if part is None:
+                self._show(geom, info)
+            elif any(p is part for p in self.parts):  # not taken back meanwhile
+                part.geometry = geom
+                self.preview_info = info
+        refining = self.target is not None and any(p.geometry is None for p in self.parts)
+        if self._pending or refining:
             self._pending = False
             self._request()
+        elif self.target is not None:
+            self._show_state()
+
+    def _show_state(self) -> None:
+        """Preview what Enter would keep: the refined polygon, or nothing."""
+        if self.target is not None:
+            self._show(self.target.compose(self.parts), self.preview_info)
+        else:
+            self._show(QgsGeometry(), {})
 
     def _show(self, geom: QgsGeometry, info: dict[str, Any]) -> None:
         self.preview = geom
@@ -263,7 +384,10 @@ class ClickSegmentTool(QgsMapTool):
     # -- accept / discard ------------------------------------------------------------------
 
     def accept(self) -> QgsFeature | None:
-        """Add the previewed polygon to the result layer; start over with no clicks."""
+        """Add the previewed polygon to the result layer, or write the refined polygon
+        back to its layer; start over with no clicks."""
+        if self.target is not None:
+            return self._accept_refined()
         if self.preview.isEmpty():
             return None
         layer = self._result_layer()
@@ -277,6 +401,25 @@ class ClickSegmentTool(QgsMapTool):
         layer.dataProvider().addFeatures([feature])
         layer.updateExtents()
         layer.triggerRepaint()
+        self.clear()
+        self.accepted.emit(feature)
+        return feature
+
+    def _accept_refined(self) -> QgsFeature | None:
+        target = self.target
+        assert target is not None
+        if not any(p.geometry is not None and not p.geometry.isEmpty() for p in self.parts):
+            return None  # nothing changed yet
+        if self.preview.isEmpty():
+            self.failed.emit("The parts cut out cover the whole polygon: nothing was changed. "
+                             "Delete the feature instead, or take a part back (Backspace).")
+            return None
+        try:
+            target.write(self.preview)
+        except RefineError as exc:
+            self.failed.emit(str(exc))
+            return None
+        feature = target.layer.getFeature(target.fid)
         self.clear()
         self.accepted.emit(feature)
         return feature
@@ -296,9 +439,12 @@ class ClickSegmentTool(QgsMapTool):
         return layer
 
     def clear(self) -> None:
-        """Forget the clicks, box and preview (the session stays for this view)."""
+        """Forget the clicks, box, parts, polygon refined and preview (the session stays
+        for this view)."""
         self.points = []
         self.box = None
+        self.parts = []
+        self.target = None
         self._pending = False
         self._redraw_markers()
         self.box_band.reset(QgsWkbTypes.PolygonGeometry)

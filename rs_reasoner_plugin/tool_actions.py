@@ -37,7 +37,9 @@ class ToolActions:
         self.click_action.setObjectName("RsReasonerClick")
         self.click_action.setCheckable(True)
         self.click_action.setToolTip("Click inside an object (right click: outside it) or "
-                                     "drag a box; Enter keeps the polygon, Esc discards it")
+                                     "drag a box; Enter keeps the polygon, Esc discards it. "
+                                     "With a polygon selected in the current layer, clicks "
+                                     "add parts to it (right click: cut them out)")
         self.click_action.toggled.connect(self._toggle_click_tool)
         self.actions = [self.setup_action, self.models_action, self.click_action]
 
