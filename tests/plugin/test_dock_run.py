@@ -267,11 +267,15 @@ def test_xyz_tile_layer_is_rendered_exported_and_uploaded(
     assert layer.crs().authid() == "EPSG:3857"
     boxes = [f.geometry().boundingBox() for f in layer.getFeatures()]
     assert len(boxes) == 2, [b.toString() for b in boxes]
+    # Within one tile pixel, plus 1 cm for the polygons' float noise (~2 mm on every edge):
+    # the tiles are exact, but QGIS 3.44 draws some XYZ tiles one whole pixel off when it
+    # renders them (a square one row higher, a tile-crossing square one column narrower).
+    tolerance = z17 + 0.01
     for r, c, size in SQUARES:
         want = (x0 + c * z17, y0 - (r + size) * z17, x0 + (c + size) * z17, y0 - r * z17)
         assert any(max(abs(a - b) for a, b in zip(
             (bx.xMinimum(), bx.yMinimum(), bx.xMaximum(), bx.yMaximum()), want, strict=True))
-            <= z17 for bx in boxes), (want, [b.toString() for b in boxes])
+            <= tolerance for bx in boxes), (want, [b.toString() for b in boxes])
 
 
 def test_vrt_with_always_upload_at_a_coarser_resolution(
