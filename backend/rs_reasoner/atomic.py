@@ -28,7 +28,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -292,15 +292,24 @@ def sweep_litter(folder: str | os.PathLike[str]) -> list[str]:
     return removed
 
 
-def exit_on_termination_signals() -> None:
-    """Turn SIGTERM and SIGHUP into ``SystemExit`` (status 128 + signal number) so
-    ``finally`` blocks remove temporary files; call once from the main thread."""
+@contextlib.contextmanager
+def exit_on_termination_signals() -> Iterator[None]:
+    """Inside the block, SIGTERM and SIGHUP raise ``SystemExit`` (status 128 + signal
+    number) so ``finally`` blocks remove temporary files; the previous handlers are back
+    after it (the CLI may run inside another program, e.g. a test runner). Outside the
+    main thread, where handlers cannot be set, it does nothing."""
 
     def _exit(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
 
+    previous = {}
     for name in ("SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
         if sig is not None:
             with contextlib.suppress(ValueError, OSError):  # not the main thread
-                signal.signal(sig, _exit)
+                previous[sig] = signal.signal(sig, _exit)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

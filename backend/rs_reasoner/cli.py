@@ -404,13 +404,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(
         _negative_numbers_as_values(sys.argv[1:] if argv is None else argv)
     )
-    exit_on_termination_signals()  # SIGTERM/SIGHUP run the writers' clean-up, as Ctrl-C does
     handlers = {
         "segment": _segment, "train": _train, "serve": _serve, "models": _models,
         "batch": run_batch_command, "train-reasoner": run_train_reasoner_command,
     }  # fmt: skip
     try:
-        return handlers[args.command](args)
+        with exit_on_termination_signals():  # SIGTERM/SIGHUP clean up like Ctrl-C
+            return handlers[args.command](args)
     except RsReasonerError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:

@@ -16,6 +16,7 @@ import pytest
 from rs_reasoner.atomic import (
     LITTER_MAX_AGE_S,
     check_writable,
+    exit_on_termination_signals,
     make_staging_dir,
     publish_file_set,
     sweep_litter,
@@ -137,12 +138,12 @@ def test_sigterm_runs_finally_blocks(tmp_path: Path) -> None:
     code = (
         "import os, signal, sys\n"
         "from rs_reasoner.atomic import exit_on_termination_signals\n"
-        "exit_on_termination_signals()\n"
-        "try:\n"
-        "    os.kill(os.getpid(), signal.SIGTERM)\n"
-        "    signal.pause()\n"
-        "finally:\n"
-        f"    open({str(marker)!r}, 'w').close()\n"
+        "with exit_on_termination_signals():\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        signal.pause()\n"
+        "    finally:\n"
+        f"        open({str(marker)!r}, 'w').close()\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM
@@ -176,3 +177,10 @@ def test_the_swap_frees_nothing_while_the_key_file_is_missing(tmp_path: Path, mo
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
         n: f"new {n}" for n in ("r.shp", "r.shx", "r.dbf", "r.cpg")
     }
+
+
+def test_the_previous_signal_handlers_are_back_after_the_block() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with exit_on_termination_signals():
+        assert signal.getsignal(signal.SIGTERM) is not before
+    assert signal.getsignal(signal.SIGTERM) is before

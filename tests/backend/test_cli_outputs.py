@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import geopandas as gpd
@@ -69,3 +70,11 @@ def test_an_output_where_nothing_can_be_created_is_refused_before_the_run(
     err = capsys.readouterr().err
     assert "error: Cannot write in '/proc'" in err
     assert "polygons" not in err
+
+
+def test_the_signal_handlers_are_back_after_main(scene: Path, tmp_path: Path) -> None:
+    """main() may run inside another program (a test runner, a notebook)."""
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["segment", str(scene), "-q", "bright", "--quiet", "--out",
+                 str(tmp_path / "p.gpkg")]) == 0  # fmt: skip
+    assert signal.getsignal(signal.SIGTERM) is before

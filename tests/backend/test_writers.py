@@ -207,7 +207,6 @@ def _write_slowly_until_terminated(out: str, layer: gpd.GeoDataFrame, started) -
     from rs_reasoner.atomic import exit_on_termination_signals
     from rs_reasoner.vector import writers
 
-    exit_on_termination_signals()
     real_write = writers._write
 
     def slow_write(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
@@ -216,7 +215,8 @@ def _write_slowly_until_terminated(out: str, layer: gpd.GeoDataFrame, started) -
         time.sleep(60)
 
     writers._write = slow_write
-    write_vector(layer, out)
+    with exit_on_termination_signals():
+        write_vector(layer, out)
 
 
 @pytest.mark.skipif(os.name == "nt", reason="SIGTERM and fork are POSIX")
