@@ -34,11 +34,14 @@ class LabelledImage:
         raw: (B, H, W) raw band values in the model's band order, NaN where missing.
         valid: (H, W) bool, pixels with data.
         labels: (H, W) uint8 class ids, :data:`IGNORE_INDEX` where unlabelled.
+        weight: (H, W) float confidence of each label (weak labels from land-cover
+            maps), a factor of its sample weight; None: every label counts fully.
     """
 
     raw: np.ndarray
     valid: np.ndarray
     labels: np.ndarray
+    weight: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -97,11 +100,13 @@ class PixelSample:
         x: (N, F) float32 features.
         y: (N,) int64 class ids.
         totals: (K,) labelled pixels with data per class before sampling.
+        confidence: (N,) label confidence of each pixel, or None (all 1).
     """
 
     x: np.ndarray
     y: np.ndarray
     totals: np.ndarray
+    confidence: np.ndarray | None = None
 
     def weights(self, power: float) -> np.ndarray:
         """Sample weights giving class c the total weight ``totals[c] ** (1 - power)``.
@@ -117,6 +122,8 @@ class PixelSample:
         ok = sampled > 0
         per_class[ok] = self.totals[ok] ** (1.0 - float(power)) / sampled[ok]
         w = per_class[self.y]
+        if self.confidence is not None:
+            w = w * self.confidence
         return (w / w.mean()).astype(np.float32)
 
 
@@ -138,7 +145,7 @@ def sample_pixels(
     """
     rng = np.random.default_rng(seed)
     per_image = max(1, 2 * max_per_class // max(1, len(images)))
-    xs, ys = [], []
+    xs, ys, cs = [], [], []
     totals = np.zeros(num_classes, np.int64)
     for image in images:
         labelled = (image.labels != IGNORE_INDEX) & image.valid
@@ -152,6 +159,10 @@ def sample_pixels(
         feats = pixel_features(image.raw, image.valid, stats, spec)
         xs.append(feats[:, labelled][:, chosen].T)
         ys.append(labels[chosen])
+        if image.weight is not None:
+            cs.append(np.asarray(image.weight, np.float32)[labelled][chosen])
+        else:
+            cs.append(np.ones(len(chosen), np.float32))
     if not xs:
         raise LabelLayerError(
             "No labelled pixel with data: every labelled pixel is NoData or NaN.",
@@ -159,7 +170,9 @@ def sample_pixels(
         )
     x, y = np.concatenate(xs), np.concatenate(ys)
     order = _draw(y, num_classes, max_per_class, rng)
-    return PixelSample(x[order], y[order], totals)
+    confidence = np.concatenate(cs)[order]
+    return PixelSample(x[order], y[order], totals,
+                       None if bool((confidence == 1).all()) else confidence)  # fmt: skip
 
 
 def _draw(labels: np.ndarray, num_classes: int, cap: int, rng: np.random.Generator) -> np.ndarray:
