@@ -59,7 +59,9 @@ def app_client(tmp_path: Path, limits: UploadLimits | None = None) -> Iterator[T
 
 
 def uploaded(tmp_path: Path) -> list[str]:
-    return sorted(p.name for p in (tmp_path / "uploads").iterdir())
+    """Upload files kept or being received (the folder holds job results too)."""
+    folder = tmp_path / "uploads"
+    return sorted(p.name for p in folder.iterdir() if p.suffix in (".tif", ".part"))
 
 
 def test_a_geotiff_and_a_bigtiff_are_accepted(tmp_path: Path, scene: Path) -> None:
