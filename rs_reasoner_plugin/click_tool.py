@@ -292,7 +292,8 @@ class ClickSegmentTool(QgsMapTool):
         crs = self.canvas_.mapSettings().destinationCrs()
         open_body: dict[str, Any] = {"extent": {
             "xmin": ext.xMinimum(), "ymin": ext.yMinimum(), "xmax": ext.xMaximum(),
-            "ymax": ext.yMaximum(), "crs": _crs_text(crs)}}
+            # A canvas without a CRS: the raster's own (the backend's default).
+            "ymax": ext.yMaximum(), "crs": _crs_text(crs) if crs.isValid() else None}}
         export = None
         if session is None:
             path = None if PluginSettings.load().always_upload else local_file_path(layer)

@@ -368,3 +368,19 @@ def test_a_raster_that_is_no_file_is_uploaded_for_the_session(
         assert tool.preview.symDifference(QgsGeometry.fromRect(drawn)).area() < rim
     finally:
         gdal.Unlink(mem)
+
+
+def test_a_canvas_without_a_crs_prompts_in_the_raster_crs(tool: Any, iface: Any) -> None:
+    """A canvas with no CRS (a project without one) sends none: the raster's applies."""
+    from qgis.core import QgsCoordinateReferenceSystem, QgsGeometry, QgsRectangle
+
+    iface.mapCanvas().setDestinationCrs(QgsCoordinateReferenceSystem())
+    messages: list[str] = []
+    tool.failed.connect(messages.append)
+    ext = tool.raster_layer().extent()
+    drawn = QgsRectangle(ext.xMinimum() + 5, ext.yMinimum() + 5, ext.xMinimum() + 9,
+                         ext.yMinimum() + 8)
+    tool.set_box(drawn)
+    answered(tool)
+    assert messages == []
+    assert tool.preview.symDifference(QgsGeometry.fromRect(drawn)).area() < 1e-6
