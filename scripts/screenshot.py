@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "resources" / "sample_data" / "neon_osbs_rgb_10cm_utm17n.tif"
@@ -63,6 +64,40 @@ def start_backend(python: str, state_file: Path, log: Path) -> subprocess.Popen:
     raise SystemExit(f"error: the backend did not start:\n{log.read_text(errors='replace')}")
 
 
+def window_iface() -> Any:
+    """The tests' QgisInterface stand-in (real QGIS widgets) plus a layer tree panel on the
+    left; ``.tree`` is the panel's view. Call after QgsApplication is initialised."""
+    from helpers import IfaceStandIn  # the tests' QgisInterface stand-in
+    from qgis.core import QgsProject
+    from qgis.gui import QgsLayerTreeView
+    from qgis.PyQt.QtCore import Qt
+    from qgis.PyQt.QtWidgets import QDockWidget, QVBoxLayout, QWidget
+
+    class ScreenshotIface(IfaceStandIn):
+        """The tests' stand-in plus a layer tree panel on the left."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._main.setWindowTitle("QGIS — RS Reasoner")
+            self._canvas.setCanvasColor(Qt.white)
+            from qgis.core import QgsLayerTreeModel
+
+            self.model = QgsLayerTreeModel(QgsProject.instance().layerTreeRoot())
+            self.model.setFlag(QgsLayerTreeModel.AllowNodeChangeVisibility)
+            self.tree = QgsLayerTreeView()
+            self.tree.setModel(self.model)
+            panel = QDockWidget("Layers", self._main)
+            panel.setObjectName("Layers")
+            holder = QWidget()
+            lay = QVBoxLayout(holder)
+            lay.setContentsMargins(2, 2, 2, 2)
+            lay.addWidget(self.tree)
+            panel.setWidget(holder)
+            self._main.addDockWidget(Qt.LeftDockWidgetArea, panel)
+
+    return ScreenshotIface()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshot.png")
@@ -80,9 +115,8 @@ def main() -> None:
     sys.path.append(str(REPO / "tests" / "plugin"))
 
     from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
-    from qgis.gui import QgsLayerTreeView
     from qgis.PyQt.QtCore import QSize, Qt
-    from qgis.PyQt.QtWidgets import QDockWidget, QMainWindow, QVBoxLayout, QWidget
+    from qgis.PyQt.QtWidgets import QMainWindow
 
     app = QgsApplication([], True)
     app.initQgis()
@@ -96,31 +130,7 @@ def main() -> None:
                                   auto_start=False)
         settings.save()
 
-        from helpers import IfaceStandIn  # the tests' QgisInterface stand-in
-
-        class ScreenshotIface(IfaceStandIn):
-            """The tests' stand-in plus a layer tree panel on the left."""
-
-            def __init__(self) -> None:
-                super().__init__()
-                self._main.setWindowTitle("QGIS — RS Reasoner")
-                self._canvas.setCanvasColor(Qt.white)
-                from qgis.core import QgsLayerTreeModel
-
-                self.model = QgsLayerTreeModel(QgsProject.instance().layerTreeRoot())
-                self.model.setFlag(QgsLayerTreeModel.AllowNodeChangeVisibility)
-                self.tree = QgsLayerTreeView()
-                self.tree.setModel(self.model)
-                panel = QDockWidget("Layers", self._main)
-                panel.setObjectName("Layers")
-                holder = QWidget()
-                lay = QVBoxLayout(holder)
-                lay.setContentsMargins(2, 2, 2, 2)
-                lay.addWidget(self.tree)
-                panel.setWidget(holder)
-                self._main.addDockWidget(Qt.LeftDockWidgetArea, panel)
-
-        iface = ScreenshotIface()
+        iface = window_iface()
         width, height = (int(v) for v in args.size.split("x"))
         main: QMainWindow = iface.mainWindow()
         main.resize(QSize(width, height))
