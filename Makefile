@@ -39,7 +39,7 @@ clean:
 # the backend's venv; its tests start a real backend from $(BIN)/python.
 QGIS_PYTHON ?= /usr/bin/python3
 
-.PHONY: plugin test-plugin qgis-deps screenshot qgis-chroots
+.PHONY: plugin test-plugin qgis-deps screenshot screenshots qgis-chroots
 #: QGIS versions the plugin tests run on: 3.22 on this machine (Debian 12), 3.40 LTR and 3.44
 #: in Debian 13 and unstable chroots built once under .qgis-chroots/ (needs root).
 QGIS_VERSIONS ?= 3.22 3.40 3.44
@@ -62,3 +62,7 @@ qgis-chroots:
 # docs/screenshot.png: QGIS main window with the dock over the sample raster and a result.
 screenshot: venv qgis-deps
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(QGIS_PYTHON) scripts/screenshot.py --out docs/screenshot.png
+
+# docs/screenshots/*.png: one screenshot per plugin feature (README gallery, docs/plugin.md).
+screenshots: venv qgis-deps
+	xvfb-run -a -s "-screen 0 1400x900x24" $(QGIS_PYTHON) scripts/screenshots.py
