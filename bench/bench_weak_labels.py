@@ -201,7 +201,7 @@ def write_products(images: list[Image], folder: Path, factor: int) -> list[list[
         t = im.grid.transform
         coarse = block_majority(im.mask, k, factor)
         wc_path = folder / f"worldcover_{i}.tif"
-        coarse_t = t * Affine.scale(factor)
+        coarse_t = t @ Affine.scale(factor)
         with rasterio.open(
             wc_path,
             "w",
@@ -218,7 +218,7 @@ def write_products(images: list[Image], folder: Path, factor: int) -> list[list[
             ds.write_colormap(1, {c: _rgb(h) for c, h in WORLDCOVER.colours.items()})
         half = factor // 2
         shifted = block_majority(im.mask, k, factor, half, {veg: 0.6})
-        shifted_t = t * Affine.translation(-half, -half) * Affine.scale(factor)
+        shifted_t = t @ Affine.translation(-half, -half) @ Affine.scale(factor)
         codes = nat_lut[shifted]
         nat_path = folder / f"national_{i}.tif"
         bounds = rasterio.transform.array_bounds(*codes.shape, shifted_t)
@@ -398,12 +398,20 @@ def run_classical(images, weak, mode, args, work) -> list[np.ndarray]:
     config = ClassicalConfig(
         threads=args.threads, seed=args.seed, max_pixels_per_class=args.pixels_per_class
     )
-    model = fit_classical(train, CLASSES, stats, spec, config)
-    return [
-        model.predict_proba(im.raw, np.ones(im.mask.shape, bool))
-        for im in images
-        if im.role == "test"
-    ]
+    # A product that omits a class (worldcover has no roads) gives it no training pixel:
+    # the learner is fitted on the classes present, the others score 0.
+    seen = sorted(set().union(*(np.unique(t.labels[t.labels != IGNORE_INDEX]) for t in train)))
+    lut = np.full(256, IGNORE_INDEX, np.uint8)
+    lut[seen] = np.arange(len(seen))
+    train = [LabelledImage(t.raw, t.valid, lut[t.labels], weight=t.weight) for t in train]
+    model = fit_classical(train, [CLASSES[c] for c in seen], stats, spec, config)
+    out = []
+    for im in images:
+        if im.role == "test":
+            probs = np.zeros((len(CLASSES), *im.mask.shape), np.float32)
+            probs[seen] = model.predict_proba(im.raw, np.ones(im.mask.shape, bool))
+            out.append(probs)
+    return out
 
 
 class _KeepByConfidence:
