@@ -20,17 +20,17 @@ from rs_reasoner.service.uploads import UploadStore
 bearer_scheme = HTTPBearer(auto_error=False)
 
 
-def get_jobs(request: Request) -> JobManager:
+async def get_jobs(request: Request) -> JobManager:
     """The app's job manager."""
     return request.app.state.jobs
 
 
-def get_pipeline(request: Request) -> PipelineLike:
+async def get_pipeline(request: Request) -> PipelineLike:
     """The app's segmentation pipeline."""
     return request.app.state.pipeline
 
 
-def get_uploads(request: Request) -> UploadStore:
+async def get_uploads(request: Request) -> UploadStore:
     """The app's upload store."""
     return request.app.state.uploads
 

@@ -86,13 +86,14 @@ async def submit_training(
 
 
 @router.get("/jobs/{job_id}", response_model=JobInfo, responses={404: {"model": ErrorResponse}})
-def job_status(job_id: str, jobs: Jobs) -> dict[str, Any]:
+async def job_status(job_id: str, jobs: Jobs) -> dict[str, Any]:
     """Status, stage, progress (0..1), messages and error of a job."""
+    # async: a snapshot under a lock held for microseconds; no worker-thread hop per poll.
     return _job(jobs.get(job_id), job_id).to_dict()
 
 
 @router.delete("/jobs/{job_id}", response_model=JobInfo, responses={404: {"model": ErrorResponse}})
-def cancel(job_id: str, jobs: Jobs) -> dict[str, Any]:
+async def cancel(job_id: str, jobs: Jobs) -> dict[str, Any]:
     """Cancel a job: queued ones at once, running ones after the current tile.
     Returns the job's status (``cancel_requested`` is true until it stops)."""
     return _job(jobs.cancel(job_id), job_id).to_dict()

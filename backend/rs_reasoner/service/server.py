@@ -51,6 +51,9 @@ log = logging.getLogger("rs_reasoner.service")
 _UPLOAD_DIR = re.compile(r"^(\d+)-")
 
 
+#: GIL switch interval of a serving process (see serve()).
+_SWITCH_INTERVAL_S = 0.001
+
 #: ``serve``'s defaults: the fields of ServeOptions (the flags' defaults too).
 _DEFAULTS = defaults(ServeOptions)
 
@@ -227,6 +230,9 @@ def serve(
     """
     check_host(host, allow_remote)
     _setup_logging()
+    # The job worker runs CPU-bound Python beside the event loop; a 1 ms GIL switch
+    # interval (default 5 ms) keeps polls answered promptly while a job runs.
+    sys.setswitchinterval(_SWITCH_INTERVAL_S)
     state_path = Path(state_file).expanduser() if state_file else default_state_path()
     _check_state_path(state_path)
     _forget_stale_state(state_path)
