@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch/torchvision: this pair installs from local disk here; users pick their own CUDA wheels.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test lint clean fuzz
 
 venv: $(VENV)/.installed
 
@@ -30,6 +30,11 @@ lint: venv
 test: venv lint
 	$(BIN)/python -m pytest
 	$(MAKE) test-plugin
+
+# The long fuzz run of the HTTP API (160 requests per operation and mode: over 5,000).
+# make test runs a bounded one (20 per operation and mode).
+fuzz: venv
+	$(BIN)/python bench/fuzz_service.py --examples 160
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache
