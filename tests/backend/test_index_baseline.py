@@ -7,7 +7,11 @@ import rasterio
 from rs_reasoner.errors import InvalidRequestError
 from rs_reasoner.schemas import Mode
 from rs_reasoner.segmenters.base import SegmentationQuery
-from rs_reasoner.segmenters.index_baseline import IndexBaselineSegmenter, match_class
+from rs_reasoner.segmenters.index_baseline import (
+    IndexBaselineSegmenter,
+    check_query,
+    match_class,
+)
 
 
 def query(*classes: tuple[str, ...]) -> SegmentationQuery:
@@ -40,6 +44,13 @@ def test_unknown_class_is_a_clear_error() -> None:
     image = np.zeros((4, 4, 3), np.uint8)
     with pytest.raises(InvalidRequestError, match="buildings"):
         IndexBaselineSegmenter().segment(image, np.ones((4, 4), bool), query(("buildings",)))
+
+
+def test_check_query_refuses_unknown_classes_without_an_image() -> None:
+    check_query(query(("trees",), ("lake", "pond")))  # known: no error
+    with pytest.raises(InvalidRequestError, match="'buildings', 'cars'") as err:
+        check_query(query(("trees",), ("buildings",), ("cars",)))
+    assert "vegetation" in err.value.hint
 
 
 def test_finds_tree_canopy_on_real_neon_image(shared_data: Path) -> None:

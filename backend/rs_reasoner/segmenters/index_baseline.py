@@ -59,6 +59,22 @@ def match_class(synonyms: tuple[str, ...]) -> str | None:
     return None
 
 
+def check_query(query: SegmentationQuery) -> None:
+    """Refuse classes the baseline cannot segment (the spec's ``check_query``: run when
+    a job is submitted, so such a job is refused instead of failing later).
+
+    Raises:
+        InvalidRequestError: Naming the classes and what the baseline knows.
+    """
+    unknown = [syn[0] for syn in query.classes if match_class(syn) is None]
+    if unknown:
+        raise InvalidRequestError(
+            f"The index baseline cannot segment {', '.join(map(repr, unknown))}.",
+            "It knows vegetation (trees, grass, ...) and water (river, lake, ...); "
+            "use a learned model (see 'rs-reasoner models list') for other classes.",
+        )
+
+
 class IndexBaselineSegmenter(Segmenter):
     """Vegetation/water from colour indices; pixels go to their highest-scoring class."""
 
@@ -68,14 +84,8 @@ class IndexBaselineSegmenter(Segmenter):
     def segment(
         self, image: np.ndarray, valid: np.ndarray, query: SegmentationQuery
     ) -> TileResult:
+        check_query(query)
         matched = [(syn[0], match_class(syn)) for syn in query.classes]
-        unknown = [name for name, cls in matched if cls is None]
-        if unknown:
-            raise InvalidRequestError(
-                f"The index baseline cannot segment {', '.join(map(repr, unknown))}.",
-                "It knows vegetation (trees, grass, ...) and water (river, lake, ...); "
-                "use a learned model (see 'rs-reasoner models list') for other classes.",
-            )
         all_scores = index_scores(image)
         stack = np.stack([all_scores[cls] for _, cls in matched])
         best = stack.argmax(axis=0)
