@@ -23,8 +23,6 @@ from rs_reasoner.vector.layers import check_layer_choice, unreadable_layer_error
 ProgressFn = Callable[[str, float, "str | None"], None]
 NoteFn = Callable[[str], None]
 
-#: What ``model_name`` the weight errors name (the command that fetches them).
-_WEIGHTS_FOR = "train-reasoner"
 _NOT_POLYGONS = {"Point", "MultiPoint", "LineString", "MultiLineString"}
 
 
@@ -152,7 +150,6 @@ def _check_weights(request: ReasonerTrainRequest) -> None:
         sam_variant,
         sam_weights,
     )
-    from rs_reasoner.weights import resolve
 
     base = request.base_prompter or DEFAULT_PROMPTER
     if not Path(base).expanduser().is_dir():
@@ -161,7 +158,7 @@ def _check_weights(request: ReasonerTrainRequest) -> None:
                 f"Unknown base prompter {base!r}: neither a folder nor a prompter's name.",
                 f"Give a local snapshot folder or one of: {', '.join(PROMPTER_WEIGHTS)}.",
             )
-        resolve(PROMPTER_WEIGHTS[base], _WEIGHTS_FOR)
+        _resolve(PROMPTER_WEIGHTS[base])
     variant = request.sam_variant or DEFAULT_SAM_VARIANT
     try:
         sam_variant(variant)
@@ -174,7 +171,17 @@ def _check_weights(request: ReasonerTrainRequest) -> None:
                 "Give the path of a .pt file, or leave it out to use the cached weights.",
             )
     else:
-        resolve(sam_weights(variant), _WEIGHTS_FOR)
+        _resolve(sam_weights(variant))
+
+
+def _resolve(spec: Any) -> None:
+    """The weights are cached; else the error names the built-in model whose
+    ``models pull`` fetches them (the default reasoning model when none lists them)."""
+    from rs_reasoner.segmenters import registry
+    from rs_reasoner.weights import resolve
+
+    owner = next((s.name for s in registry.specs() if spec in s.weights), "think2seg-rs")
+    resolve(spec, owner)
 
 
 def run_reasoner_request(

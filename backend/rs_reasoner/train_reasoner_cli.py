@@ -14,39 +14,35 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: GRPO options with their own flag: (flag, option name, type, help).
-_GRPO_FLAGS = (
-    ("--group-size", "group_size", int, "completions sampled per example"),
-    ("--kl-coef", "kl_coef", float, "weight of the KL penalty towards the base prompter"),
-    ("--lr", "lr", float, "learning rate of the LoRA weights"),
-    ("--max-new-tokens", "max_new_tokens", int, "completion budget"),
-    ("--steps", "steps", int, "optimizer steps"),
-)
+#: GRPO options with their own flag (help and bounds from the request schema; the
+#: defaults live in the trainer).
+_GRPO_FIELDS = ("group_size", "kl_coef", "lr", "max_new_tokens", "steps")
 
 
 def add_train_reasoner_parser(sub: argparse._SubParsersAction) -> None:
     """Add the ``train-reasoner`` subcommand."""
+    from rs_reasoner.arguments import add_field
+    from rs_reasoner.schemas import ReasonerTrainRequest as R
+
     p = sub.add_parser(
         "train-reasoner",
         help="fine-tune the reasoning prompter on your questions (GRPO, mask IoU reward)",
         description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
     )
-    p.add_argument("--examples", required=True,
-                   help="polygon layer answering the queries, or an EarthReason-style folder")
-    p.add_argument("--raster", help="raster the polygons lie on (omit for a folder)")
-    p.add_argument("--layer", help="layer inside a multi-layer file")
-    p.add_argument("--query-field", help="field holding each polygon's question")
-    p.add_argument("--query", help="one question answered by every polygon of the layer")
-    p.add_argument("--name", help="model name (default: from --examples)")
-    p.add_argument("--base", dest="base_prompter",
-                   help="base prompter: a prompter weights name or a local snapshot folder "
-                   "(default: the built-in reasoning model's)")
-    p.add_argument("--sam", dest="sam_variant", help="SAM 2.1 variant of the reward")
-    p.add_argument("--sam-checkpoint", help="a local SAM 2.1 checkpoint (.pt)")
-    p.add_argument("--holdout-fraction", type=float, help="share of examples held out")
-    p.add_argument("--negatives", type=float, help="'no target' extents per positive one")
-    for flag, _, kind, text in _GRPO_FLAGS:
-        p.add_argument(flag, type=kind, help=f"{text} (default: the published run's)")
+    add_field(p, R, "examples", required=True)
+    add_field(p, R, "raster")
+    add_field(p, R, "layer")
+    add_field(p, R, "query_field")
+    add_field(p, R, "query")
+    add_field(p, R, "name", required=False, default=None,
+              help="model name (default: from --examples)")  # fmt: skip
+    add_field(p, R, "base_prompter", "--base")
+    add_field(p, R, "sam_variant", "--sam")
+    add_field(p, R, "sam_checkpoint")
+    add_field(p, R, "holdout_fraction")
+    add_field(p, R, "negatives")
+    for key in _GRPO_FIELDS:
+        add_field(p, R, key)
     p.add_argument("--time-budget", type=float, metavar="MINUTES",
                    help="stop (and register the adapter) after this many minutes")
     p.add_argument("--device", default="auto", help="torch device (default: CUDA if present)")
@@ -78,7 +74,7 @@ def run_train_reasoner_command(args: argparse.Namespace) -> int:
         if not sep:
             raise InvalidRequestError(f"--train-option {item!r} is not KEY=VALUE.")
         options[key.strip()] = _option_value(value)
-    for _, key, _, _ in _GRPO_FLAGS:
+    for key in _GRPO_FIELDS:
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     if args.time_budget is not None:

@@ -9,7 +9,13 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from rs_reasoner.cli import main
-from rs_reasoner.schemas import Extent, SegmentOptions, SegmentRequest, TrainRequest
+from rs_reasoner.schemas import (
+    Extent,
+    ReasonerTrainRequest,
+    SegmentOptions,
+    SegmentRequest,
+    TrainRequest,
+)
 from tests.support.rasters import scene_with_squares, write_geotiff
 
 
@@ -29,7 +35,9 @@ def _numeric_leaves(schema: dict[str, Any], defs: dict[str, Any], path: str) -> 
     return out
 
 
-@pytest.mark.parametrize("model", [SegmentRequest, TrainRequest], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "model", [SegmentRequest, TrainRequest, ReasonerTrainRequest], ids=lambda m: m.__name__
+)
 def test_every_number_has_both_bounds_in_the_schema(model: type[BaseModel]) -> None:
     schema = model.model_json_schema()
     leaves = _numeric_leaves(schema, schema.get("$defs", {}), model.__name__)

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from shapely.geometry import box
 
 from rs_reasoner import trained_models
+from rs_reasoner.errors import MissingWeightsError
 from rs_reasoner.pipeline import SegmentationPipeline
 from rs_reasoner.segmenters.reasoning.template import MAX_QUERY_CHARS
 from rs_reasoner.service.app import create_app
@@ -187,3 +188,14 @@ def test_query_field_values_are_checked_at_submit(client, data, base_and_sam) ->
     layer.to_file(blank)
     r = client.post("/train", json=body(data, base_and_sam, examples=str(blank)))
     assert r.status_code == 422 and "question of feature 1 ('q') is empty" in r.json()["detail"]
+
+
+def test_missing_base_prompter_weights_are_refused_at_submit(
+    offline_weights, client, data, base_and_sam
+) -> None:
+    request = body(data, base_and_sam)
+    del request["base_prompter"]  # the default: the built-in reasoning model's prompter
+    r = client.post("/train", json=request)
+    assert r.status_code == MissingWeightsError.status_code, r.text
+    assert "RicardoString/Think2Seg-RS-3B" in r.json()["detail"]
+    assert "rs-reasoner models pull think2seg-rs'" in r.json()["hint"]
