@@ -10,6 +10,7 @@ cache once and stays there. Decoding is greedy (the paper's evaluation setting).
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import time
@@ -250,38 +251,60 @@ class QwenPrompter:
         )[0]
         return PrompterOutput(text=text, stats=stats)
 
-    def _generate(self, inputs: Any) -> tuple[torch.Tensor, _TokenClock, float]:
+    def generation_config(self) -> Any:
+        """The project's generation settings, independent of the snapshot's.
+
+        Only the token ids come from the snapshot. Everything else is set here: a
+        snapshot's ``generation_config.json`` may say anything (Think2Seg-RS-3B's, saved
+        from a gradient-checkpointed GRPO run, has ``use_cache: false``, which re-runs the
+        whole ~1,700-token prompt for every new token, and ``do_sample: true``), and
+        transformers fills every unset generate() argument from it.
+        """
+        from transformers import GenerationConfig
+
+        snapshot = self.model.generation_config
         tokenizer = getattr(self.processor, "tokenizer", self.processor)
         pad = tokenizer.pad_token_id
         if pad is None:
             pad = tokenizer.eos_token_id
-        # Plain greedy decoding, as the reference evaluated: every sampling and penalty knob
-        # is set explicitly, since transformers fills unset ones from the snapshot's
-        # generation_config.json (Qwen's sets repetition_penalty=1.05 and sampling).
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": False,
-            "num_beams": 1,
-            "repetition_penalty": 1.0,
-            "temperature": 1.0,
-            "top_p": 1.0,
-            "top_k": 50,
-            "pad_token_id": pad,
-            "eos_token_id": self.model.generation_config.eos_token_id,
-        }
+        # Plain greedy decoding with the KV cache, as the reference evaluated.
+        return GenerationConfig(
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            repetition_penalty=1.0,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=50,
+            use_cache=True,
+            pad_token_id=pad,
+            bos_token_id=snapshot.bos_token_id,
+            eos_token_id=snapshot.eos_token_id,
+        )
+
+    def _generate(self, inputs: Any) -> tuple[torch.Tensor, _TokenClock, float]:
+        config = self.generation_config()
         if self.fast_decode:
             try:
-                return self._run(inputs, kwargs | {"cache_implementation": "static"})
+                static = copy.deepcopy(config)
+                static.cache_implementation = "static"
+                return self._run(inputs, static)
             except Exception as exc:  # noqa: BLE001 - any compile/cache failure: fall back
                 log.warning("static-cache decode failed (%s); using the dynamic cache", exc)
                 self.fast_decode = False
-        return self._run(inputs, kwargs)
+        return self._run(inputs, config)
 
-    def _run(self, inputs: Any, kwargs: dict[str, Any]) -> tuple[torch.Tensor, _TokenClock, float]:
+    def _run(self, inputs: Any, config: Any) -> tuple[torch.Tensor, _TokenClock, float]:
         clock = _TokenClock()
         gen_start = time.perf_counter()
-        with torch.inference_mode():
-            output = self.model.generate(**inputs, streamer=clock, **kwargs)
+        # The snapshot's config is swapped out for the call: generate() fills unset fields
+        # of the passed config from the model's own, which must not be the snapshot's.
+        snapshot, self.model.generation_config = self.model.generation_config, config
+        try:
+            with torch.inference_mode():
+                output = self.model.generate(**inputs, streamer=clock, generation_config=config)
+        finally:
+            self.model.generation_config = snapshot
         return output, clock, gen_start
 
     def close(self) -> None:
