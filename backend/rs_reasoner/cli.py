@@ -237,8 +237,9 @@ def _train(args: argparse.Namespace) -> int:
     classes = list(info["classes"])
     miou = info.get("best_miou")
     score = f"validation mIoU {miou:.3f}" if isinstance(miou, float) else "no validation"
+    at = f" at epoch {info['best_epoch']}/{info['epochs']}" if info.get("best_epoch") else ""
     print(
-        f"model '{name}': {score} at epoch {info['best_epoch']}/{info['epochs']} "
+        f"model '{name}' ({info.get('architecture')}): {score}{at} "
         f"({info['stopped']}), classes: {', '.join(classes)}"
     )
     per_class = info.get("per_class_iou") or {}
@@ -247,8 +248,10 @@ def _train(args: argparse.Namespace) -> int:
             "  IoU per class: "
             + ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in per_class.items())
         )
-    print(f"saved: {folder / trained_models.BEST}")
-    same = (f" --bands {' '.join(map(str, args.bands))}" if args.bands else "") + (
+    print(f"saved: {folder / str(info.get('checkpoint') or trained_models.BEST)}")
+    # A model trained on raw bands reads its own bands when it segments.
+    bands = args.bands if args.bands and not info.get("band_stats") else None
+    same = (f" --bands {' '.join(map(str, bands))}" if bands else "") + (
         f" --resolution {args.resolution:g}" if args.resolution else ""
     )
     print(

@@ -127,14 +127,16 @@ class SegmentationPipeline:
         self,
         ds: rasterio.DatasetReader,
         request: SegmentRequest,
+        spec: registry.ModelSpec,
         check: Callable[[], None] | None = None,
     ) -> ExtentReader:
         return ExtentReader.open(
             ds,
             request.extent,
-            bands=request.options.bands,
+            bands=_bands(request, spec),
             resolution=request.options.resolution,
             check=check,
+            raw=spec.raw_bands is not None,
         )
 
     def validate(self, request: SegmentRequest, raster_path: str) -> None:
@@ -151,10 +153,15 @@ class SegmentationPipeline:
         if plan.spec.check_query is not None:
             plan.spec.check_query(plan.query)  # e.g. a class a trained model does not know
         with open_dataset(raster_path) as ds:
+            if plan.spec.check_raster is not None:
+                plan.spec.check_raster(ds)  # e.g. a raster without the model's bands
             # No stretch statistics here (a decimated read of the whole extent): the job
             # computes them; one pixel proves the pixels can be read at all.
             opts = request.options
-            reader = ExtentReader.place(ds, request.extent, opts.bands, opts.resolution)
+            reader = ExtentReader.place(
+                ds, request.extent, _bands(request, plan.spec), opts.resolution,
+                raw=plan.spec.raw_bands is not None,
+            )  # fmt: skip
             self._check_whole_extent(plan, reader)
             reader.probe()
         self._check_weights(plan.spec)
@@ -250,15 +257,17 @@ class SegmentationPipeline:
         check_cancel()
         report("reading", 0.0, "opening the raster")
         with open_dataset(raster_path) as ds:
+            if plan.spec.check_raster is not None:
+                messages.extend(plan.spec.check_raster(ds))
             # The reader runs the cancel check between the row bands of large reads.
-            reader = self._reader(ds, request, check=check_cancel)
+            reader = self._reader(ds, request, plan.spec, check=check_cancel)
             messages.append(
                 f"extent {reader.width}x{reader.height} working pixels, bands {reader.bands}"
             )
             if plan.spec.whole_extent:
                 self._check_whole_extent(plan, reader)
                 report("reading", 0.0, "whole extent")
-                image, valid = reader.read_extent()
+                image, valid = _read(reader, *reader.window)
                 report("segmenting", 0.0, "whole extent")
                 result = model.segment(image, valid, plan.query)
                 valid_map = valid
@@ -268,7 +277,7 @@ class SegmentationPipeline:
                 result, valid_map = self._tiled(model, reader, plan.query, report, check_cancel)
         check_cancel()
         report("vectorising", 1.0, None)
-        labels = np.where(result.scores >= request.options.score_threshold, result.labels, 0)
+        labels = np.where(result.scores >= _threshold(request, plan.spec), result.labels, 0)
         polygons = vectorize(
             labels,
             result.scores,
@@ -323,7 +332,7 @@ class SegmentationPipeline:
             check_cancel()
             r0, c0, r1, c1 = tile.read_window
             report("reading", i / len(tiles), None)
-            image, valid = reader.read(r0, c0, r1, c1)
+            image, valid = _read(reader, r0, c0, r1, c1)
             report("segmenting", i / len(tiles), None)
             result = model.segment(image, valid, query)
             stitcher.add(tile, result)
@@ -333,3 +342,39 @@ class SegmentationPipeline:
             ]
             report("segmenting", (i + 1) / len(tiles), f"tile {i + 1}/{len(tiles)}")
         return stitcher.result(), valid_map
+
+
+def _bands(request: SegmentRequest, spec: registry.ModelSpec) -> list[int] | None:
+    """The bands to read: the request's, else the model's own (models trained on raw
+    bands), else None (the reader's RGB choice).
+
+    Raises:
+        InvalidRequestError: Bands given for a model trained on another number of bands.
+    """
+    asked = request.options.bands
+    if spec.raw_bands is None:
+        return asked
+    if asked is not None and len(asked) != len(spec.raw_bands):
+        raise InvalidRequestError(
+            f"Model '{spec.name}' reads {len(spec.raw_bands)} band(s); {len(asked)} were "
+            "given.",
+            "Leave the bands out: the model reads the bands it was trained on.",
+        )
+    return list(asked or spec.raw_bands)
+
+
+def _read(reader: ExtentReader, row0: int, col0: int, row1: int, col1: int):
+    """A window as the segmenter takes it: 8-bit RGB, or raw bands (H, W, B) float32."""
+    if not reader.raw:
+        return reader.read(row0, col0, row1, col1)
+    raw, valid = reader.read_raw(row0, col0, row1, col1)
+    return np.ascontiguousarray(np.moveaxis(raw, 0, -1)), valid
+
+
+def _threshold(request: SegmentRequest, spec: registry.ModelSpec) -> float:
+    """Score threshold: the request's when given; a closed-set model (trained on the
+    user's classes) otherwise labels every valid pixel with its most probable class."""
+    options = request.options
+    if spec.classes is not None and "score_threshold" not in options.model_fields_set:
+        return 0.0
+    return options.score_threshold

@@ -256,8 +256,10 @@ class TrainRequest(BaseModel):
     bands: list[_Band] | None = Field(
         None,
         min_length=1,
-        max_length=3,
-        description=_BANDS_HELP + " Segment with the same bands later.",
+        max_length=65535,
+        description="1-based bands to train on, any number (e.g. all 10 of a Sentinel-2 "
+        "stack). Default: every band (RS-ZeroSeg: 1 or 3, as for segmenting). The model "
+        "records them and reads the same bands when it segments.",
     )
     resolution: float | None = Field(
         None,
@@ -265,11 +267,6 @@ class TrainRequest(BaseModel):
         le=MAX_RESOLUTION,
         description=_RESOLUTION_HELP + " Default: the raster's own.",
     )
-
-    @field_validator("bands")
-    @classmethod
-    def _bands(cls, v: list[int] | None) -> list[int] | None:
-        return _valid_bands(v)
 
     @field_validator("labels", "class_field")
     @classmethod

@@ -30,6 +30,10 @@ from rs_reasoner.schemas import MODEL_NAME_PATTERN
 ENV_MODELS_DIR = "RS_REASONER_MODELS_DIR"
 MODEL_JSON = "model.json"
 BEST = "best.pt"
+#: A classical learner's model file (``model.json``'s ``checkpoint`` names it), and the
+#: comparison a ``model auto`` training run leaves (see ``rs_reasoner_training.auto``).
+CLASSICAL_FILE = "classical.json"
+AUTO_FILE = "auto.json"
 #: Tag of trained models' specs in the registry.
 TRAINED_TAG = "trained"
 MAX_NAME_LENGTH = 40
@@ -116,8 +120,8 @@ class TrainedModel:
 
     @property
     def checkpoint(self) -> Path:
-        """The weights served (``best.pt``)."""
-        return self.folder / BEST
+        """The file served: ``best.pt``, or what ``model.json`` names (``classical.json``)."""
+        return self.folder / str(self.info.get("checkpoint") or BEST)
 
     @property
     def description(self) -> str:

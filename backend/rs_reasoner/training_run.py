@@ -30,7 +30,9 @@ from typing import Any
 from rs_reasoner.errors import CheckpointError, InvalidRequestError
 from rs_reasoner.schemas import TrainRequest
 from rs_reasoner.trained_models import (
+    AUTO_FILE,
     BEST,
+    CLASSICAL_FILE,
     check_name,
     model_folder,
     read_info,
@@ -351,6 +353,8 @@ def run_training(
         raise
     for line in log.poll():
         write(line)
+    for line in result.extra.get("comparison_table") or []:
+        write(line)  # model "auto": the candidates' validation scores and the choice
     info = register_model(request, raster_path, stopped=result.stopped)
     if info is None:  # only a time budget ends a run before its first epoch
         if created:
@@ -376,7 +380,12 @@ def _short(message: str | None) -> str | None:
 def register_model(
     request: TrainRequest, raster_path: str, stopped: str = "completed"
 ) -> dict[str, Any] | None:
-    """Write the model's ``model.json`` from its ``best.pt`` (nothing without one).
+    """Write the model's ``model.json`` from what training left to serve (nothing without it).
+
+    The served file is ``best.pt`` (a network) or ``classical.json`` (the classical
+    learner); ``auto.json``, when training compared candidates, adds the comparison.
+    Models trained on normalised bands record them (``band_stats``): serving reads the
+    same bands and scales them the same way.
 
     Args:
         request: The training request.
@@ -384,26 +393,24 @@ def register_model(
         stopped: How training ended.
 
     Returns:
-        The description written, or None when there is no ``best.pt`` yet.
+        The description written, or None when there is nothing to serve yet.
     """
-    from rs_reasoner.models.checkpoint import load_checkpoint
-
     folder = model_folder(request.name)
-    best = folder / BEST
-    if not best.is_file():
+    auto = _read_json(folder / AUTO_FILE)
+    served = str((auto or {}).get("checkpoint") or BEST)
+    if served == CLASSICAL_FILE and (folder / CLASSICAL_FILE).is_file():
+        facts = _classical_facts(folder / CLASSICAL_FILE)
+    elif (folder / BEST).is_file():
+        served, facts = BEST, _checkpoint_facts(folder / BEST)
+    else:
         return None
-    payload = load_checkpoint(best, map_location="cpu", mmap=True)  # metadata only
-    metrics = payload.get("metrics") or {}
-    suffix = "_teacher" if payload.get("weights_from") == "teacher" else ""
     history = read_history(folder / "history.json") or []
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     previous = read_info(folder) or {}
     info = {
         "name": request.name,
-        "classes": list(payload.get("class_names") or []),
         "created": previous.get("created", now),
         "updated": now,
-        "architecture": (payload.get("model_spec") or {}).get("arch"),
         "raster": str(Path(raster_path).resolve()) if request.raster else raster_path,
         "labels": str(Path(request.labels).resolve()),
         "layer": request.layer,
@@ -417,13 +424,56 @@ def register_model(
         "epochs": request.epochs,
         "epochs_run": len(history),
         "stopped": stopped,
+        **facts,
+        "checkpoint": served,
+    }
+    if auto:
+        info["auto"] = {k: auto.get(k) for k in ("chosen", "description", "comparison")}
+        chosen = next((c for c in auto.get("comparison") or []
+                       if c.get("name") == auto.get("chosen")), {})  # fmt: skip
+        info.setdefault("per_class_iou", chosen.get("iou") or {})
+    write_info(folder, info)
+    return read_info(folder)
+
+
+def _checkpoint_facts(best: Path) -> dict[str, Any]:
+    """What ``model.json`` says about a network from its ``best.pt`` (metadata only)."""
+    from rs_reasoner.models.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(best, map_location="cpu", mmap=True)  # metadata only
+    metrics = payload.get("metrics") or {}
+    suffix = "_teacher" if payload.get("weights_from") == "teacher" else ""
+    data = payload.get("data") or {}
+    facts = {
+        "classes": list(payload.get("class_names") or []),
+        "architecture": (payload.get("model_spec") or {}).get("arch"),
         "best_epoch": int(payload.get("epoch", -1)) + 1,
         "best_miou": metrics.get("miou" + suffix),
         "per_class_iou": dict(metrics.get("iou" + suffix) or {}),
-        "checkpoint": BEST,
     }
-    write_info(folder, info)
-    return read_info(folder)
+    if data.get("band_stats"):
+        facts["band_stats"] = data["band_stats"]
+    return facts
+
+
+def _classical_facts(path: Path) -> dict[str, Any]:
+    """What ``model.json`` says about a classical learner from its file."""
+    doc = _read_json(path) or {}
+    info = doc.get("info") or {}
+    return {
+        "classes": list(doc.get("class_names") or []),
+        "architecture": "classical",
+        "best_miou": info.get("val_miou"),
+        "band_stats": doc.get("bands"),
+    }
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def read_history(path: Path) -> list[dict[str, Any]] | None:

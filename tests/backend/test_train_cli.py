@@ -71,7 +71,7 @@ def test_train_registers_the_model_and_says_how_to_use_it(run) -> None:
     assert 0 < info["best_miou"] <= 1 and set(info["per_class_iou"]) == {"sand", "tree"}
     out = run["out"]
     assert "epoch 1/2: loss" in out and "epoch 2/2: loss" in out and "val mIoU" in out
-    assert f"model 'neon-parcels': validation mIoU {info['best_miou']:.3f}" in out
+    assert f"model 'neon-parcels' (unet): validation mIoU {info['best_miou']:.3f}" in out
     assert '--model neon-parcels --query "sand, tree"' in out
     assert "Traceback" not in run["err"]
 
@@ -136,9 +136,12 @@ def test_bands_and_resolution_are_trained_on_recorded_and_repeated(trained, caps
     args = train_args(trained["raster"], trained["labels"], "--name", "swapped")
     assert main([*args, "--bands", "3", "2", "1", "--resolution", "0.2"]) == 0
     out = capsys.readouterr().out
-    assert "--model swapped --bands 3 2 1 --resolution 0.2 --query" in out
+    # The model reads the bands it was trained on by itself: the command only repeats
+    # the resolution.
+    assert "--model swapped --resolution 0.2 --query" in out
     info = json.loads((Path(trained["tmp"]) / "models" / "swapped" / "model.json").read_text())
     assert info["bands"] == [3, 2, 1] and info["resolution"] == 0.2
+    assert info["band_stats"]["bands"] == [3, 2, 1]
     data = torch.load(Path(trained["tmp"]) / "models" / "swapped" / "best.pt")["data"]
     assert data["bands"] == [3, 2, 1] and data["scale"] == pytest.approx(2.0)  # 10 cm → 20 cm
     # Resuming the model with other bands would mix inputs: refused, with a hint.

@@ -188,7 +188,10 @@ def test_segmenter_windows_and_background_needs_asking(checkpoint: Path) -> None
     tiled = TrainedSegmenter.load(checkpoint, window=100, overlap=0.0, batch_size=4)
     probs = tiled.class_probabilities(image)
     assert probs.shape == (3, 200, 300)
-    x = torch.from_numpy(image[100:200, 200:300].copy()).permute(2, 0, 1)[None].float() / 255
+    # The model reads the raster's bands scaled by the training raster's statistics.
+    assert tiled.stats is not None and tiled.stats.bands == (1, 2, 3)
+    norm = tiled.stats.normalise(image[100:200, 200:300].transpose(2, 0, 1))
+    x = torch.from_numpy(norm)[None]
     with torch.no_grad():
         direct = tiled.model(x).softmax(1)[0].numpy()
     assert np.allclose(probs[:, 100:200, 200:300], direct, atol=1e-5)

@@ -36,7 +36,9 @@ def test_train_on_parcels_end_to_end(shared_data, tmp_path):
     assert result.history[0]["miou"] is not None
     model, names, meta = load_trained_model(result.best_path)
     assert names == ["large", "small"] and meta["data"]["tiles"]["val"] > 0
-    assert model(torch.rand(1, 3, 40, 50)).shape == (1, 2, 40, 50)
+    # Every band of the raster (one panchromatic band here), normalised, is the input.
+    assert meta["data"]["band_stats"]["bands"] == [1]
+    assert model(torch.rand(1, 1, 40, 50)).shape == (1, 2, 40, 50)
     # Resuming the same folder with other data is refused, not silently mixed.
     with pytest.raises(CheckpointError, match="other data"):
         train_on_parcels(raster, labels, "kind", tmp_path / "run", label_budget=0.5, **options)

@@ -1,9 +1,12 @@
 """Entry points for the CLI, the service and benchmarks: data + model + loop in one call.
 
-**Model** (``model=``): ``"rs-zeroseg"`` (the open-vocabulary RS-ZeroSeg with the user's
-class names, :mod:`.models.rs_zeroseg`), ``"unet"`` (from scratch), or ``"auto"``
-(default): RS-ZeroSeg when its pretrained CLIP and DINOv2 backbone files are on this
-machine, else the U-Net. The choice is reported in the first progress message.
+**Model** of :func:`train_model` (``model=``, one network): ``"rs-zeroseg"`` (the
+open-vocabulary RS-ZeroSeg with the user's class names, :mod:`.models.rs_zeroseg`),
+``"unet"`` (from scratch), or ``"auto"`` (default): RS-ZeroSeg when its pretrained CLIP and
+DINOv2 backbone files are on this machine, else the U-Net. The choice is reported in the
+first progress message. :func:`train_on_parcels` (``rs-reasoner train``) also trains
+``"classical"`` and, by default, ``"auto"``: the candidates of :mod:`.auto` (classical
+learner and U-Net variants on every band), keeping the best on the validation parcels.
 
 **Verifier** (``verifier=``, see :mod:`.verifiers`): ``"auto"`` (default) uses
 ``clip-openvocab`` when its weights are on this machine and no verifier otherwise;
@@ -17,6 +20,7 @@ open-vocabulary model name choose explicitly.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -29,15 +33,20 @@ from torch import nn
 from rs_reasoner.errors import InvalidRequestError
 from rs_reasoner.models.unet import UNet
 from rs_reasoner.schemas import TRAIN_DEFAULTS
+from rs_reasoner_training.auto import DEFAULT_CANDIDATES, check_candidates, train_auto
 from rs_reasoner_training.data.dataset import TrainingData
 from rs_reasoner_training.loop import ProgressFn, TrainConfig, TrainResult, train
 from rs_reasoner_training.verifiers import VerifierChoice, VerifierPlan, plan_verifier
 
 MODEL_CHOICES = ("auto", "rs-zeroseg", "unet")
+#: Models :func:`train_on_parcels` trains: the networks, the classical learner, or
+#: ``auto``: several candidates, the best on validation kept (:mod:`.auto`).
+PARCEL_MODEL_CHOICES = ("auto", "classical", "unet", "rs-zeroseg")
 #: Options of :func:`train_model` besides :class:`TrainConfig` fields (what
 #: ``rs-reasoner train --train-option`` and the service's training options may set).
 MODEL_OPTIONS = frozenset(
     {"model", "pretrained", "base_channels", "depth", "verifier_epochs", "rs_zeroseg", "prompts"}
+    | {"candidates"}
 )
 #: Share of the progress bar (and of a time budget) given to stage 1 of two-stage runs.
 _STAGE1_SHARE = 1 / 3
@@ -323,7 +332,8 @@ def train_on_parcels(
         layer: Layer inside a multi-layer file.
         aoi: Optional area-of-interest polygon layer.
         background: Class name for unlabelled pixels in labelled tiles (complete parcels).
-        bands: 1 or 3 raster bands (default: as the backend chooses).
+        bands: Raster bands (default: every band; RS-ZeroSeg: 1 or 3, as the backend
+            chooses RGB).
         resolution: Working resolution in raster CRS units (default native).
         tile_size: Tile side in pixels.
         val_fraction: Fraction of parcels held out (whole groups).
@@ -331,17 +341,38 @@ def train_on_parcels(
         seed: Seed of split, budget, initial weights, order and augmentation.
         callback: ``callback(stage, fraction, message)``.
         cancel: Stop event.
-        **train_options: :func:`train_model` options: ``model`` ("auto", "rs-zeroseg",
-            "unet"), ``pretrained``, ``verifier`` (bool: True = default verifier,
-            False = none; or a name, see :mod:`.verifiers`), ``epochs``,
-            ``time_budget_s``, ``batch_size``, ``lr``, ``selection``,
-            ``semi_supervised``, ``device``, ``resume``, ``progress_bar``...
+        **train_options: ``model``: ``"auto"`` (default: the candidates of
+            :mod:`.auto`, the best on the validation parcels kept; ``candidates`` names
+            them), ``"classical"``, ``"unet"`` (every band, normalised) or
+            ``"rs-zeroseg"`` (RGB); then :func:`train_model` options: ``pretrained``,
+            ``verifier`` (bool: True = default verifier, False = none; or a name, see
+            :mod:`.verifiers`), ``epochs``, ``time_budget_s``, ``batch_size``, ``lr``,
+            ``selection``, ``semi_supervised`` (single networks; ``auto`` candidates set
+            their own), ``device``, ``resume``, ``progress_bar``...
 
     Returns:
-        The training result.
+        The training result (``auto``: the chosen candidate's, with the comparison in
+        ``extra``).
     """
     from rs_reasoner_training.data.tiles import parcel_training_data  # loads geopandas
 
+    name = str(train_options.pop("model", "auto")).strip().lower()
+    if name not in PARCEL_MODEL_CHOICES:
+        raise InvalidRequestError(
+            f"Unknown training model {name!r}.",
+            f"Choose one of: {', '.join(PARCEL_MODEL_CHOICES)}.",
+        )
+    candidates = train_options.pop("candidates", None)
+    if candidates is not None and name != "auto":
+        raise InvalidRequestError(
+            "Candidates are chosen among only with model 'auto'.",
+            "Leave the model option out (auto) or drop the candidates option.",
+        )
+    if candidates is not None:
+        candidates = check_candidates(
+            [c.strip() for c in candidates.split(",")] if isinstance(candidates, str)
+            else list(candidates)
+        )  # fmt: skip
     if callback is not None:
         callback("preparing", 0.0, "reading parcels and planning tiles")
     data = parcel_training_data(
@@ -357,11 +388,27 @@ def train_on_parcels(
         val_fraction=val_fraction,
         label_budget=label_budget,
         seed=seed,
+        all_bands=name != "rs-zeroseg",  # RS-ZeroSeg's CLIP reads 8-bit RGB
     )
     Path(output_dir).mkdir(parents=True, exist_ok=True)
+    if name in ("auto", "classical"):
+        train_options.pop("semi_supervised", None)  # each candidate sets its own
+        return train_auto(
+            data,
+            output_dir,
+            train_network=functools.partial(train_model, seed=seed),
+            candidates=("classical",) if name == "classical" else candidates or DEFAULT_CANDIDATES,
+            time_budget_s=train_options.pop("time_budget_s", None),
+            verifier=train_options.pop("verifier", "auto"),
+            device=train_options.pop("device", "auto"),
+            callback=callback,
+            cancel=cancel,
+            **train_options,
+        )
     return train_model(
-        data, output_dir, seed=seed, callback=callback, cancel=cancel, **train_options
-    )
+        data, output_dir, model=name, seed=seed, callback=callback, cancel=cancel,
+        **train_options,
+    )  # fmt: skip
 
 
 class ParcelTrainer:

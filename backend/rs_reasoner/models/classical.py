@@ -27,8 +27,9 @@ import numpy as np
 from rs_reasoner.atomic import write_text_atomic
 from rs_reasoner.models.pixel_features import FeatureSpec, feature_names, pixel_features
 from rs_reasoner.raster.band_stats import BandStats
+from rs_reasoner.trained_models import CLASSICAL_FILE
 
-FILE_NAME = "classical.json"
+FILE_NAME = CLASSICAL_FILE
 FORMAT = "rs-reasoner-classical/1"
 
 #: Features of about this many pixels are held at once.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from rs_reasoner.schemas import Mode
 from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter
@@ -40,6 +41,13 @@ class ModelSpec:
             resized or windowed inside the segmenter); None when it takes any size or the
             size is only known from its checkpoint.
         input_bands: Image channels the segmenter reads (3: RGB).
+        raw_bands: Raster bands (1-based, in order) the segmenter reads as raw values, for a
+            model trained on normalised bands (it scales them itself); the pipeline then
+            passes (H, W, bands) float32 images with NaN where a band has no data. None:
+            8-bit RGB.
+        check_raster: Optional check of the raster to segment (an open rasterio dataset),
+            run before any pixel is read: returns notes for the job log, raises a user
+            error for a raster the model cannot read (e.g. without its bands).
     """
 
     name: str
@@ -55,3 +63,5 @@ class ModelSpec:
     whole_extent: bool = False
     input_size: int | None = None
     input_bands: int = 3
+    raw_bands: tuple[int, ...] | None = None
+    check_raster: Callable[[Any], list[str]] | None = None

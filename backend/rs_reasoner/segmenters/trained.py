@@ -6,6 +6,13 @@ torch): any architecture of :mod:`rs_reasoner.models`, mapping images (B, 3, H, 
 [0, 1] to logits over its K classes; the constructor takes an already built model. It runs
 under ``torch.inference_mode`` on the pipeline's device (bf16 autocast on CUDA).
 
+**Bands.** A model trained on normalised bands (its checkpoint's data summary has
+``band_stats``) reads the raster's raw values of those bands (the pipeline passes them,
+:attr:`ModelSpec.raw_bands`) and scales them with the training raster's statistics, NaN
+set to 0 as in training; a raster without those bands is refused before reading. A
+classical learner (``classical.json``) is served by :class:`ClassicalSegmenter` the
+same way.
+
 **Windows.** A tile larger than ``window`` pixels (default 512, at least the training tile
 size; for RS-ZeroSeg its fixed input size) is cut into overlapping windows of that size (the
 last flush with the edge), run in batches; softmax probabilities are blended with weights
@@ -42,7 +49,8 @@ from typing import Any
 import numpy as np
 
 from rs_reasoner.device import autocast
-from rs_reasoner.errors import InvalidRequestError
+from rs_reasoner.errors import CheckpointError, InvalidRequestError
+from rs_reasoner.raster.band_stats import BandStats
 from rs_reasoner.schemas import Mode
 from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
 from rs_reasoner.segmenters.sliding_windows import blend_weight, window_starts
@@ -184,6 +192,8 @@ class TrainedSegmenter(Segmenter):
         overlap: Fraction of a window shared with its neighbour (0 <= overlap < 1).
         batch_size: Windows per forward pass (default: about a million pixels' worth).
         trained_tile: Side of the tiles it was trained on, when known.
+        stats: Band normalisation of a model trained on raw bands (images are then
+            (H, W, bands) raw float32), or None (8-bit RGB).
     """
 
     def __init__(
@@ -196,10 +206,12 @@ class TrainedSegmenter(Segmenter):
         overlap: float = 0.25,
         batch_size: int | None = None,
         trained_tile: int | None = None,
+        stats: BandStats | None = None,
     ) -> None:
         import torch
 
         self.name = name
+        self.stats = stats
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.class_names: list[str] = list(class_names)
@@ -240,8 +252,11 @@ class TrainedSegmenter(Segmenter):
         path = Path(checkpoint)
         stamp = _stamp(path)  # before reading: a replacement during the load shows as stale
         model, classes, meta = load_trained_model(path, map_location=torch.device(device))
-        trained_tile = (meta.get("data") or {}).get("tile_size")
-        self = cls(model, classes, device, name, trained_tile=trained_tile, **settings)
+        data = meta.get("data") or {}
+        trained_tile = data.get("tile_size")
+        stats = BandStats.from_dict(data["band_stats"]) if data.get("band_stats") else None
+        self = cls(model, classes, device, name, trained_tile=trained_tile, stats=stats,
+                   **settings)  # fmt: skip
         self.checkpoint, self._stamp = path, stamp
         return self
 
@@ -253,7 +268,8 @@ class TrainedSegmenter(Segmenter):
         """Softmax probabilities over the model's classes.
 
         Args:
-            image: (H, W, 3) uint8 RGB.
+            image: (H, W, 3) uint8 RGB, or (H, W, bands) raw float32 for a model trained
+                on normalised bands.
 
         Returns:
             (K, H, W) float32.
@@ -263,8 +279,12 @@ class TrainedSegmenter(Segmenter):
         if self.model is None:
             raise RuntimeError(f"model {self.name} was closed")
         h, w = image.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
-        x = x.permute(2, 0, 1).float().div_(255.0)
+        if self.stats is not None:
+            norm = self.stats.normalise(np.moveaxis(image, -1, 0))
+            x = torch.from_numpy(np.nan_to_num(norm, nan=0.0)).to(self.device)
+        else:
+            x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
+            x = x.permute(2, 0, 1).float().div_(255.0)
         wh, ww = min(self.window, h), min(self.window, w)
         boxes = [
             (r, c)
@@ -312,27 +332,104 @@ class TrainedSegmenter(Segmenter):
             torch.cuda.empty_cache()
 
 
+class ClassicalSegmenter(Segmenter):
+    """Serves a classical learner (``classical.json``): the pipeline reads the model's
+    bands as raw values; the model computes its features and class probabilities
+    (:class:`~rs_reasoner.models.classical.ClassicalModel`) on the CPU, without torch;
+    classes are matched and decided as for the networks.
+
+    Args:
+        model: The loaded :class:`~rs_reasoner.models.classical.ClassicalModel`.
+        name: The model's name (for messages).
+    """
+
+    def __init__(self, model: Any, name: str = "trained model") -> None:
+        self.model = model
+        self.name = name
+        self.class_names: list[str] = list(model.class_names)
+        self.checkpoint: Path | None = None
+        self._stamp: tuple[int, int] | None = None
+
+    @classmethod
+    def load(
+        cls, checkpoint: str | os.PathLike[str], device: str = "cpu", name: str = "trained model"
+    ) -> ClassicalSegmenter:
+        """Load ``classical.json``: the registry's loader (``device`` is ignored: CPU).
+
+        Raises:
+            CheckpointError: Not a readable classical model file.
+        """
+        from rs_reasoner.models.classical import ClassicalModel
+
+        path = Path(checkpoint)
+        stamp = _stamp(path)
+        try:
+            model = ClassicalModel.load(path)
+        except ValueError as exc:
+            raise CheckpointError(
+                f"Model '{name}' cannot be loaded: {exc}",
+                "Train it again (rs-reasoner train) to rewrite its files.",
+            ) from None
+        self = cls(model, name)
+        self.checkpoint, self._stamp = path, stamp
+        return self
+
+    def is_stale(self) -> bool:
+        """True when the model file changed on disk since it was loaded (trained again)."""
+        return self.checkpoint is not None and _stamp(self.checkpoint) != self._stamp
+
+    def segment(
+        self, image: np.ndarray, valid: np.ndarray, query: SegmentationQuery
+    ) -> TileResult:
+        """Label the pixels of the query's classes.
+
+        Args:
+            image: (H, W, bands) raw float32 values of the model's bands (NaN: no data).
+            valid: (H, W) bool.
+            query: The classes asked for.
+        """
+        groups = match_classes(query.classes, self.class_names, self.name)
+        if self.model is None:
+            raise RuntimeError(f"model {self.name} was closed")
+        raw = np.moveaxis(np.asarray(image, dtype=np.float32), -1, 0)
+        probs = self.model.predict_proba(raw, valid)
+        return decide(probs, valid, groups, [syn[0] for syn in query.classes])
+
+    def close(self) -> None:
+        """Drop the model."""
+        self.model = None
+
+
 def trained_model_spec(model: TrainedModel) -> ModelSpec:
     """The registry's spec of a model in the models folder.
 
-    Its loader is :meth:`TrainedSegmenter.load` on the model's ``best.pt``; ``check_query``
-    refuses classes the model does not know (no torch needed). A fine-tuned prompter
-    (``kind: reasoner-adapter``) is served by its own spec.
+    Its loader is :meth:`TrainedSegmenter.load` on the model's ``best.pt`` (or
+    :meth:`ClassicalSegmenter.load` on its ``classical.json``); ``check_query`` refuses
+    classes the model does not know and ``check_raster`` a raster without the bands it
+    was trained on (no torch needed). A fine-tuned prompter (``kind: reasoner-adapter``)
+    is served by its own spec.
     """
     from rs_reasoner.segmenters.reasoning.adapter import ADAPTER_KIND, adapter_model_spec
 
     if model.info.get("kind") == ADAPTER_KIND:
         return adapter_model_spec(model)
+    loader: Any = TrainedSegmenter.load
+    if model.info.get("architecture") == "classical":
+        loader = ClassicalSegmenter.load
+    stats = model.info.get("band_stats")
+    bands = BandStats.from_dict(stats) if stats else None
     return ModelSpec(
         name=model.name,
         modes=(Mode.open_vocabulary,),
         description=model.description,
-        factory=functools.partial(
-            TrainedSegmenter.load, checkpoint=str(model.checkpoint), name=model.name
-        ),
+        factory=functools.partial(loader, checkpoint=str(model.checkpoint), name=model.name),
         tags=(TRAINED_TAG,),
         classes=model.classes,
         check_query=functools.partial(
             check_query_classes, model_name=model.name, model_classes=model.classes
         ),
-    )
+        input_bands=bands.count if bands else 3,
+        raw_bands=bands.bands if bands else None,
+        check_raster=functools.partial(bands.check_raster, model_name=f"Model '{model.name}'")
+        if bands else None,
+    )  # fmt: skip

@@ -42,6 +42,7 @@ class BandArraySource:
         labels: Mapping[str, list[np.ndarray]],
         stats: BandStats,
     ) -> None:
+        self.raw = images
         self.images = [
             normalised_tile_image(r, v, stats) for r, v in zip(images, valid, strict=True)
         ]
@@ -53,6 +54,15 @@ class BandArraySource:
             ]
             for role, maps in labels.items()
         }
+
+    def read_raw(self, ref: TileRef, role: Role) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw values of a tile: ((B, H, W) float32, NaN where missing; valid; labels)."""
+        raw = np.moveaxis(
+            pad_window(np.moveaxis(self.raw[ref.source], 0, -1), ref.row, ref.col, ref.size,
+                       np.nan), -1, 0
+        )  # fmt: skip
+        sample = self.read(ref, role)
+        return np.ascontiguousarray(raw, dtype=np.float32), sample.valid, sample.label
 
     def read(self, ref: TileRef, role: Role) -> TileSample:
         """Read one tile (see :class:`~rs_reasoner_training.data.dataset.TileSource`)."""

@@ -30,7 +30,10 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from rs_reasoner.raster import ExtentReader, open_raster
+from rs_reasoner.raster.band_roles import band_roles
+from rs_reasoner.raster.band_stats import BandStats
 from rs_reasoner.schemas import TRAIN_DEFAULTS
+from rs_reasoner_training.data.band_arrays import normalised_tile_image
 from rs_reasoner_training.data.dataset import (
     IGNORE_INDEX,
     Role,
@@ -169,6 +172,30 @@ def split_groups(
     return is_val
 
 
+def check_parcels_per_class(
+    class_ids: np.ndarray, class_names: list[str], background_id: int | None = None
+) -> None:
+    """Refuse a class drawn as a single parcel when a validation split is asked for.
+
+    One parcel cannot be both learnt from and held out to check the model: the class
+    would never be validated, and its score would be missing from the comparison of
+    models. The background class (pixels outside parcels) needs no parcel.
+
+    Raises:
+        LabelLayerError: Names the classes with one parcel.
+    """
+    counts = np.bincount(class_ids, minlength=len(class_names))
+    single = [class_names[c] for c in np.flatnonzero(counts == 1) if c != background_id]
+    if single:
+        names = ", ".join(repr(n) for n in single)
+        raise LabelLayerError(
+            f"Class(es) {names} have only one parcel: a class needs at least two, one to "
+            "learn from and one held out to check the model.",
+            f"Label another parcel of {names}, remove the class, or turn validation off "
+            "(validation fraction 0).",
+        )
+
+
 def budget_parcels(
     candidates: np.ndarray, class_ids: np.ndarray, budget: float, seed: int
 ) -> np.ndarray:
@@ -235,7 +262,23 @@ def plan_tiles(
     tile_idx, parcel_idx = frame.sindex.query(boxes, predicate="intersects")
     groups = group_parcels(len(frame), tile_idx, parcel_idx)
     class_ids = frame["class_id"].to_numpy()
-    is_val = split_groups(groups, class_ids, val_fraction, seed)
+    notes = []
+    if val_fraction > 0:
+        check_parcels_per_class(class_ids, parcels.class_names, parcels.background_id)
+    try:
+        is_val = split_groups(groups, class_ids, val_fraction, seed)
+    except LabelLayerError:
+        if len(np.unique(groups)) == len(groups):
+            raise  # every parcel is its own group already: too few parcels
+        # One block of tile-sharing parcels (e.g. a large parcel touching every tile):
+        # hold parcels out one by one; tiles then serve both roles, each with its labels.
+        groups = np.arange(len(frame))
+        is_val = split_groups(groups, class_ids, val_fraction, seed)
+        notes.append(
+            "The parcels share tiles, so no block of tiles could be held out: validation "
+            "parcels were held out one by one (training tiles show their pixels, never "
+            "their labels)."
+        )
     kept = budget_parcels(~is_val, class_ids, label_budget, seed)
     role = np.full(len(frame), LEFT_OUT, dtype=np.int64)
     role[kept] = TRAIN
@@ -253,12 +296,12 @@ def plan_tiles(
     for i, ref in enumerate(refs):
         r = tile_roles[i]
         if VAL in r:
-            val.append(ref)  # grouping guarantees no TRAIN parcel here
-        elif TRAIN in r:
+            val.append(ref)  # no TRAIN parcel here, unless held out one by one (above)
+        if TRAIN in r:
             train.append(ref)
-        elif in_aoi[i] and (valid_fraction is None or valid_fraction[i] >= min_valid):
+        enough = valid_fraction is None or valid_fraction[i] >= min_valid
+        if not r & {VAL, TRAIN} and in_aoi[i] and enough:
             unlabelled.append(ref)
-    notes = []
     missing = sorted(set(class_ids[is_val]) ^ set(class_ids)) if is_val.any() else []
     if missing:
         names = ", ".join(parcels.class_names[c] for c in missing)
@@ -292,7 +335,8 @@ def tile_valid_fraction(ds: Any, refs: list[TileRef], scale: float = 1.0) -> np.
 
 
 class RasterParcelSource:
-    """Reads raster tiles (stretched like the backend's reader) and their parcel labels.
+    """Reads raster tiles and their parcel labels: as 8-bit RGB stretched like the
+    backend's reader, or (with ``stats``) as raw bands normalised by ``stats``.
 
     The raster is opened lazily in each process, so the source can be pickled to
     DataLoader workers.
@@ -301,10 +345,12 @@ class RasterParcelSource:
         path: Raster path.
         parcels: Parcels in the raster CRS.
         plan: Tile plan (gives each parcel's role).
-        bands: Three 1-based bands (see ``rs_reasoner.raster.select_bands``).
+        bands: Three 1-based bands (see ``rs_reasoner.raster.select_bands``), or with
+            ``stats`` its bands.
         scale: Source pixels per working pixel.
-        lo, hi: Stretch range per band.
+        lo, hi: Stretch range per band (unused with ``stats``).
         transform: Affine of the working grid.
+        stats: Band normalisation: tiles are (H, W, B) float32 normalised bands.
     """
 
     def __init__(
@@ -318,14 +364,19 @@ class RasterParcelSource:
         hi: np.ndarray,
         transform: Affine,
         shape: tuple[int, int],
+        stats: BandStats | None = None,
     ) -> None:
         self.path = path
         self.bands, self.scale, self.lo, self.hi = bands, scale, lo, hi
+        self.stats = stats
         self.transform, self.shape = transform, shape
         frame = parcels.frame
         self.train = frame.loc[plan.parcel_role == TRAIN]
         self.val = frame.loc[plan.parcel_role == VAL]
         self.left_out = frame.loc[plan.parcel_role == LEFT_OUT]
+        # Pixels a training tile must not label: parcels left out by the budget and
+        # validation parcels (a tile may hold both when parcels were held out one by one).
+        self.hidden = frame.loc[plan.parcel_role != TRAIN]
         self.fill = IGNORE_INDEX if parcels.background_id is None else parcels.background_id
         self.aoi = parcels.aoi
         self._reader: ExtentReader | None = None
@@ -341,26 +392,41 @@ class RasterParcelSource:
             ds = open_raster(self.path)
             window = (0, 0, *self.shape)
             self._reader = ExtentReader(ds, self.bands, self.scale, window, self.lo, self.hi)
+            self._reader.raw = self.stats is not None
             self._pid = os.getpid()
         return self._reader
 
     def read(self, ref: TileRef, role: Role) -> TileSample:
         """Read one tile (see :class:`~rs_reasoner_training.data.dataset.TileSource`)."""
+        if self.stats is not None:
+            raw, valid, label = self.read_raw(ref, role)
+            return TileSample(normalised_tile_image(raw, valid, self.stats), label, valid)
         image, valid = self._open().read(ref.row, ref.col, ref.row + ref.size, ref.col + ref.size)
+        return TileSample(image, self._labels(ref, role, valid), valid)
+
+    def read_raw(self, ref: TileRef, role: Role) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw band values of a tile (needs ``stats``): ((B, H, W) float32 with NaN where
+        missing, valid (H, W), labels (H, W))."""
+        end = (ref.row + ref.size, ref.col + ref.size)
+        raw, valid = self._open().read_raw(ref.row, ref.col, *end)
+        return raw, valid, self._labels(ref, role, valid)
+
+    def _labels(self, ref: TileRef, role: Role, valid: np.ndarray) -> np.ndarray:
+        """The tile's labels for ``role`` (all ignore for unlabelled tiles)."""
         shape = (ref.size, ref.size)
         if role == "unlabelled":
             label = np.full(shape, IGNORE_INDEX, np.uint8)
         else:
             tf = self.transform @ Affine.translation(ref.col, ref.row)
             frame = self.val if role == "val" else self.train
-            ignored = None if role == "val" else self.left_out
+            ignored = None if role == "val" else self.hidden
             near = shapely.box(*array_bounds(*shape, tf))  # only parcels touching the tile
             label = _rasterize(
                 _touching(frame, near), tf, shape, fill=self.fill,
                 ignored=None if ignored is None else _touching(ignored, near), aoi=self.aoi,
             )  # fmt: skip
             label[~valid] = IGNORE_INDEX
-        return TileSample(image, label, valid)
+        return label
 
     def close(self) -> None:
         """Close the raster if open."""
@@ -388,6 +454,7 @@ def parcel_training_data(
     val_fraction: float = TRAIN_DEFAULTS["val_fraction"],
     label_budget: float = TRAIN_DEFAULTS["label_budget"],
     seed: int = TRAIN_DEFAULTS["seed"],
+    all_bands: bool = False,
 ) -> TrainingData:
     """Training data from a raster and its labelled parcels.
 
@@ -398,12 +465,16 @@ def parcel_training_data(
         layer: Layer name in a multi-layer file.
         aoi: Optional area of interest (vector path, frame or geometry in raster CRS).
         background: Class name for uncovered pixels in labelled tiles, or None (ignore).
-        bands: 1 or 3 band numbers, or None for the backend's default choice.
+        bands: 1 or 3 band numbers, or None for the backend's default choice; with
+            ``all_bands``, any band numbers (None: every band).
         resolution: Working resolution in raster CRS units (None: native), as at serving.
         tile_size: Tile side in working pixels.
         val_fraction: Fraction of parcels held out (whole tile-sharing groups).
         label_budget: Fraction of training parcels whose labels are used.
         seed: Seed of the split and the budget.
+        all_bands: Tiles of raw bands normalised by robust statistics of the raster
+            (``summary["band_stats"]``), instead of the 8-bit RGB the backend's open-
+            vocabulary models see.
 
     Returns:
         The datasets, class names and a summary.
@@ -413,7 +484,9 @@ def parcel_training_data(
     """
     path = os.fspath(raster)
     with open_raster(path) as ds:
-        reader = ExtentReader.open(ds, None, bands, resolution)
+        reader = ExtentReader.open(ds, None, bands, resolution, raw=all_bands)
+        stats = BandStats.from_raster(ds, reader.bands) if all_bands else None
+        roles = band_roles(ds, reader.bands)
         transform, shape = reader.grid_transform, reader.grid_shape
         bounds = grid_bounds(transform, shape)
         parcels = load_parcels(
@@ -432,8 +505,9 @@ def parcel_training_data(
             valid_fraction=fractions,
         )
         source = RasterParcelSource(
-            path, parcels, plan, reader.bands, reader.scale, reader.lo, reader.hi, transform, shape
-        )
+            path, parcels, plan, reader.bands, reader.scale, reader.lo, reader.hi, transform,
+            shape, stats,
+        )  # fmt: skip
     notes = parcels.notes + plan.notes
     summary = {
         "source": "parcels",
@@ -454,6 +528,9 @@ def parcel_training_data(
         },
         "notes": notes,
     }
+    if stats is not None:
+        summary["band_stats"] = stats.to_dict()
+        summary["band_roles"] = roles
     return TrainingData(
         class_names=parcels.class_names,
         labelled=TileDataset(source, plan.train, "train"),
