@@ -282,3 +282,40 @@ def test_fusion_recovers_a_class_the_product_omits(slovenia, tmp_path: Path) -> 
     interior = (labels == grass) & (boundary_weight(product, 1.0) == 1.0)
     assert interior.sum() > 100 and (pred[interior] == grass).all()
     assert NO_CODE == -1
+
+
+def test_weak_labels_join_parcel_training_data(slovenia, tmp_path: Path) -> None:
+    from rs_reasoner_training.data.tiles import parcel_training_data
+    from rs_reasoner_training.weak.training import add_weak_labels
+
+    raster, gpkg, labels, parcels, grid = slovenia
+    mapping = tmp_path / "m.csv"
+    mapping.write_text(MAPPING)
+    product = write_product(tmp_path, parcels, grid, factor=3)
+    data = parcel_training_data(
+        raster, gpkg, "LULC_NAME", tile_size=32, label_budget=0.3, bands=[1]
+    )
+    lines: list[str] = []
+    weak = add_weak_labels(data, [f"{product}:{mapping}"], note=lines.append)
+    assert lines[0].startswith("weak labels: agreement") and any("kappa" in x for x in lines[1:])
+    assert len(weak.labelled) >= len(data.labelled)
+    assert [r for r in weak.val.refs] == [r for r in data.val.refs]
+    assert weak.summary["weak_labels"]["products"][0]["name"] == "wc"
+    source = weak.labelled.source
+    weighted = 0
+    for ref in weak.labelled.refs:
+        _, valid, parcel_label = (
+            data.labelled.source.read_raw(ref, "train")
+            if ref in set(data.labelled.refs)
+            else (None, None, np.full((32, 32), IGNORE_INDEX, np.uint8))
+        )
+        raw, valid, label, weight = source.read_weighted(ref, "train")
+        has = parcel_label != IGNORE_INDEX
+        # Parcels always win; weak labels only where they leave a pixel unlabelled.
+        assert (label[has] == parcel_label[has]).all()
+        assert (weight[has] == 1.0).all()
+        weighted += int(((weight < 1.0) & (label != IGNORE_INDEX)).sum())
+    assert weighted > 0
+    # Validation tiles never get weak labels.
+    for ref in weak.val.refs:
+        assert (source.read(ref, "val").label == data.val.source.read(ref, "val").label).all()

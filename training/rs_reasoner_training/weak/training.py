@@ -9,7 +9,7 @@ The deep model's loss is weighted by the confidence in expectation: each time a 
 read, each weak-labelled pixel is kept with probability equal to its confidence (a
 fresh draw per read), so a pixel of confidence 0.3 enters the cross-entropy in 30 % of
 the epochs. The classical learner takes the confidence as sample weights
-(:meth:`WeakLabelSource.confidence_window`).
+(:meth:`WeakLabelSource.read_weighted`).
 """
 
 from __future__ import annotations
@@ -105,6 +105,36 @@ class WeakLabelSource:
         """(size, size) float32 confidence of the weak labels of a tile (0 where none)."""
         return pad_window(self.confidence, ref.row, ref.col, ref.size, 0).astype(np.float32) / 255
 
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (grid, bands, statistics...) is the parcel source's.
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def _weak_fill(self, ref: TileRef, label: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Where the parcels leave a valid pixel unlabelled and a product labels it."""
+        weak = pad_window(self.labels, ref.row, ref.col, ref.size, IGNORE_INDEX)
+        return (label == IGNORE_INDEX) & valid & (weak != IGNORE_INDEX)
+
+    def read_raw(self, ref: TileRef, role: Role) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw bands, valid and labels of a tile (what the classical learner reads), every
+        weak label included (:meth:`read_weighted` adds their confidence)."""
+        return self.read_weighted(ref, role)[:3]
+
+    def read_weighted(
+        self, ref: TileRef, role: Role
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """:meth:`read_raw` plus the labels' sample weights: 1 for parcel labels, the
+        confidence for weak ones (None outside training tiles)."""
+        inner_role: Role = "unlabelled" if role == "train" and ref in self.moved else role
+        raw, valid, label = self.inner.read_raw(ref, inner_role)  # type: ignore[attr-defined]
+        if role != "train":
+            return raw, valid, label, None
+        fill = self._weak_fill(ref, label, valid)
+        weak = pad_window(self.labels, ref.row, ref.col, ref.size, IGNORE_INDEX)
+        weight = np.where(fill, self.confidence_window(ref), 1.0).astype(np.float32)
+        return raw, valid, np.where(fill, weak, label).astype(np.uint8), weight
+
     def read(self, ref: TileRef, role: Role) -> TileSample:
         """Read one tile; training tiles get weak labels (module docstring)."""
         if role != "train":
@@ -114,8 +144,7 @@ class WeakLabelSource:
         confidence = self.confidence_window(ref)
         self._reads += 1
         draw = np.random.default_rng([self.seed, self._reads]).random(weak.shape)
-        fill = (sample.label == IGNORE_INDEX) & sample.valid & (weak != IGNORE_INDEX)
-        fill &= draw < confidence
+        fill = self._weak_fill(ref, sample.label, sample.valid) & (draw < confidence)
         label = np.where(fill, weak, sample.label).astype(np.uint8)
         return TileSample(sample.image, label, sample.valid)
 
