@@ -258,3 +258,82 @@ def test_pipeline_refuses_unknown_classes_at_submit(models_dir: Path, checkpoint
     with pytest.raises(InvalidRequestError, match="does not know 'water'") as info:
         pipeline.validate(bad, raster)
     assert "other, sand, tree" in info.value.hint
+
+
+@pytest.fixture(scope="module")
+def classical_lulc(tmp_path_factory):
+    """A classical learner trained by ``rs-reasoner train`` on the 68-band Slovenia stack."""
+    import contextlib
+    import io
+
+    from rs_reasoner.cli import main
+    from tests.conftest import SHARED_DATA
+
+    root = SHARED_DATA / "slovenia"
+    if not root.is_dir():
+        pytest.skip("sample data missing")
+    tmp = tmp_path_factory.mktemp("classical")
+    raster = root / "slovenia_ndvi_68dates_utm33n.tif"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(trained_models.ENV_MODELS_DIR, str(tmp / "models"))
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            code = main([
+                "train", "--raster", str(raster), "--labels", str(root / "slovenia_lulc.gpkg"),
+                "--class-field", "LULC_NAME", "--name", "lulc", "--tile-size", "32", "--quiet",
+                "--train-option", "model=classical",
+            ])  # fmt: skip
+        assert code == 0
+        yield {"tmp": tmp, "raster": raster, "out": out.getvalue()}
+
+
+def _segment(*args: str) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from rs_reasoner.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(["segment", *args, "--quiet"])
+    return code, err.getvalue()
+
+
+def test_classical_model_serves_every_band_and_labels_every_valid_pixel(classical_lulc) -> None:
+    import geopandas as gpd
+
+    from rs_reasoner.raster.band_stats import read_bands
+
+    tmp, raster = classical_lulc["tmp"], classical_lulc["raster"]
+    info = json.loads((tmp / "models" / "lulc" / "model.json").read_text())
+    assert info["architecture"] == "classical" and info["checkpoint"] == "classical.json"
+    assert len(info["band_stats"]["bands"]) == 68
+    assert "model 'lulc' (classical)" in classical_lulc["out"]
+    assert "--bands" not in classical_lulc["out"]  # the model reads its own 68 bands
+    query = "artificial surface, cultivated land, forest, grassland, schrubland"
+    code, err = _segment(str(raster), "--model", "lulc", "--query", query,
+                         "--out", str(tmp / "all.gpkg"))  # fmt: skip
+    assert code == 0, err
+    with rasterio.open(raster) as ds:
+        _, valid = read_bands(ds, range(1, 69))
+        pixel = abs(ds.transform.a * ds.transform.e)
+    polygons = gpd.read_file(tmp / "all.gpkg")
+    # Closed set: every valid pixel gets one of the classes (no score threshold).
+    assert polygons.area.sum() == pytest.approx(valid.sum() * pixel, rel=1e-6)
+    code, err = _segment(str(raster), "--model", "lulc", "--query", query,
+                         "--score-threshold", "0.9", "--out", str(tmp / "sure.gpkg"))  # fmt: skip
+    assert code == 0, err
+    assert gpd.read_file(tmp / "sure.gpkg").area.sum() < polygons.area.sum()
+
+
+def test_a_raster_without_the_models_bands_is_refused(classical_lulc, tmp_path) -> None:
+    from tests.conftest import SHARED_DATA
+
+    pan = SHARED_DATA / "spacenet_atlanta_pan_utm16n.tif"
+    code, err = _segment(str(pan), "--model", "lulc", "--query", "forest",
+                         "--out", str(tmp_path / "x.gpkg"))  # fmt: skip
+    assert code == 2 and "Model 'lulc' reads 68 band(s)" in err and "this raster has 1" in err
+    assert "Traceback" not in err and not (tmp_path / "x.gpkg").exists()
+    code, err = _segment(str(classical_lulc["raster"]), "--model", "lulc", "--query", "forest",
+                         "--bands", "1", "2", "3", "--out", str(tmp_path / "y.gpkg"))  # fmt: skip
+    assert code == 2 and "reads 68 band(s); 3 were given" in err

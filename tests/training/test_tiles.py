@@ -118,3 +118,68 @@ def test_grouping_split_and_budget_helpers():
     with pytest.raises(LabelLayerError, match="label budget"):
         budget_parcels(np.ones(5, bool), classes, 0.0, seed=0)
     assert (TRAIN, VAL, LEFT_OUT) == (0, 1, 2)
+
+
+SLOVENIA = ("slovenia/slovenia_ndvi_68dates_utm33n.tif", "slovenia/slovenia_lulc.gpkg")
+
+
+def test_all_bands_of_the_68_band_stack_normalised_and_held_out_one_by_one(shared_data):
+    from rs_reasoner.raster.band_stats import BandStats
+
+    raster, labels = (shared_data / p for p in SLOVENIA)
+    data = parcel_training_data(raster, labels, "LULC_NAME", tile_size=32, all_bands=True)
+    assert data.in_channels == 68
+    stats = BandStats.from_dict(data.summary["band_stats"])
+    assert stats.bands == tuple(range(1, 69)) and stats.names[0] == "NDVI 2015-07-11"
+    sample = data.labelled.source.read(data.labelled.refs[0], "train")
+    assert sample.image.shape == (32, 32, 68) and sample.image.dtype == np.float32
+    assert np.isfinite(sample.image).all()
+    # A large forest parcel touches every tile: one block, so parcels are held out one by
+    # one, and a tile may serve both roles, each with only its own parcels' labels.
+    assert any("held out one by one" in n for n in data.summary["notes"])
+    source = data.labelled.source
+    shared = set(data.labelled.refs) & set(data.val.refs)
+    assert shared
+    for ref in shared:
+        train = source.read(ref, "train").label
+        val = source.read(ref, "val").label
+        assert not ((train != IGNORE_INDEX) & (val != IGNORE_INDEX)).any()
+        assert _burns(source.val, source, ref) == 0 or (val != IGNORE_INDEX).any()
+
+
+def test_a_class_with_one_parcel_is_refused_when_validating(atlanta, tmp_path):
+    raster, frame = atlanta
+    kinds = np.where(frame.area < 200, "small", "large").astype(object)
+    kinds[0] = "shed"
+    labels = tmp_path / "kinds.gpkg"
+    frame.assign(kind=kinds)[["kind", "geometry"]].to_file(labels)
+    with pytest.raises(LabelLayerError, match=r"'shed' have only one parcel") as err:
+        parcel_training_data(raster, labels, "kind", tile_size=128)
+    assert "validation fraction 0" in err.value.hint
+    data = parcel_training_data(raster, labels, "kind", tile_size=128, val_fraction=0)
+    assert "shed" in data.class_names
+    # The background class needs no parcel of its own.
+    frame.assign(kind="building")[["kind", "geometry"]].iloc[:2].to_file(tmp_path / "b.gpkg")
+    parcel_training_data(raster, tmp_path / "b.gpkg", "kind", tile_size=128, background="other",
+                         val_fraction=0.5)  # fmt: skip
+
+
+def test_parcels_only_on_pixels_without_data_are_refused(shared_data, tmp_path):
+    import rasterio
+
+    from tests.support.rasters import write_geotiff
+
+    with rasterio.open(shared_data / SLOVENIA[0]) as ds:
+        data = ds.read()
+        profile_crs, transform = ds.crs, ds.transform
+    data[:, :, :40] = np.nan  # the western 40 columns hold no data in any band
+    path = write_geotiff(tmp_path / "holes.tif", data, crs=profile_crs, transform=transform)
+    frame = gpd.read_file(shared_data / SLOVENIA[1]).to_crs(profile_crs)
+    x0 = transform.c
+    west = frame.geometry.bounds["maxx"] < x0 + 38 * transform.a
+    names = frame["LULC_NAME"].where(~west, "ghost")
+    assert west.sum() >= 2  # several parcels, all in the hole
+    labels = tmp_path / "ghost.gpkg"
+    frame.assign(LULC_NAME=names).to_file(labels)
+    with pytest.raises(LabelLayerError, match=r"class\(es\) 'ghost' lie only on pixels without"):
+        parcel_training_data(path, labels, "LULC_NAME", tile_size=32, all_bands=True)

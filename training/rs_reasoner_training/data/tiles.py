@@ -25,13 +25,14 @@ import numpy as np
 import shapely
 from affine import Affine
 from rasterio.enums import Resampling
+from rasterio.features import rasterize
 from rasterio.transform import array_bounds
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from rs_reasoner.raster import ExtentReader, open_raster
+from rs_reasoner.raster import ExtentReader, open_raster, raster_transform
 from rs_reasoner.raster.band_roles import band_roles
-from rs_reasoner.raster.band_stats import BandStats
+from rs_reasoner.raster.band_stats import BandStats, read_bands
 from rs_reasoner.schemas import TRAIN_DEFAULTS
 from rs_reasoner_training.data.band_arrays import normalised_tile_image
 from rs_reasoner_training.data.dataset import (
@@ -334,6 +335,40 @@ def tile_valid_fraction(ds: Any, refs: list[TileRef], scale: float = 1.0) -> np.
     return out
 
 
+def check_parcels_have_data(ds: Any, parcels: ParcelLayer) -> None:
+    """Refuse classes whose parcels all lie on pixels without data (NoData, NaN).
+
+    Such a class cannot be learnt (its labels are dropped with the invalid pixels), and
+    training would quietly run without it. The check burns the parcels onto a decimated
+    read of every band (a pixel has data where any band is finite and unmasked, as the
+    raw reader decides; at most ~16 M values), touching pixels counting, so a small parcel
+    never vanishes.
+
+    Raises:
+        LabelLayerError: Names the classes.
+    """
+    side = max(128, min(_MASK_SIZE, int(math.sqrt((1 << 24) / ds.count))))
+    factor = max(1.0, max(ds.height, ds.width) / side)
+    shape = (max(1, round(ds.height / factor)), max(1, round(ds.width / factor)))
+    _, mask = read_bands(ds, range(1, ds.count + 1), out_shape=shape)
+    grid = raster_transform(ds) @ Affine.scale(ds.width / shape[1], ds.height / shape[0])
+    frame = parcels.frame
+    burnt = rasterize(
+        ((g, int(c) + 1) for g, c in zip(frame.geometry, frame["class_id"], strict=True)),
+        out_shape=shape, transform=grid, fill=0, all_touched=True, dtype="int32",
+    )  # fmt: skip
+    with_data = set(np.unique(burnt[mask & (burnt > 0)]) - 1)
+    empty = [parcels.class_names[c] for c in sorted(set(frame["class_id"])) if c not in with_data]
+    if empty:
+        names = ", ".join(repr(n) for n in empty)
+        raise LabelLayerError(
+            f"The parcels of class(es) {names} lie only on pixels without data (NoData or "
+            "NaN): there is nothing to learn them from.",
+            "Draw them over pixels that hold data (check the raster's NoData value and "
+            "cloud mask), or remove the class.",
+        )
+
+
 class RasterParcelSource:
     """Reads raster tiles and their parcel labels: as 8-bit RGB stretched like the
     backend's reader, or (with ``stats``) as raw bands normalised by ``stats``.
@@ -492,6 +527,7 @@ def parcel_training_data(
         parcels = load_parcels(
             labels, class_field, ds.crs, bounds, layer=layer, aoi=aoi, background=background
         )
+        check_parcels_have_data(ds, parcels)
         refs = grid_refs(0, shape[0], shape[1], tile_size)
         fractions = tile_valid_fraction(ds, refs, reader.scale)
         plan = plan_tiles(

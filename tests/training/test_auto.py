@@ -1,0 +1,102 @@
+"""model 'auto': candidates trained in turn on the 68-band Slovenia stack, the best on the
+validation parcels served, the comparison recorded; the classical learner as verifier."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rs_reasoner.errors import InvalidRequestError
+from rs_reasoner.models.classical import ClassicalModel
+from rs_reasoner_training.api import train_model
+from rs_reasoner_training.auto import (
+    AUTO_FILE,
+    ClassicalVerifier,
+    TileImages,
+    check_candidates,
+    train_auto,
+)
+from rs_reasoner_training.classical import ClassicalConfig
+from rs_reasoner_training.data.tiles import parcel_training_data
+
+QUICK_NET = dict(epochs=1, steps_per_epoch=2, batch_size=4, base_channels=8, depth=2,
+                 progress_bar=False)  # fmt: skip
+QUICK_TREES = ClassicalConfig(rounds=30, rounds_without_validation=30, threads=1,
+                              max_pixels_per_class=2000)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def slovenia():
+    root = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "slovenia"
+    if not root.is_dir():
+        pytest.skip("shared Slovenia sample missing")
+    return parcel_training_data(root / "slovenia_ndvi_68dates_utm33n.tif",
+                                root / "slovenia_lulc.gpkg", "LULC_NAME", tile_size=32,
+                                all_bands=True)  # fmt: skip
+
+
+def test_the_best_candidate_on_validation_is_served(slovenia, tmp_path: Path) -> None:
+    stages: list[str] = []
+    result = train_auto(
+        slovenia, tmp_path, train_network=train_model, candidates=("classical", "unet", "unet-ts"),
+        classical=QUICK_TREES, device="cpu", callback=lambda s, f, m: stages.append(s),
+        **QUICK_NET,
+    )  # fmt: skip
+    record = json.loads((tmp_path / AUTO_FILE).read_text())
+    rows = {c["name"]: c for c in record["comparison"]}
+    assert list(rows) == ["classical", "unet", "unet-ts"]
+    # Every tile touches a parcel here: teacher-student would repeat the supervised run.
+    assert rows["unet-ts"]["stopped"] == "skipped" and "no unlabelled tiles" in rows["unet-ts"][
+        "error"]  # fmt: skip
+    scored = {n: c["val_miou"] for n, c in rows.items() if c["val_miou"] is not None}
+    assert set(scored) == {"classical", "unet"}
+    assert record["chosen"] == max(scored, key=scored.get) == result.extra["chosen"]
+    assert result.best_miou == pytest.approx(scored[record["chosen"]])
+    served = tmp_path / record["checkpoint"]
+    assert served == result.best_path
+    assert served.read_bytes() == Path(rows[record["chosen"]]["artefact"]).read_bytes()
+    other = {"classical.json", "best.pt"} - {served.name}
+    assert not (tmp_path / other.pop()).exists()  # one model per folder
+    table = result.extra["comparison_table"]
+    assert len(table) == 4 and table[0].startswith("candidate")
+    assert sum("<- chosen" in line for line in table) == 1
+    assert stages[-1] == "done"
+    # The classical candidate's file loads as a model on the 68 bands.
+    model = ClassicalModel.load(Path(rows["classical"]["artefact"]))
+    assert model.stats.count == 68 and model.info["val_miou"] == pytest.approx(
+        rows["classical"]["val_miou"])  # fmt: skip
+
+
+def test_classical_verifier_reads_normalised_tiles(slovenia, tmp_path: Path) -> None:
+    from rs_reasoner_training.auto import fit_classical_candidate
+
+    model, cand = fit_classical_candidate(slovenia, tmp_path, QUICK_TREES)
+    assert not math.isnan(cand.val_miou)
+    verifier = ClassicalVerifier(model)
+    item = slovenia.labelled[0]
+    names = list(reversed(slovenia.class_names))
+    probs = verifier.probs(item["image"][None], names)
+    assert probs.shape == (1, len(names), 32, 32)
+    torch.testing.assert_close(probs.sum(1), torch.ones(1, 32, 32))
+    # Normalised bands mapped back to raw values: the model's own probabilities (NaN of
+    # cloudy dates read as 0 after normalising, i.e. the 2nd percentile, as the network).
+    image = TileImages(slovenia.labelled)[0]
+    low = np.asarray(model.stats.low, np.float32)[:, None, None]
+    span = np.asarray(model.stats.high, np.float32)[:, None, None] - low
+    raw = np.nan_to_num(model.stats.normalise(image.raw, image.valid)) * span + low
+    direct = model.predict_proba(raw.astype(np.float32), np.ones((32, 32), bool))
+    order = [model.class_names.index(c) for c in names]
+    np.testing.assert_allclose(probs[0].numpy(), direct[order], atol=1e-4)
+
+
+def test_unknown_candidates_and_data_without_bands_are_refused(slovenia, tmp_path) -> None:
+    with pytest.raises(InvalidRequestError, match="Unknown auto candidate"):
+        check_candidates(["classical", "svm"])
+    rgb = type(slovenia)(slovenia.class_names, slovenia.labelled, summary={})
+    with pytest.raises(InvalidRequestError, match="normalised bands"):
+        train_auto(rgb, tmp_path, train_network=train_model)
