@@ -149,6 +149,7 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     add_field(trn, TrainRequest, "tile_size")
     add_field(trn, TrainRequest, "bands")
     add_field(trn, TrainRequest, "resolution")
+    add_field(trn, TrainRequest, "weak_labels", metavar="RASTER[:MAPPING.csv]")
     add_field(trn, RunOptions, "device")
     add_field(trn, TrainRequest, "seed")
     trn.add_argument(

@@ -267,6 +267,15 @@ class TrainRequest(BaseModel):
         le=MAX_RESOLUTION,
         description=_RESOLUTION_HELP + " Default: the raster's own.",
     )
+    weak_labels: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=8,
+        description="Land-cover maps as extra, weaker labels: each RASTER[:LEGEND][:MAPPING.csv] "
+        "(legend worldcover, dynamic-world or corine when the raster does not carry one; "
+        "mapping rows 'product class,your class', else classes of the same name). Parcels "
+        "always win; the products' agreement with them (kappa) is reported before training.",
+    )
 
     @field_validator("labels", "class_field")
     @classmethod

@@ -332,6 +332,7 @@ def run_training(
             seed=request.seed,
             bands=request.bands,
             resolution=request.resolution,
+            weak_labels=request.weak_labels,
             callback=callback,
             cancel=cancel,
             **kwargs,

@@ -318,6 +318,7 @@ def train_on_parcels(
     val_fraction: float = TRAIN_DEFAULTS["val_fraction"],
     label_budget: float = TRAIN_DEFAULTS["label_budget"],
     seed: int = TRAIN_DEFAULTS["seed"],
+    weak_labels: Sequence[str] | None = None,
     callback: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     **train_options: Any,
@@ -339,6 +340,8 @@ def train_on_parcels(
         val_fraction: Fraction of parcels held out (whole groups).
         label_budget: Fraction of the training parcels whose labels are used.
         seed: Seed of split, budget, initial weights, order and augmentation.
+        weak_labels: Land-cover rasters ``PATH[:LEGEND][:MAPPING.csv]`` as extra weak
+            labels (:mod:`.weak`); their agreement report goes to ``callback``.
         callback: ``callback(stage, fraction, message)``.
         cancel: Stop event.
         **train_options: ``model``: ``"auto"`` (default: the candidates of
@@ -390,6 +393,14 @@ def train_on_parcels(
         seed=seed,
         all_bands=name != "rs-zeroseg",  # RS-ZeroSeg's CLIP reads 8-bit RGB
     )
+    if weak_labels:
+        from rs_reasoner_training.weak.training import add_weak_labels
+
+        def note(line: str) -> None:
+            if callback is not None:
+                callback("preparing", 0.0, line)
+
+        data = add_weak_labels(data, weak_labels, seed=seed, note=note)
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     if name in ("auto", "classical"):
         train_options.pop("semi_supervised", None)  # each candidate sets its own

@@ -99,7 +99,11 @@ class TileImages(Sequence[LabelledImage]):
     def __getitem__(self, index: int) -> LabelledImage:  # type: ignore[override]
         assert self.dataset is not None
         ref = self.dataset.refs[index]
-        raw, valid, labels = self.dataset.source.read_raw(ref, self.dataset.role)
+        source = self.dataset.source
+        if hasattr(source, "read_weighted"):  # weak labels: confidence as sample weight
+            raw, valid, labels, weight = source.read_weighted(ref, self.dataset.role)
+            return LabelledImage(raw, valid, labels, weight=weight)
+        raw, valid, labels = source.read_raw(ref, self.dataset.role)
         return LabelledImage(raw, valid, labels)
 
 
