@@ -64,7 +64,7 @@ def repo_cache_dir(spec: WeightSpec) -> Path:
 def wanted(spec: WeightSpec, path: str) -> bool:
     """Whether a file of the repository belongs to the weight set."""
     if spec.filename:
-        return path == spec.filename
+        return path in spec.filenames
     if not spec.allow_patterns:
         return True
     return any(fnmatch.fnmatch(path, p) for p in spec.allow_patterns)
@@ -88,6 +88,8 @@ def hub_info(spec: WeightSpec, token: str | None = None) -> HubInfo:
     files = [
         HubFile(s.rfilename, s.size) for s in info.siblings or [] if wanted(spec, s.rfilename)
     ]
+    if spec.filename:  # one file: the preferred name the repository has
+        files = sorted(files, key=lambda f: spec.filenames.index(f.path))[:1]
     card = info.card_data.to_dict() if info.card_data is not None else {}
     license_ = card.get("license")
     if not license_:

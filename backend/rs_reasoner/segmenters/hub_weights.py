@@ -10,24 +10,41 @@ from rs_reasoner.weights import WeightSpec
 
 # -- open vocabulary --------------------------------------------------------------------------
 
-#: Default weights: OpenAI CLIP ViT-B/16 in open_clip format on the Hub (the file
-#: open_clip itself fetches for ``create_model("ViT-B-16", pretrained="openai")``).
+#: Default weights: OpenAI CLIP ViT-B/16 in open_clip format on the Hub. open_clip itself
+#: caches ``open_clip_model.safetensors`` where the repo has it (this one does) and the
+#: pickled ``.bin`` otherwise, so either counts.
 OPENAI_VIT_B16_WEIGHTS = WeightSpec(
     repo_id="timm/vit_base_patch16_clip_224.openai",
-    filename="open_clip_pytorch_model.bin",
+    filename="open_clip_model.safetensors",
+    alternatives=("open_clip_pytorch_model.bin",),
     purpose="OpenAI CLIP ViT-B/16 (open_clip format)",
 )
-#: RemoteCLIP ViT-L/14 (Liu et al. 2024), a plain open_clip state dict, no QuickGELU.
+#: RemoteCLIP ViT-L/14 (Liu et al. 2024), a plain open_clip state dict.
 REMOTECLIP_VIT_L14_WEIGHTS = WeightSpec(
     repo_id="chendelong/RemoteCLIP",
     filename="RemoteCLIP-ViT-L-14.pt",
     purpose="RemoteCLIP ViT-L/14 (remote-sensing CLIP, open_clip state dict)",
 )
+#: RemoteCLIP was fine-tuned (with the ITRA code) from OpenAI's CLIP, whose blocks use
+#: QuickGELU, and its published evaluation (retrieval.py in ChenDelong1999/RemoteCLIP)
+#: builds the model with ``pretrained='openai'`` (open_clip then sets QuickGELU) before
+#: loading the checkpoint. The README's ``create_model_and_transforms(name)`` (GELU) is
+#: a convenience snippet, not the network the weights were trained in.
+REMOTECLIP_QUICK_GELU = True
 #: RS-ZeroSeg's default remote-sensing stream (a transformers DINOv2 repo).
 DINOV2_SMALL_WEIGHTS = WeightSpec(
     repo_id="facebook/dinov2-small",
     purpose="RS-ZeroSeg remote-sensing stream (DINOv2)",
     allow_patterns=("config.json", "model.safetensors"),
+    required=("config.json", "model.safetensors"),
+)
+#: SAM 3 (Meta, gated: the licence is accepted on the Hub, then a token). Only the
+#: transformers files; the repo's original ``sam3.pt`` (same weights) is not fetched.
+SAM3_WEIGHTS = WeightSpec(
+    repo_id="facebook/sam3",
+    purpose="SAM 3 (concept segmentation, transformers format)",
+    allow_patterns=("*.json", "model.safetensors", "*.txt"),
+    required=("config.json", "model.safetensors", "tokenizer_config.json"),
 )
 #: Weights training builds on that no registered model serves, under the name
 #: ``rs-reasoner models pull NAME`` takes: the pretrained backbones of an RS-ZeroSeg
@@ -40,6 +57,11 @@ TRAINING_WEIGHTS: dict[str, tuple[WeightSpec, ...]] = {
 
 #: Files a Qwen2.5-VL snapshot needs (weights, configs, tokenizer, chat template).
 SNAPSHOT_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.jinja")
+#: Without these a Qwen2.5-VL snapshot is not a model (shards an index names are
+#: checked as well).
+SNAPSHOT_REQUIRED = (
+    "config.json", "*.safetensors", "tokenizer_config.json", "preprocessor_config.json",
+)
 
 #: Selectable prompter weights.
 PROMPTER_WEIGHTS: dict[str, WeightSpec] = {
@@ -47,21 +69,25 @@ PROMPTER_WEIGHTS: dict[str, WeightSpec] = {
         repo_id="RicardoString/Think2Seg-RS-3B",
         purpose="Think2Seg-RS prompter (Qwen2.5-VL-3B, GRPO on EarthReason)",
         allow_patterns=SNAPSHOT_PATTERNS,
+        required=SNAPSHOT_REQUIRED,
     ),
     "think2seg-rs-7b": WeightSpec(
         repo_id="RicardoString/Think2Seg-RS-7B",
         purpose="Think2Seg-RS prompter (Qwen2.5-VL-7B, GRPO on EarthReason)",
         allow_patterns=SNAPSHOT_PATTERNS,
+        required=SNAPSHOT_REQUIRED,
     ),
     "qwen2.5-vl-3b": WeightSpec(
         repo_id="Qwen/Qwen2.5-VL-3B-Instruct",
         purpose="Qwen2.5-VL-3B-Instruct (base model, not fine-tuned for prompting SAM)",
         allow_patterns=SNAPSHOT_PATTERNS,
+        required=SNAPSHOT_REQUIRED,
     ),
     "qwen2.5-vl-7b": WeightSpec(
         repo_id="Qwen/Qwen2.5-VL-7B-Instruct",
         purpose="Qwen2.5-VL-7B-Instruct (base model, not fine-tuned for prompting SAM)",
         allow_patterns=SNAPSHOT_PATTERNS,
+        required=SNAPSHOT_REQUIRED,
     ),
 }
 DEFAULT_PROMPTER = "think2seg-rs-3b"

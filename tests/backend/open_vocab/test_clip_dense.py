@@ -127,7 +127,10 @@ def test_encoder_rejects_bad_inputs(make_tiny) -> None:
 def test_weight_spec_for_openai_vit_b16_is_the_open_clip_hub_file() -> None:
     spec, quick_gelu = weight_spec_for("ViT-B-16", "openai")
     assert spec.repo_id == OPENAI_VIT_B16_WEIGHTS.repo_id == "timm/vit_base_patch16_clip_224.openai"
-    assert spec.filename == OPENAI_VIT_B16_WEIGHTS.filename == "open_clip_pytorch_model.bin"
+    # open_clip prefers the safetensors file and falls back to the pickled one: both count.
+    assert spec.filenames == OPENAI_VIT_B16_WEIGHTS.filenames == (
+        "open_clip_model.safetensors", "open_clip_pytorch_model.bin"
+    )
     assert quick_gelu is True  # OpenAI weights were trained with QuickGELU
     laion, laion_gelu = weight_spec_for("ViT-B-32", "laion2b_s34b_b79k")
     assert laion.repo_id == "laion/CLIP-ViT-B-32-laion2B-s34B-b79K" and laion_gelu is False

@@ -297,3 +297,66 @@ def test_settings_are_checked_before_loading_and_stored_as_tuples() -> None:
     s = OpenVocabSettings(templates=["a photo of {}."], background=["clutter"])
     assert s.templates == ("a photo of {}.",) and s.background == ("clutter",)
     hash(s)  # frozen and hashable
+
+
+def _cache_file(cache: Path, repo_id: str, name: str) -> Path:
+    snap = cache / f"models--{repo_id.replace('/', '--')}" / "snapshots" / ("c" * 40)
+    snap.mkdir(parents=True, exist_ok=True)
+    (snap.parents[1] / "refs").mkdir(exist_ok=True)
+    (snap.parents[1] / "refs" / "main").write_text("c" * 40)
+    return snap / name
+
+
+def test_a_cache_filled_by_open_clip_itself_is_found(
+    make_tiny, tiny_model_name, empty_hub_cache
+) -> None:
+    """open_clip caches only ``open_clip_model.safetensors`` where the repo has it."""
+    from safetensors.torch import save_file
+
+    from rs_reasoner.weights import is_available
+
+    model, _ = make_tiny(8)
+    repo = OPENAI_VIT_B16_WEIGHTS.repo_id
+    (_cache_file(empty_hub_cache, repo, "open_clip_config.json")).write_text("{}")
+    assert not is_available(OPENAI_VIT_B16_WEIGHTS)
+    weights = _cache_file(empty_hub_cache, repo, "open_clip_model.safetensors")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    assert is_available(OPENAI_VIT_B16_WEIGHTS)
+    seg = ClipOpenVocabSegmenter.from_pretrained(
+        model_name=tiny_model_name, pretrained="openai", weights_spec=OPENAI_VIT_B16_WEIGHTS
+    )
+    assert seg.model_id.endswith("open_clip_model.safetensors")
+    torch.testing.assert_close(seg.model.visual.proj, model.visual.proj, rtol=0, atol=0)
+
+
+def test_remoteclip_loads_its_plain_state_dict_from_a_clone_with_quick_gelu(
+    make_tiny, tiny_model_name, tmp_path, empty_hub_cache, monkeypatch
+) -> None:
+    """The production loader on a clone of chendelong/RemoteCLIP (a folder of ``.pt``
+    state dicts), the architecture shrunk to the tiny config."""
+    from open_clip.transformer import QuickGELU
+
+    from rs_reasoner.segmenters.hub_weights import REMOTECLIP_VIT_L14_WEIGHTS
+    from rs_reasoner.segmenters.open_vocab import training_free
+
+    model, _ = make_tiny(9)
+    clone = tmp_path / "RemoteCLIP"
+    clone.mkdir()
+    torch.save(model.state_dict(), clone / "RemoteCLIP-ViT-L-14.pt")  # plain state dict
+    torch.save({}, clone / "RemoteCLIP-RN50.pt")
+    monkeypatch.setenv(REMOTECLIP_VIT_L14_WEIGHTS.env_var, str(clone))
+    built: dict = {}
+    real = training_free.create_open_clip
+
+    def tiny_instead(model_name, checkpoint, device="cpu", quick_gelu=False):
+        built.update(model_name=model_name, checkpoint=checkpoint, quick_gelu=quick_gelu)
+        return real(tiny_model_name, checkpoint, device=device, quick_gelu=quick_gelu)
+
+    monkeypatch.setattr(training_free, "create_open_clip", tiny_instead)
+    seg = training_free.remoteclip_segmenter()
+    assert built["model_name"] == "ViT-L-14"
+    assert built["checkpoint"] == clone / "RemoteCLIP-ViT-L-14.pt"
+    assert built["quick_gelu"] is True
+    acts = [m for m in seg.model.visual.modules() if isinstance(m, QuickGELU)]
+    assert acts  # the blocks really run QuickGELU
+    torch.testing.assert_close(seg.model.visual.proj, model.visual.proj, rtol=0, atol=0)

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 ClsSource = Literal["dense", "global"]
 Tokenizer = Callable[[list[str]], torch.Tensor]
 
-_OPEN_CLIP_DEFAULT_FILE = "open_clip_pytorch_model.bin"
+_OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
 def weight_spec_for(model_name: str, pretrained: str) -> tuple[WeightSpec, bool]:
@@ -67,9 +67,14 @@ def weight_spec_for(model_name: str, pretrained: str) -> tuple[WeightSpec, bool]
             "pass a local checkpoint file instead."
         )
     parts = hub.strip("/").split("/")
-    repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:]) or _OPEN_CLIP_DEFAULT_FILE
+    repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    # Without a file named, open_clip takes the safetensors file where the repo has it,
+    # else the pickled one; either counts as these weights.
     spec = WeightSpec(
-        repo_id=repo_id, filename=filename, purpose=f"open_clip {model_name} ({pretrained})"
+        repo_id=repo_id,
+        filename=filename or _OPEN_CLIP_FILES[0],
+        alternatives=() if filename else _OPEN_CLIP_FILES[1:],
+        purpose=f"open_clip {model_name} ({pretrained})",
     )
     return spec, bool(cfg.get("quick_gelu", False))
 
