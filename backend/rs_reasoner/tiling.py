@@ -106,10 +106,10 @@ class Stitcher:
     """Assembles per-tile results into extent-sized label and score maps.
 
     Class names are matched across tiles by name and numbered globally in order of first
-    appearance (tiles may see different subsets, in different orders). Instance maps are
-    not kept: instance ids are numbered per tile, so the same id means different objects
-    in different tiles and an object crossing a tile edge has two ids. Segmenters that need
-    instance output see the whole extent instead (``Segmenter.whole_extent``).
+    appearance (tiles may see different subsets, in different orders). Instance ids are
+    numbered per tile, so each tile's are offset past those already stitched: ids stay
+    unique, and an object crossing a tile's core edge becomes two objects (segmenters that
+    must see whole objects see the whole extent instead, ``Segmenter.whole_extent``).
 
     Args:
         row0, col0, row1, col1: The extent on the working grid.
@@ -125,6 +125,8 @@ class Stitcher:
         self.class_names: list[str] = []
         self._ids: dict[str, int] = {}
         self._texts: list[str] = []
+        self.instances: np.ndarray | None = None
+        self._next_instance = 0
 
     def add(self, tile: Tile, result: TileResult) -> None:
         """Write the core part of one tile's result.
@@ -164,6 +166,12 @@ class Stitcher:
         dst = (slice(cr0 - er0, cr1 - er0), slice(cc0 - ec0, cc1 - ec0))
         self.labels[dst] = lut[local]
         self.scores[dst] = result.scores[src]
+        if result.instances is not None:
+            if self.instances is None:
+                self.instances = np.zeros(self.labels.shape, np.int32)
+            ids = result.instances[src]
+            self.instances[dst] = np.where(ids > 0, ids + self._next_instance, 0)
+            self._next_instance += int(ids.max(initial=0))
         text = (result.text or "").strip()
         if text and text not in self._texts:
             self._texts.append(text)
@@ -174,5 +182,6 @@ class Stitcher:
             labels=self.labels,
             scores=self.scores,
             class_names=list(self.class_names),
+            instances=self.instances,
             text="\n\n".join(self._texts) or None,
         )

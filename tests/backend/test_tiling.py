@@ -165,3 +165,22 @@ def test_fit_tile_reads_no_more_than_the_extent_needs(request_, extent, grid, ex
     assert sum((t.core[2] - t.core[0]) * (t.core[3] - t.core[1]) for t in tiles) == (
         extent[0] * extent[1]
     )
+
+
+def test_stitched_instances_stay_unique_across_tiles() -> None:
+    from rs_reasoner.segmenters.base import TileResult
+    from rs_reasoner.tiling import Stitcher, plan_tiles
+
+    tiles = plan_tiles(0, 0, 20, 40, tile_size=20, overlap=0)
+    stitcher = Stitcher(0, 0, 20, 40)
+    for tile in tiles:
+        r0, c0, r1, c1 = tile.read_window
+        shape = (r1 - r0, c1 - c0)
+        instances = np.zeros(shape, np.int32)
+        instances[:5], instances[10:15] = 1, 2
+        stitcher.add(tile, TileResult(labels=(instances > 0).astype(np.int32),
+                                      scores=np.ones(shape, np.float32),
+                                      class_names=["car"], instances=instances))
+    out = stitcher.result()
+    assert out.instances is not None
+    assert sorted(np.unique(out.instances).tolist()) == [0, 1, 2, 3, 4]

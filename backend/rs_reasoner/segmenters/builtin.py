@@ -13,6 +13,7 @@ from rs_reasoner.segmenters.hub_weights import (
     OPENAI_VIT_B16_WEIGHTS,
     PROMPTER_WEIGHTS,
     REMOTECLIP_VIT_L14_WEIGHTS,
+    SAM3_WEIGHTS,
     sam_weights,
 )
 from rs_reasoner.segmenters.reasoning.template import MODEL_SIZE as PROMPTER_SIZE
@@ -21,6 +22,8 @@ from rs_reasoner.segmenters.spec import ModelSpec
 _SAM_SMALL = sam_weights("small")
 #: Sliding-window side of the training-free CLIP segmenters (OpenVocabSettings.window).
 _CLIP_WINDOW = 224
+#: SAM 3's native input side (sam3_openvocab.SAM3_INPUT_SIZE).
+_SAM3_INPUT = 1008
 
 BUILTIN_SPECS: tuple[ModelSpec, ...] = (
     ModelSpec(
@@ -44,6 +47,22 @@ BUILTIN_SPECS: tuple[ModelSpec, ...] = (
         default_for=(Mode.open_vocabulary,),
         priority=50,
         input_size=_CLIP_WINDOW,
+    ),
+    ModelSpec(
+        name="sam3-openvocab",
+        modes=(Mode.open_vocabulary,),
+        description=(
+            "Open-vocabulary segmentation with SAM 3 concept prompts (SegEarth-OV3 fusion of "
+            "instance and semantic heads, absent classes dropped); one polygon per object. "
+            "Default on CUDA when its gated weights are present."
+        ),
+        factory="rs_reasoner.segmenters.open_vocab.sam3_openvocab:Sam3OpenVocabSegmenter"
+        ".from_pretrained",
+        weights=(SAM3_WEIGHTS,),
+        default_for=(Mode.open_vocabulary,),
+        priority=60,
+        input_size=_SAM3_INPUT,
+        default_devices=("cuda",),
     ),
     ModelSpec(
         name="think2seg-rs",

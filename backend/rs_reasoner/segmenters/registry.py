@@ -143,11 +143,26 @@ def weights_for(name: str) -> tuple[WeightSpec, ...]:
     return get_spec(name).weights
 
 
-def default_for(mode: Mode) -> ModelSpec:
+def default_for(mode: Mode, device: str = "auto") -> ModelSpec:
     """The default model for a mode: the highest priority among those claiming it whose
     weights are on disk, else the highest priority (whose error then names its weights), so
-    a machine without a learned model's weights still answers with one that runs."""
-    candidates = [s for s in specs() if mode in s.default_for]
+    a machine without a learned model's weights still answers with one that runs.
+
+    A spec with ``default_devices`` claims the default only with its weights present and
+    on one of those devices (``device``; ``auto`` is resolved only then, so planning
+    imports torch only where such weights are installed).
+    """
+
+    def eligible(spec: ModelSpec) -> bool:
+        if not spec.default_devices:
+            return True
+        if not all(map(is_available, spec.weights)):
+            return False
+        from rs_reasoner.device import resolve_device
+
+        return resolve_device(device).partition(":")[0] in spec.default_devices
+
+    candidates = [s for s in specs() if mode in s.default_for and eligible(s)]
     if not candidates:
         candidates = [s for s in specs() if mode in s.modes]
     if not candidates:

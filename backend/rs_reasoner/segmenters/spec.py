@@ -48,6 +48,9 @@ class ModelSpec:
         check_raster: Optional check of the raster to segment (an open rasterio dataset),
             run before any pixel is read: returns notes for the job log, raises a user
             error for a raster the model cannot read (e.g. without its bands).
+        default_devices: Device kinds (``"cuda"``) on which it may be a default; empty:
+            any. A model too slow elsewhere is then the default only there, and only
+            when its weights are present.
     """
 
     name: str
@@ -65,3 +68,4 @@ class ModelSpec:
     input_bands: int = 3
     raw_bands: tuple[int, ...] | None = None
     check_raster: Callable[[Any], list[str]] | None = None
+    default_devices: tuple[str, ...] = ()
