@@ -8,12 +8,17 @@ The input is the bundled NEON sample mirrored to ``--size`` pixels (real texture
 
     .venv/bin/python bench/bench_open_vocab.py --size 1024            # CPU here
     .venv/bin/python bench/bench_open_vocab.py --size 8192 --device cuda
+    .venv/bin/python bench/bench_open_vocab.py --random-weights --settings '{"quantize": false}'
+
+``--settings`` overrides fields of ``OpenVocabSettings`` on the random-weights model, to
+compare a change with the defaults back to back.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -33,13 +38,15 @@ from bench_pipeline import mosaic  # noqa: E402
 QUERY = "buildings, roads, water, trees, grass"
 
 
-def register_random() -> str:
+def register_random(settings: dict) -> str:
     """Register ViT-B/16 with random weights under a bench-only name."""
     from rs_reasoner.segmenters.open_vocab.training_free import ClipOpenVocabSegmenter
 
     def factory(device: str = "cpu") -> ClipOpenVocabSegmenter:
         torch.manual_seed(0)
-        return ClipOpenVocabSegmenter.from_pretrained(device=device, pretrained=None)
+        return ClipOpenVocabSegmenter.from_pretrained(
+            device=device, pretrained=None, **settings
+        )
 
     registry.register(registry.ModelSpec(
         name="bench-clip-random", modes=(Mode.open_vocabulary,),
@@ -55,11 +62,13 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--random-weights", action="store_true")
+    parser.add_argument("--settings", type=json.loads, default={},
+                        help="JSON object of OpenVocabSettings fields (random weights only)")
     args = parser.parse_args()
 
     spec = registry.get_spec("clip-openvocab")
     random_weights = args.random_weights or not all(is_available(w) for w in spec.weights)
-    model = register_random() if random_weights else spec.name
+    model = register_random(args.settings) if random_weights else spec.name
     with tempfile.TemporaryDirectory() as tmp:
         path = mosaic(args.size, Path(tmp) / "mosaic.tif")
         request = SegmentRequest(
@@ -90,6 +99,7 @@ def main() -> None:
     print(json.dumps({
         "machine": platform.machine(), "device": args.device, **gpu,
         "torch_threads": torch.get_num_threads(), "weights": "random" if random_weights else "real",
+        "settings": args.settings, "load_average": round(os.getloadavg()[0], 1),
         "size_px": args.size, "tile_size": args.tile_size, "classes": QUERY,
         "first_run_s": round(first_s, 2), "best_s": round(best, 2),
         "megapixels_per_s": round(args.size**2 / best / 1e6, 3),
