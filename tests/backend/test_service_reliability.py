@@ -259,3 +259,51 @@ def test_serve_refuses_out_of_bounds_limits_without_a_traceback(
     assert done.returncode == 2
     assert done.stderr.startswith("error: ") and named in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "s.json").exists()
+
+
+def _children(pid: int) -> set[int]:
+    """Pids of the processes whose parent is ``pid`` (Linux /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_stuck_check_dies_with_a_killed_server(tmp_path: Path, fifo_vrt: Path) -> None:
+    import signal
+
+    from tests.support import live_backend
+
+    backend = live_backend.start(tmp_path / "backend")
+    try:
+        body = {"raster": str(fifo_vrt), "query": "trees"}
+        with ThreadPoolExecutor(1) as pool:
+            headers = {"Authorization": f"Bearer {backend.token}"}
+            pending = pool.submit(
+                lambda: httpx.post(backend.url + "/jobs", json=body, headers=headers, timeout=60)
+            )
+            time.sleep(5)  # the check is now stuck reading the FIFO in a child process
+            children = _children(backend.proc.pid)
+            assert children
+            backend.proc.send_signal(signal.SIGKILL)
+            backend.proc.wait(10)
+            with contextlib.suppress(httpx.HTTPError):
+                pending.result()
+        deadline = time.monotonic() + 10
+        alive = children
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+            alive = {p for p in children if Path(f"/proc/{p}").exists()
+                     and "(Z)" not in Path(f"/proc/{p}/stat").read_text()[:200]}  # fmt: skip
+        assert not alive, "check processes outlived the killed server"
+    finally:
+        for pid in _children(1) & locals().get("children", set()):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        live_backend.stop(backend)

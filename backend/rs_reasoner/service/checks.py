@@ -19,6 +19,7 @@ import contextlib
 import logging
 import multiprocessing
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -240,6 +241,7 @@ def _serve(conn: Connection) -> None:
     """Child process: run each received check, send back its outcome."""
     with contextlib.suppress(ValueError, AttributeError):
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the server's to handle
+    _die_with_parent()
     # What every check needs, loaded before the parent's timeout starts counting.
     import rasterio  # noqa: F401
 
@@ -266,6 +268,19 @@ def _serve(conn: Connection) -> None:
             conn.send(outcome)
         except (OSError, BrokenPipeError):
             return
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel kill this child when the server dies (even by SIGKILL), so
+    a check stuck on a FIFO does not outlive it. Elsewhere a stuck child ends with its
+    check's timeout or the server's exit."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _raise(outcome: tuple[str, Any]) -> None:
