@@ -23,6 +23,7 @@ from qgis.gui import QgsCollapsibleGroupBox, QgsFieldComboBox, QgsMapLayerComboB
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDialog,
     QFormLayout,
     QHBoxLayout,
@@ -42,6 +43,7 @@ from .help import open_help
 from .params import TrainParams, bounds, defaults, model_name_problem, sanitize_model_name
 from .parcels_export import ParcelsError, local_vector_file, prepare_parcels_export
 from .raster_export import ExportError, local_file_path, prepare_export
+from .reasoner_params import SAM_VARIANTS, ReasonerParams
 from .settings import PluginSettings
 from .task_runner import TaskRunner
 from .tasks import backend_config
@@ -50,6 +52,10 @@ from .train_task import TrainOutcome, TrainSpec, TrainTask
 
 #: The initial values of the training options.
 _TRAIN = defaults(TrainParams)
+
+#: What the dialog trains: (combo text, ``kind`` of ``POST /train``).
+KINDS = (("Segmenter (labelled parcels with a class)", "segmenter"),
+         ("Teach the reasoner (examples with a query)", "reasoner"))
 
 #: Hint for rasters that cannot be exported whole at their native resolution.
 _SAVE_AS_HINT = ("Save the layer as a GeoTIFF (right-click ▸ Export ▸ Save As…), add it to "
@@ -69,6 +75,14 @@ def class_text(value: Any) -> str | None:
         value = int(value)
     text = str(value).strip()
     return text or None
+
+
+def _stored_field(layer: QgsVectorLayer) -> str | None:
+    """A field stored in the layer's data source (not the feature id), or None."""
+    for i, fld in enumerate(layer.fields()):
+        if i not in layer.primaryKeyAttributes() and fld.name().lower() != "fid":
+            return fld.name()
+    return None
 
 
 def sorted_classes(names: set[str]) -> list[str]:
@@ -147,7 +161,17 @@ class TrainDialog(TaskRunner, QDialog):
     def _build(self) -> None:
         outer = QVBoxLayout(self)
         form = QFormLayout()
+        self.form = form
         outer.addLayout(form)
+
+        self.kind_combo = QComboBox(self)
+        for text, kind in KINDS:
+            self.kind_combo.addItem(text, kind)
+        self.kind_combo.setToolTip(
+            "Segmenter: a model that draws your parcels' classes. Reasoner: the reasoning "
+            "model learns to answer your own questions from polygons that answer them")
+        self.kind_combo.currentIndexChanged.connect(self._kind_changed)
+        form.addRow("Teach", self.kind_combo)
 
         self.raster_combo = QgsMapLayerComboBox(self)
         self.raster_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
@@ -169,6 +193,12 @@ class TrainDialog(TaskRunner, QDialog):
         self.field_combo.setToolTip("The field holding each parcel's class")
         self.field_combo.fieldChanged.connect(self._update_classes)
         form.addRow("Class field", self.field_combo)
+        self.query_edit = QLineEdit(self)
+        self.query_edit.setPlaceholderText("or one question for every polygon")
+        self.query_edit.setToolTip("One question that every polygon of the layer answers "
+                                   "(used instead of the query field)")
+        self.query_edit.textChanged.connect(self._update_classes)
+        form.addRow("Query", self.query_edit)
         self.classes_label = QLabel("", self)
         self.classes_label.setWordWrap(True)
         form.addRow("", self.classes_label)
@@ -241,6 +271,7 @@ class TrainDialog(TaskRunner, QDialog):
         self.time_spin.setToolTip("Stop training after this long (the best model is kept)")
         adv.addRow("Time budget", self.time_spin)
         outer.addWidget(self.advanced)
+        self._build_reasoner_options(outer)
 
         buttons = QHBoxLayout()
         self.train_button = QPushButton("Train", self)
@@ -268,6 +299,88 @@ class TrainDialog(TaskRunner, QDialog):
         self.epoch_label.setWordWrap(True)
         outer.addWidget(self.epoch_label)
         self.resize(460, self.sizeHint().height())
+        self._kind_changed()
+
+    def _build_reasoner_options(self, outer: QVBoxLayout) -> None:
+        """The options of teaching the reasoner; 'default' leaves them to the backend."""
+        self.reasoner_box = QgsCollapsibleGroupBox("Reasoner options", self)
+        self.reasoner_box.setCollapsed(True)
+        form = QFormLayout(self.reasoner_box)
+        self.steps_spin = QSpinBox(self.reasoner_box)
+        self.steps_spin.setRange(0, 1_000_000)
+        self.steps_spin.setSpecialValueText("default")
+        self.steps_spin.setToolTip("GRPO steps (one example's group of answers each); "
+                                   "default: the backend's")
+        form.addRow("Steps", self.steps_spin)
+        self.group_spin = QSpinBox(self.reasoner_box)
+        self.group_spin.setRange(1, 1024)  # 1 = default: a group has at least 2 answers
+        self.group_spin.setSpecialValueText("default")
+        self.group_spin.setToolTip("Answers sampled per example and compared with each "
+                                   "other (more: steadier, slower); default: the backend's")
+        form.addRow("Group size", self.group_spin)
+        self.reasoner_time_spin = QSpinBox(self.reasoner_box)
+        self.reasoner_time_spin.setRange(0, 100000)
+        self.reasoner_time_spin.setSuffix(" min")
+        self.reasoner_time_spin.setSpecialValueText("no limit")
+        self.reasoner_time_spin.setToolTip("Stop after this long (what was learnt is kept; "
+                                           "the same name again resumes)")
+        form.addRow("Time budget", self.reasoner_time_spin)
+        self.base_edit = QLineEdit(self.reasoner_box)
+        self.base_edit.setPlaceholderText("the built-in reasoning model's")
+        self.base_edit.setToolTip("The prompter to start from: a prompter's name "
+                                  "(think2seg-rs-7b) or a folder on the backend's computer")
+        form.addRow("Base prompter", self.base_edit)
+        self.sam_combo = QComboBox(self.reasoner_box)
+        self.sam_combo.addItem("default", None)
+        for variant in SAM_VARIANTS:
+            self.sam_combo.addItem(variant, variant)
+        self.sam_combo.setToolTip("The SAM 2.1 that draws masks from the answers (the "
+                                  "reward); default: the reasoning model's")
+        form.addRow("SAM 2.1", self.sam_combo)
+        self.sam_checkpoint_edit = QLineEdit(self.reasoner_box)
+        self.sam_checkpoint_edit.setPlaceholderText("its downloaded weights")
+        self.sam_checkpoint_edit.setToolTip("A SAM 2.1 checkpoint (.pt) on the backend's "
+                                            "computer, instead of the downloaded weights")
+        form.addRow("SAM checkpoint", self.sam_checkpoint_edit)
+        outer.addWidget(self.reasoner_box)
+
+    def kind(self) -> str:
+        """``segmenter`` or ``reasoner``."""
+        return str(self.kind_combo.currentData())
+
+    def set_kind(self, kind: str) -> None:
+        """Choose what to teach (``segmenter`` or ``reasoner``)."""
+        self.kind_combo.setCurrentIndex(self.kind_combo.findData(kind))
+
+    def _kind_changed(self, *_: Any) -> None:
+        reasoner = self.kind() == "reasoner"
+        self.setWindowTitle("RS Reasoner — Teach the reasoner your questions" if reasoner
+                            else "RS Reasoner — Fine-tune on labelled parcels")
+        labels = {self.parcels_combo: ("Examples", "Parcels"),
+                  self.field_combo: ("Query field", "Class field")}
+        for widget, (when_reasoner, otherwise) in labels.items():
+            label = self.form.labelForField(widget)
+            if label is not None:
+                label.setText(when_reasoner if reasoner else otherwise)
+        self.parcels_combo.setToolTip(
+            "Polygons that answer the questions (any CRS)" if reasoner
+            else "Polygons whose class you know (any CRS)")
+        self.field_combo.setToolTip("The field holding each polygon's question" if reasoner
+                                    else "The field holding each parcel's class")
+        for widget in (self.query_edit,):
+            self._show_row(widget, reasoner)
+        for widget in (self.budget_spin, self.epochs_spin, self.semi_check,
+                       self.verifier_check):
+            self._show_row(widget, not reasoner)
+        self.advanced.setVisible(not reasoner)
+        self.reasoner_box.setVisible(reasoner)
+        self._update_classes()
+
+    def _show_row(self, widget: QWidget, visible: bool) -> None:
+        widget.setVisible(visible)
+        label = self.form.labelForField(widget)
+        if label is not None:
+            label.setVisible(visible)
 
     # -- reactions ------------------------------------------------------------------------
 
@@ -316,11 +429,20 @@ class TrainDialog(TaskRunner, QDialog):
     def _update_classes(self, *_: Any) -> None:
         layer = self.parcels_combo.currentLayer()
         field = self.field_combo.currentField()
+        reasoner = self.kind() == "reasoner"
+        if reasoner and self.query_edit.text().strip():
+            self.classes_label.setText("every polygon answers the query above")
+            return
         if not isinstance(layer, QgsVectorLayer) or not field:
             self.classes_label.setText("")
             return
         names = parcel_classes(layer, field, self.selected_check.isChecked())
         shown = ", ".join(names[:12]) + (", …" if len(names) > 12 else "")
+        if reasoner:
+            self.classes_label.setText(
+                f"{len(names)} question{'s' if len(names) != 1 else ''}: {shown}" if names
+                else "no questions in this field")
+            return
         self.classes_label.setText(
             f"{len(names)} class{'es' if len(names) != 1 else ''}: {shown}" if names
             else "no class values in this field")
@@ -349,9 +471,9 @@ class TrainDialog(TaskRunner, QDialog):
     def _set_running(self, running: bool) -> None:
         self.train_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
-        for w in (self.raster_combo, self.parcels_combo, self.selected_check, self.field_combo,
-                  self.name_edit, self.budget_spin, self.epochs_spin, self.semi_check,
-                  self.advanced):
+        for w in (self.kind_combo, self.raster_combo, self.parcels_combo, self.selected_check,
+                  self.field_combo, self.query_edit, self.name_edit, self.budget_spin,
+                  self.epochs_spin, self.semi_check, self.advanced, self.reasoner_box):
             w.setEnabled(not running)
         self.verifier_check.setEnabled(not running and self.semi_check.isChecked())
         if running:
@@ -396,10 +518,18 @@ class TrainDialog(TaskRunner, QDialog):
                     "Add the raster the parcels were drawn on to the project.")
             raise InputError(f"The parcels of layer '{parcels.name()}' do not lie on raster "
                              f"'{raster.name()}'. {hint}")
+        reasoner = self.kind() == "reasoner"
+        query = self.query_edit.text().strip() if reasoner else ""
         field = self.field_combo.currentField()
-        if not field or parcels.fields().indexOf(field) < 0:
+        if query and (not field or parcels.fields().indexOf(field) < 0):
+            field = _stored_field(parcels)  # only to write the polygons; never read
+            if field is None:
+                raise InputError(f"Layer '{parcels.name()}' has no attribute field to save "
+                                 "its polygons with: add one (any), or save it as a file.")
+        elif not field or parcels.fields().indexOf(field) < 0:
+            what = "polygon's question" if reasoner else "parcel's class"
             raise InputError(f"Choose the field of layer '{parcels.name()}' that holds each "
-                             "parcel's class.")
+                             f"{what}{', or type one query' if reasoner else ''}.")
         selected = self.selected_check.isChecked()
         if selected and parcels.selectedFeatureCount() == 0:
             raise InputError(f"No parcel of layer '{parcels.name()}' is selected: select "
@@ -407,12 +537,14 @@ class TrainDialog(TaskRunner, QDialog):
         if parcels.featureCount() == 0:
             raise InputError(f"Layer '{parcels.name()}' has no parcels: draw or load labelled "
                              "polygons first.")
-        classes = parcel_classes(parcels, field, selected)
+        classes = [query] if query else parcel_classes(parcels, field, selected)
         if not classes:
-            raise InputError(f"No parcel has a value in field '{field}': choose the field "
-                             "that holds the classes, or fill it in.")
+            what = "questions" if reasoner else "classes"
+            raise InputError(f"No {'polygon' if reasoner else 'parcel'} has a value in field "
+                             f"'{field}': choose the field that holds the {what}, or fill it "
+                             "in.")
         warnings = []
-        if len(classes) == 1:
+        if len(classes) == 1 and not reasoner:
             warnings.append(
                 f"Field '{field}' has only one class ('{classes[0]}'). Training needs at "
                 "least two: add parcels of another class (e.g. 'background') if the backend "
@@ -423,24 +555,29 @@ class TrainDialog(TaskRunner, QDialog):
         if problem:
             raise InputError(problem)
 
-        params = TrainParams(
-            name=name,
-            class_field=field,
-            label_budget=self.budget_spin.value() / 100.0,
-            epochs=self.epochs_spin.value(),
-            semi_supervised=self.semi_check.isChecked(),
-            verifier=self.verifier_check.isChecked(),
-            tile_size=self.tile_spin.value(),
-            time_budget_s=self.time_spin.value() * 60.0 or None,
-            val_fraction=self.val_spin.value() / 100.0,
-        )
+        params: TrainParams | ReasonerParams
+        if reasoner:
+            params = self._reasoner_params(name, None if query else field, query or None)
+        else:
+            params = TrainParams(
+                name=name,
+                class_field=field,
+                label_budget=self.budget_spin.value() / 100.0,
+                epochs=self.epochs_spin.value(),
+                semi_supervised=self.semi_check.isChecked(),
+                verifier=self.verifier_check.isChecked(),
+                tile_size=self.tile_spin.value(),
+                time_budget_s=self.time_spin.value() * 60.0 or None,
+                val_fraction=self.val_spin.value() / 100.0,
+            )
         spec = TrainSpec(params=params, class_names=tuple(classes))
         spec.raster_path = None if settings.always_upload else local_file_path(raster)
         if settings.always_upload:
+            command = "rs-reasoner train-reasoner" if reasoner else "rs-reasoner train"
             warnings.append(
                 "'Upload every raster' is on, but the parcels are read from a file on this "
                 "computer: fine-tuning works only with a backend running here. For a backend "
-                "on another machine, run 'rs-reasoner train' there.")
+                f"on another machine, run '{command}' there.")
         if spec.raster_path is None:
             try:
                 spec.raster_export = prepare_export(raster, None, None)
@@ -455,6 +592,22 @@ class TrainDialog(TaskRunner, QDialog):
             except ParcelsError as exc:
                 raise InputError(str(exc)) from None
         return spec, warnings
+
+    def _reasoner_params(self, name: str, field: str | None, query: str | None
+                         ) -> ReasonerParams:
+        """The reasoner run's options ('default' widgets: left to the backend)."""
+        text = {w: w.text().strip() or None for w in (self.base_edit, self.sam_checkpoint_edit)}
+        return ReasonerParams(
+            name=name,
+            query_field=field,
+            query=query,
+            steps=self.steps_spin.value() or None,
+            group_size=self.group_spin.value() if self.group_spin.value() > 1 else None,
+            time_budget_s=self.reasoner_time_spin.value() * 60.0 or None,
+            base_prompter=text[self.base_edit],
+            sam_variant=self.sam_combo.currentData(),
+            sam_checkpoint=text[self.sam_checkpoint_edit],
+        )
 
     # -- running --------------------------------------------------------------------------
 
@@ -490,8 +643,9 @@ class TrainDialog(TaskRunner, QDialog):
             text = describe_result(outcome.result)
             self.stage_label.setText("done")
             self.epoch_label.setText(text)
+            mode = " with the reasoning mode" if outcome.result.get("kind") == "reasoner" else ""
             messages.push(self.iface, f"{text} Choose '{outcome.result['model']}' in the "
-                          "dock's Model list (Advanced options).", Qgis.Success)
+                          f"dock's Model list (Advanced options){mode}.", Qgis.Success)
         elif outcome.status == "cancelled":
             self.progress.setValue(0)
             self.stage_label.setText("cancelled")
@@ -513,7 +667,14 @@ class TrainDialog(TaskRunner, QDialog):
 
 
 def describe_result(result: dict[str, Any]) -> str:
-    """One sentence: model, best mIoU and epoch, per-class IoU."""
+    """One sentence: model, best mIoU and epoch, per-class IoU (for a reasoner: steps and
+    the held-out IoU before and after)."""
+    if result.get("kind") == "reasoner":
+        text = f"Reasoner '{result.get('model')}' taught: {result.get('steps')} steps"
+        before, after = result.get("heldout_iou_before"), result.get("heldout_iou_after")
+        if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+            text += f"; held-out mean IoU {float(before):.3f} → {float(after):.3f}"
+        return text + "."
     miou = result.get("best_miou")
     score = f"{float(miou):.3f}" if isinstance(miou, (int, float)) else "n/a"
     text = f"Model '{result.get('model')}' trained: best mIoU {score}"

@@ -21,6 +21,7 @@ from .api_client import BackendError
 from .params import TrainParams
 from .parcels_export import EXPORT_LAYER, ParcelsExport, write_parcels
 from .raster_export import ExportJob
+from .reasoner_params import ReasonerParams
 from .tasks import (
     BackendConfig,
     BackendJobTask,
@@ -29,8 +30,9 @@ from .tasks import (
     raise_unless_succeeded,
 )
 
-#: An epoch line of the backend ("epoch 3/30: loss 0.412, val mIoU 0.523, ...").
-EPOCH_LINE = re.compile(r"\bepoch \d+/\d+")
+#: An epoch line of the backend ("epoch 3/30: loss 0.412, val mIoU 0.523, ..."), or a
+#: GRPO step line of a reasoner run ("training: step 3/200: reward 0.412 ...").
+EPOCH_LINE = re.compile(r"\bepoch \d+/\d+|\bstep \d+/\d+")
 
 
 @dataclass
@@ -41,7 +43,8 @@ class TrainSpec:
     ``parcels_export`` is set.
 
     Attributes:
-        params: Name, class field, budget, epochs and switches.
+        params: Name, class field, budget, epochs and switches; or for teaching the
+            reasoner, name, query field or query and the GRPO options.
         raster_path: A raster file the backend opens by path.
         raster_export: The raster layer's data to export and upload.
         labels_path: A parcels file the backend reads by path.
@@ -50,7 +53,7 @@ class TrainSpec:
         class_names: Distinct class values seen in the dialog (for messages).
     """
 
-    params: TrainParams
+    params: TrainParams | ReasonerParams
     raster_path: str | None = None
     raster_export: ExportJob | None = None
     labels_path: str | None = None
@@ -63,11 +66,13 @@ class TrainSpec:
     ) -> dict[str, Any]:
         """The ``POST /train`` body; ``upload_id``/``labels``/``layer`` fill in what the
         exports produced (defaults: the spec's own paths)."""
+        path = labels or self.labels_path or ""
+        layer = layer if labels else self.labels_layer
+        raster = None if upload_id else self.raster_path
+        if isinstance(self.params, ReasonerParams):
+            return self.params.to_request(path, layer, raster=raster, upload_id=upload_id)
         return self.params.to_request(
-            labels=labels or self.labels_path or "",
-            layer=layer if labels else self.labels_layer,
-            raster=None if upload_id else self.raster_path,
-            upload_id=upload_id,
+            labels=path, layer=layer, raster=raster, upload_id=upload_id
         )
 
 
