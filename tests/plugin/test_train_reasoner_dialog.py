@@ -161,7 +161,7 @@ def test_teaching_the_reasoner_runs_on_the_backend(
     assert any("with the reasoning mode" in t for t in message_texts(iface))
 
 
-def test_backend_refuses_a_missing_query_field_at_once(backend, dialog, neon, examples,
+def test_a_backend_refusal_fails_before_any_job(backend, dialog, neon, examples,
                                                         iface) -> None:
     dialog.set_kind("reasoner")
     dialog.set_layers(neon, examples, "q")
