@@ -71,7 +71,6 @@ from rs_reasoner_training.data.dataset import (
     grid_refs,
 )
 from rs_reasoner_training.weak.agreement import (
-    PRIOR_RELIABILITY,
     boundary_weight,
     combine,
     measure,
@@ -129,6 +128,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--steps-per-epoch", type=int, default=25)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--only", nargs="+", default=None, help="rows whose name has one of these")
     return p.parse_args(argv)
 
 
@@ -360,6 +360,17 @@ def _labels_of(images: list[Image], weak: Weak, mode: str) -> list[tuple[np.ndar
     return out
 
 
+#: Training-pool images the models also predict: the model's per-class reliability for
+#: fusion is measured there, against the confident weak labels.
+CALIBRATION_IMAGES = 3
+
+
+def predicted(images: list[Image]) -> list[int]:
+    """Indices of the images each method predicts: the test images, then calibration ones."""
+    pool = [i for i, im in enumerate(images) if im.role == "pool"][:CALIBRATION_IMAGES]
+    return [i for i, im in enumerate(images) if im.role == "test"] + pool
+
+
 def _stats(images: list[Image]) -> BandStats:
     train = np.concatenate([im.raw.reshape(3, -1) for im in images if im.role != "test"], axis=1)
     return BandStats.from_samples(train, [1, 2, 3], ["red", "green", "blue"], "uint8")
@@ -381,9 +392,10 @@ def run_rf(images, weak, mode, args, work) -> list[np.ndarray]:
     rf = RandomForestClassifier(n_estimators=100, n_jobs=args.threads, random_state=args.seed)
     rf.fit(x, y, sample_weight=w)
     return [
-        rf.classes_[rf.predict_proba(im.raw.reshape(3, -1).T).argmax(1)].reshape(im.mask.shape)
-        for im in images
-        if im.role == "test"
+        rf.classes_[rf.predict_proba(images[i].raw.reshape(3, -1).T).argmax(1)].reshape(
+            images[i].mask.shape
+        )
+        for i in predicted(images)
     ]
 
 
@@ -406,11 +418,10 @@ def run_classical(images, weak, mode, args, work) -> list[np.ndarray]:
     train = [LabelledImage(t.raw, t.valid, lut[t.labels], weight=t.weight) for t in train]
     model = fit_classical(train, [CLASSES[c] for c in seen], stats, spec, config)
     out = []
-    for im in images:
-        if im.role == "test":
-            probs = np.zeros((len(CLASSES), *im.mask.shape), np.float32)
-            probs[seen] = model.predict_proba(im.raw, np.ones(im.mask.shape, bool))
-            out.append(probs)
+    for im in (images[i] for i in predicted(images)):
+        probs = np.zeros((len(CLASSES), *im.mask.shape), np.float32)
+        probs[seen] = model.predict_proba(im.raw, np.ones(im.mask.shape, bool))
+        out.append(probs)
     return out
 
 
@@ -481,9 +492,7 @@ def run_deep(images, weak, mode, args, work) -> list[np.ndarray]:
     model, _, _ = load_trained_model(result.best_path)
     out = []
     with torch.inference_mode():
-        for im in images:
-            if im.role != "test":
-                continue
+        for im in (images[i] for i in predicted(images)):
             x = normalised_tile_image(im.raw, np.ones(im.mask.shape, bool), stats)
             logits = model(torch.from_numpy(np.moveaxis(x, -1, 0)).unsqueeze(0))
             out.append(logits[0].softmax(0).numpy())
@@ -492,14 +501,14 @@ def run_deep(images, weak, mode, args, work) -> list[np.ndarray]:
 
 def _product(p: int) -> Callable[..., list[np.ndarray]]:
     def run(images, weak, mode, args, work) -> list[np.ndarray]:
-        return [weak.per_product[i][p] for i, im in enumerate(images) if im.role == "test"]
+        return [weak.per_product[i][p] for i in predicted(images)]
 
     return run
 
 
 def _combined(images, weak, mode, args, work) -> list[np.ndarray]:
     source = weak.combined if mode == "weak" else weak.combined_parcels
-    return [source[i][0] for i, im in enumerate(images) if im.role == "test"]
+    return [source[i][0] for i in predicted(images)]
 
 
 # --- scores --------------------------------------------------------------------------
@@ -532,15 +541,30 @@ def score(images: list[Image], preds: list[np.ndarray]) -> dict[str, Any]:
     }
 
 
+def model_reliability(images, weak, mode, probs, indices) -> np.ndarray:
+    """The model's per-class precision on the calibration images against the weak labels
+    it was trained from, where they are confident (no parcel there to check it on)."""
+    truth, pred = [], []
+    for i, p in zip(indices, probs, strict=True):
+        if images[i].role != "pool":
+            continue
+        labels, conf = _labels_of(images, weak, mode)[i]
+        confident = np.where(conf >= 0.5, labels, IGNORE_INDEX).astype(np.uint8)
+        truth.append(confident.ravel())
+        pred.append(p.argmax(0).astype(np.uint8).ravel())
+    report = measure("model", np.concatenate(pred), np.concatenate(truth), CLASSES)
+    return np.array([report.reliability[c] for c in CLASSES], np.float32)
+
+
 def fused(base: str, products: list[int], reliability: str) -> Callable[..., list[np.ndarray]]:
-    """The ``base`` row's class scores fused with ``products`` on the test images
+    """The ``base`` row's class scores fused with ``products``
     (:func:`~rs_reasoner.models.product_fusion.fuse_with_products`); reliabilities of the
     products from ``reliability`` ("weak": the prior, "parcels": measured), the model's
-    the prior (no parcels of the test area to measure it on)."""
+    from :func:`model_reliability`."""
 
     def run(images, weak, mode, args, work, outputs) -> list[np.ndarray]:
-        model_rel = np.full(len(CLASSES), PRIOR_RELIABILITY, np.float32)
-        tests = [i for i, im in enumerate(images) if im.role == "test"]
+        indices = predicted(images)
+        model_rel = model_reliability(images, weak, mode, outputs[base], indices)
         return [
             fuse_with_products(
                 probs,
@@ -549,7 +573,7 @@ def fused(base: str, products: list[int], reliability: str) -> Callable[..., lis
                 [weak.reliability[reliability][p] for p in products],
                 [weak.ratios[p] for p in products],
             )
-            for i, probs in zip(tests, outputs[base], strict=True)
+            for i, probs in zip(indices, outputs[base], strict=True)
         ]
 
     run.fusion = True  # type: ignore[attr-defined]
@@ -601,14 +625,23 @@ def main(argv: list[str] | None = None) -> int:
         weak = weak_labels(images, write_products(images, work, args.coarsen))
         print("\n".join(weak.report))
         for name, mode, run in ROWS:
-            if "U-Net" in name and not args.deep:
+            if ("U-Net" in name and not args.deep) or (
+                args.only and not any(o in name for o in args.only)
+            ):
                 continue
             if getattr(run, "fusion", False):
                 preds = run(images, weak, mode, args, work, outputs)
             else:
                 t0 = time.monotonic()
                 preds = outputs[name] = run(images, weak, mode, args, work)
-            result = score(images, preds)
+            result = score(
+                images,
+                [
+                    p
+                    for i, p in zip(predicted(images), preds, strict=True)
+                    if images[i].role == "test"
+                ],
+            )
             result["seconds"] = round(time.monotonic() - t0, 1)
             results[name] = result
             print(

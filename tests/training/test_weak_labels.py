@@ -319,3 +319,35 @@ def test_weak_labels_join_parcel_training_data(slovenia, tmp_path: Path) -> None
     # Validation tiles never get weak labels.
     for ref in weak.val.refs:
         assert (source.read(ref, "val").label == data.val.source.read(ref, "val").label).all()
+
+
+def test_classical_learner_weighs_labels_by_confidence(slovenia) -> None:
+    from rs_reasoner.models.pixel_features import FeatureSpec
+    from rs_reasoner.raster.band_roles import band_roles
+    from rs_reasoner.raster.band_stats import BandStats, read_bands
+    from rs_reasoner_training.classical import ClassicalConfig, LabelledImage, fit_classical
+
+    raster, _, labels, parcels, _ = slovenia
+    with rasterio.open(raster) as ds:
+        bands = list(range(1, ds.count + 1))
+        raw, valid = read_bands(ds, bands)
+        stats, roles = BandStats.from_raster(ds), band_roles(ds, bands)
+    spec = FeatureSpec.for_bands(stats.count, roles)
+    config = ClassicalConfig(rounds_without_validation=40, threads=1, max_pixels_per_class=3000)
+    forest, grass = (parcels.class_names.index(c) for c in ("forest", "grassland"))
+    keep = labels != IGNORE_INDEX
+    # Two forest rows in three come from a weak source that calls them grassland, with
+    # confidence 0; the third keeps its true label.
+    wrong = (labels == forest) & (np.arange(labels.shape[0])[:, None] % 3 != 0)
+    merged = np.where(wrong, grass, labels).astype(np.uint8)
+    weight = np.where(wrong, 0.0, 1.0).astype(np.float32)
+
+    def forest_probability(w: np.ndarray | None) -> float:
+        model = fit_classical(
+            [LabelledImage(raw, valid, merged, weight=w)], parcels.class_names, stats, spec, config
+        )
+        return float(model.predict_proba(raw, valid)[forest][keep & (labels == forest)].mean())
+
+    # Ignoring the zero-confidence labels, the learner is surer the forest is forest.
+    with_weights, without = forest_probability(weight), forest_probability(None)
+    assert with_weights > without + 0.15, (with_weights, without)
