@@ -152,3 +152,17 @@ def test_pulling_a_gated_repo_without_access_explains_the_licence_and_login(
     assert "licence" in info.value.message
     assert "https://huggingface.co/facebook/sam3" in info.value.hint
     assert "hf auth login" in info.value.hint
+
+
+@pytest.mark.parametrize("processor_file", ["preprocessor_config.json", "processor_config.json"])
+def test_qwen_snapshot_needs_an_image_processor_config_of_either_transformers_layout(
+    tmp_path: Path, processor_file: str
+) -> None:
+    from rs_reasoner.segmenters.hub_weights import PROMPTER_WEIGHTS
+
+    spec = PROMPTER_WEIGHTS["think2seg-rs-3b"]
+    for name in ("config.json", "model.safetensors", "tokenizer_config.json"):
+        (tmp_path / name).write_text("{}")
+    assert weights.missing_files(spec, tmp_path) == ["*processor_config.json"]
+    (tmp_path / processor_file).write_text("{}")  # 4.x name, or the 5.x merged one
+    assert weights.missing_files(spec, tmp_path) == []

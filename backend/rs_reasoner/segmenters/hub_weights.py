@@ -58,9 +58,11 @@ TRAINING_WEIGHTS: dict[str, tuple[WeightSpec, ...]] = {
 #: Files a Qwen2.5-VL snapshot needs (weights, configs, tokenizer, chat template).
 SNAPSHOT_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.jinja")
 #: Without these a Qwen2.5-VL snapshot is not a model (shards an index names are
-#: checked as well).
+#: checked as well). The image processor's settings are ``preprocessor_config.json`` in
+#: snapshots saved by transformers 4.x (the published Think2Seg-RS repos) and
+#: ``processor_config.json`` in those saved by transformers 5, so either will do.
 SNAPSHOT_REQUIRED = (
-    "config.json", "*.safetensors", "tokenizer_config.json", "preprocessor_config.json",
+    "config.json", "*.safetensors", "tokenizer_config.json", "*processor_config.json",
 )
 
 #: Selectable prompter weights.

@@ -190,8 +190,14 @@ def test_missing_weights_fail_fast_with_the_projects_error(empty_hub_cache: Path
 def test_missing_sam_is_reported_even_when_the_prompter_is_there(
     empty_hub_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "snap").mkdir()
-    monkeypatch.setenv(PROMPTER_WEIGHTS["think2seg-rs-3b"].env_var, str(tmp_path / "snap"))
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    # A complete-looking prompter snapshot (the files it must have; never read: the missing
+    # SAM is reported before anything is loaded).
+    for name in ("config.json", "model.safetensors", "tokenizer_config.json",
+                 "preprocessor_config.json"):
+        (snap / name).write_text("{}")
+    monkeypatch.setenv(PROMPTER_WEIGHTS["think2seg-rs-3b"].env_var, str(snap))
     with pytest.raises(MissingWeightsError, match="facebook/sam2.1-hiera-small"):
         ReasoningSegmenter.from_pretrained(device="cpu")  # nothing was loaded before the check
 
