@@ -7,11 +7,8 @@ import rasterio
 from rs_reasoner.errors import InvalidRequestError
 from rs_reasoner.schemas import Mode
 from rs_reasoner.segmenters.base import SegmentationQuery
-from rs_reasoner.segmenters.index_baseline import (
-    IndexBaselineSegmenter,
-    check_query,
-    match_class,
-)
+from rs_reasoner.segmenters.index_baseline import IndexBaselineSegmenter
+from rs_reasoner.segmenters.index_classes import check_query, match_class
 
 
 def query(*classes: tuple[str, ...]) -> SegmentationQuery:

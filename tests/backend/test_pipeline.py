@@ -307,3 +307,16 @@ def test_cancel_stops_inside_one_huge_tile_and_the_stage_says_reading(
         )
     assert stages[-1] == "reading" and "segmenting" not in stages
     assert RecordingSegmenter.instances[0].shapes == []  # the tile never reached the model
+
+
+def test_classes_the_model_cannot_answer_are_refused_at_validation(tmp_path: Path) -> None:
+    from rs_reasoner.errors import InvalidRequestError
+
+    path = write_geotiff(tmp_path / "a.tif", scene_with_squares())
+    pipeline = SegmentationPipeline(device="cpu")
+    ok = SegmentRequest(raster=str(path), query="trees, lakes", model="index-baseline")
+    pipeline.validate(ok, str(path))
+    bad = SegmentRequest(raster=str(path), query="trees, buildings", model="index-baseline")
+    with pytest.raises(InvalidRequestError, match="cannot segment 'buildings'"):
+        pipeline.validate(bad, str(path))
+    assert pipeline.loaded_models() == []  # refused before any model was loaded

@@ -9,6 +9,7 @@ the model code.
 from __future__ import annotations
 
 from rs_reasoner.schemas import Mode
+from rs_reasoner.segmenters import index_classes
 from rs_reasoner.segmenters.hub_weights import (
     OPENAI_VIT_B16_WEIGHTS,
     PROMPTER_WEIGHTS,
@@ -33,6 +34,7 @@ BUILTIN_SPECS: tuple[ModelSpec, ...] = (
         factory="rs_reasoner.segmenters.index_baseline:IndexBaselineSegmenter",
         default_for=(Mode.open_vocabulary,),
         priority=-100,  # any learned open-vocabulary model wins the default
+        check_query=index_classes.check_query,  # vegetation and water only: refuse others
     ),
     ModelSpec(
         name="clip-openvocab",

@@ -10,17 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rs_reasoner.errors import InvalidRequestError
 from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
+from rs_reasoner.segmenters.index_classes import check_query, match_class
 
-#: Class → names the user may type for it.
-SYNONYMS: dict[str, frozenset[str]] = {
-    "vegetation": frozenset(
-        "vegetation vegetated trees tree forest forests grass grassland plants canopy "
-        "crops crop shrubs fields green".split()
-    ),
-    "water": frozenset("water river rivers lake lakes pond ponds sea ocean reservoir".split()),
-}
 _EXG_CENTRE, _EXG_SLOPE = 0.04, 40.0
 _WATER_BRIGHTNESS, _WATER_SLOPE = 0.22, 25.0
 
@@ -47,32 +39,6 @@ def index_scores(image: np.ndarray) -> dict[str, np.ndarray]:
     blueish = _sigmoid((b - np.maximum(r, g) + 0.01) * 60.0)
     water = _sigmoid((_WATER_BRIGHTNESS - brightness) * _WATER_SLOPE) * blueish
     return {"vegetation": vegetation.astype(np.float32), "water": water.astype(np.float32)}
-
-
-def match_class(synonyms: tuple[str, ...]) -> str | None:
-    """The baseline class a user's class (with synonyms) refers to, if any."""
-    for name in synonyms:
-        words = {name, name.rstrip("s"), *name.split()}
-        for cls, known in SYNONYMS.items():
-            if words & known:
-                return cls
-    return None
-
-
-def check_query(query: SegmentationQuery) -> None:
-    """Refuse classes the baseline cannot segment (the spec's ``check_query``: run when
-    a job is submitted, so such a job is refused instead of failing later).
-
-    Raises:
-        InvalidRequestError: Naming the classes and what the baseline knows.
-    """
-    unknown = [syn[0] for syn in query.classes if match_class(syn) is None]
-    if unknown:
-        raise InvalidRequestError(
-            f"The index baseline cannot segment {', '.join(map(repr, unknown))}.",
-            "It knows vegetation (trees, grass, ...) and water (river, lake, ...); "
-            "use a learned model (see 'rs-reasoner models list') for other classes.",
-        )
 
 
 class IndexBaselineSegmenter(Segmenter):
