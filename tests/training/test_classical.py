@@ -187,3 +187,31 @@ def test_enough_validation_pixels_steer_rounds_and_prior(shared_data: Path, tmp_
         again.predict_proba(raw[crop], valid[crop[1:]]),
         model.predict_proba(raw[crop], valid[crop[1:]]),
     )
+
+
+def test_dubai_rgb_photos_with_colour_indices_on_a_held_out_image(shared_data: Path) -> None:
+    from rs_reasoner_training.data.folder import (
+        DUBAI_COLOURS,
+        FolderSource,
+        MaskTable,
+        dubai_pairs,
+    )
+
+    pairs = dubai_pairs(shared_data / "dubai")
+    source = FolderSource(pairs, MaskTable.from_colours(DUBAI_COLOURS), downscale=4)
+    images = []
+    for i in (36, 38, 41):  # two images of tile 5 to learn from, a third held out
+        rgb, label = source.load(i)
+        images.append(LabelledImage(np.moveaxis(rgb, -1, 0).astype(np.float32),
+                                    np.ones(label.shape, bool), label))  # fmt: skip
+    pixels = np.concatenate([im.raw[:, im.valid] for im in images[:2]], axis=1)
+    stats = BandStats.from_samples(pixels, [1, 2, 3], ["red", "green", "blue"], "uint8")
+    spec = FeatureSpec.for_bands(3, {"red": 0, "green": 1, "blue": 2})
+    assert {"exg", "grvi"} <= set(spec.index_names())
+    names = list(DUBAI_COLOURS)
+    model = fit_classical(images[:2], names, stats, spec, QUICK)
+    held_out = images[2]
+    pred = model.predict_proba(held_out.raw, held_out.valid).argmax(axis=0)
+    truth = held_out.labels
+    recalls = [(pred[truth == c] == c).mean() for c in range(len(names)) if (truth == c).any()]
+    assert np.mean(recalls) > 1.5 / len(names)  # well above chance on another image
