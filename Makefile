@@ -39,7 +39,7 @@ fuzz: venv
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache
 
-# -- QGIS plugin (issue 3) ---------------------------------------------------------------------
+# -- QGIS plugin ------------------------------------------------------------------------------
 # The plugin runs in QGIS's own Python (Debian's /usr/bin/python3 with python3-qgis), never in
 # the backend's venv; its tests start a real backend from $(BIN)/python.
 QGIS_PYTHON ?= /usr/bin/python3
