@@ -13,7 +13,8 @@ import pytest
 from rs_reasoner.errors import ExtentError, JobCancelled, RasterError
 from rs_reasoner.schemas import Mode, SegmentRequest
 from rs_reasoner.service.checks import ChecksBusy, CheckTimedOut
-from rs_reasoner.service.jobs import MAX_MESSAGES, JobManager, JobStatus, QueueFull
+from rs_reasoner.service.job import MAX_MESSAGES, JobStatus
+from rs_reasoner.service.jobs import JobManager, QueueFull
 from rs_reasoner.service.limits import JobLimits
 
 

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from rs_reasoner.schemas import AnyTrainRequest, ReasonerTrainRequest, SegmentRequest
 from rs_reasoner.service.deps import Jobs, Uploads
 from rs_reasoner.service.errors import ApiError, unknown_job
-from rs_reasoner.service.jobs import Job, JobStatus
+from rs_reasoner.service.job import Job, JobStatus
 from rs_reasoner.service.responses import (
     ErrorResponse,
     JobCreated,
