@@ -92,10 +92,14 @@ class SegmentOptions:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "score_threshold": float(self.score_threshold),
             "min_area": float(self.min_area),
             "simplify": float(self.simplify),
         }
+        # Left out at its default so the backend applies its own rule: a model trained on
+        # the user's classes labels every valid pixel unless a threshold is asked for (the
+        # CLI without --score-threshold does the same); other models use that default.
+        if self.score_threshold != defaults(SegmentOptions)["score_threshold"]:
+            out["score_threshold"] = float(self.score_threshold)
         if self.bands:
             out["bands"] = [int(b) for b in self.bands]
         if self.resolution:

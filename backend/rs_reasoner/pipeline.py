@@ -277,7 +277,8 @@ class SegmentationPipeline:
                 result, valid_map = self._tiled(model, reader, plan.query, report, check_cancel)
         check_cancel()
         report("vectorising", 1.0, None)
-        labels = np.where(result.scores >= _threshold(request, plan.spec), result.labels, 0)
+        threshold = score_threshold_for(request, plan.spec)
+        labels = np.where(result.scores >= threshold, result.labels, 0)
         polygons = vectorize(
             labels,
             result.scores,
@@ -371,7 +372,7 @@ def _read(reader: ExtentReader, row0: int, col0: int, row1: int, col1: int):
     return np.ascontiguousarray(np.moveaxis(raw, 0, -1)), valid
 
 
-def _threshold(request: SegmentRequest, spec: registry.ModelSpec) -> float:
+def score_threshold_for(request: SegmentRequest, spec: registry.ModelSpec) -> float:
     """Score threshold: the request's when given; a closed-set model (trained on the
     user's classes) otherwise labels every valid pixel with its most probable class."""
     options = request.options

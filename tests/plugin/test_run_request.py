@@ -165,3 +165,13 @@ def test_dock_and_processing_send_the_same_request(
     else:
         assert spec.export is None and body["extent"]["xmin"] == pytest.approx(area.xMinimum())
     assert PluginSettings.load().always_upload is upload
+
+
+def test_score_threshold_is_sent_only_when_changed_so_trained_models_label_every_pixel() -> None:
+    # At its default the backend's rule applies (a closed-set trained model labels every
+    # valid pixel, as 'segment --model NAME' without --score-threshold does); a value the
+    # user chose is always sent.
+    from rs_reasoner_plugin.params import SegmentOptions
+
+    assert "score_threshold" not in SegmentOptions().to_json()
+    assert SegmentOptions(score_threshold=0.3).to_json()["score_threshold"] == 0.3

@@ -129,6 +129,29 @@ register(
     )
 )
 
+class UnsureClosedSetSegmenter(ColourSegmenter):
+    """A closed-set model (like one trained here) that is never sure: every label scores 0.3,
+    so only the closed-set rule (label every valid pixel unless a threshold is asked for)
+    keeps its labels."""
+
+    def segment(
+        self, image: np.ndarray, valid: np.ndarray, query: SegmentationQuery
+    ) -> TileResult:
+        result = super().segment(image, valid, query)
+        result.scores[result.labels > 0] = 0.3
+        return result
+
+
+register(
+    ModelSpec(
+        name="test-closed-set",
+        modes=(Mode.open_vocabulary,),
+        description="Test only: a closed-set model (classes bright, green) scoring 0.3.",
+        factory=UnsureClosedSetSegmenter,
+        classes=("bright", "green"),
+    )
+)
+
 # -- a real open-vocabulary segmenter on a tiny, randomly initialised open_clip CLIP --------
 #: Same shape as tests/backend/open_vocab/conftest.py: 2 vision layers of width 64.
 TINY_CLIP = "rsr-test-tiny-vit"

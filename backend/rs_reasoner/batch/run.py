@@ -171,7 +171,9 @@ def _tasks(manifest: Manifest, cfg: BatchConfig, units: list[Unit]) -> list[Unit
         geom = _area_in(area, src.crs_wkt)
         tasks.append(UnitTask(
             unit_id=u.id, source_index=u.source, source=src, window=tuple(u.window),
-            request=request.model_dump(mode="json"), out_dir=str(cfg.out),
+            # Unset options stay unset, so the workers apply the pipeline's own rules (a
+            # closed-set model labels every pixel unless a threshold was asked for).
+            request=request.model_dump(mode="json", exclude_unset=True), out_dir=str(cfg.out),
             output_crs="" if same else out_crs,
             area_wkb=None if geom is None else shapely.to_wkb(geom), device=cfg.device,
         ))  # fmt: skip

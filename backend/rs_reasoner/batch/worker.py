@@ -18,7 +18,7 @@ from affine import Affine
 from rasterio.features import geometry_mask
 
 from rs_reasoner.batch import seams, writer
-from rs_reasoner.pipeline import SegmentationPipeline, open_dataset
+from rs_reasoner.pipeline import SegmentationPipeline, open_dataset, score_threshold_for
 from rs_reasoner.raster import ExtentReader
 from rs_reasoner.schemas import SegmentRequest
 from rs_reasoner.vector import reproject, vectorize
@@ -130,7 +130,9 @@ def run_unit(task: UnitTask) -> UnitReport:
         crs = reader.crs
     stages["read+segment"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    labels = np.where(result.scores >= request.options.score_threshold, result.labels, 0)
+    # The single-extent rule: a closed-set trained model labels every valid pixel unless a
+    # threshold was asked for.
+    labels = np.where(result.scores >= score_threshold_for(request, plan.spec), result.labels, 0)
     if task.area_wkb is not None:
         valid = valid & _area_mask(task.area_wkb, transform, labels.shape)
     labels = np.where(valid, labels, 0)

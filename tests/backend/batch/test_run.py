@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import signal
 import subprocess
@@ -11,7 +12,14 @@ import pytest
 from rs_reasoner.batch.manifest import DONE, RUNNING, Manifest
 from rs_reasoner.batch.run import run_batch
 from rs_reasoner.errors import InvalidRequestError
-from tests.backend.batch.conftest import NEON, assert_same_polygons, config, single_extent
+from rs_reasoner.pipeline import SegmentationPipeline
+from tests.backend.batch.conftest import (
+    NEON,
+    assert_same_polygons,
+    config,
+    request,
+    single_extent,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -95,3 +103,18 @@ def test_failed_units_leave_the_batch_incomplete(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "seams.parquet").exists()
     assert "failed" in result.manifest.status_text()
     assert run_batch(config([NEON], tmp_path / "out", unit_tiles=5)).complete  # retried
+
+
+def test_closed_set_model_labels_every_pixel_as_the_single_extent_run(tmp_path: Path) -> None:
+    # A model trained on the user's classes labels every valid pixel unless a threshold is
+    # asked for; a batch used to apply the default 0.5 and drop every label of an unsure
+    # model (its request crossed to the workers with every option marked as set).
+    req = request().model_copy(update={"model": "test-closed-set", "query": "green"})
+    merged = tmp_path / "all.gpkg"
+    cfg = dataclasses.replace(config([NEON], tmp_path / "out", merged=merged), request=req)
+    assert run_batch(cfg).complete
+    want = SegmentationPipeline(device="cpu").run(
+        req.model_copy(update={"raster": str(NEON)}), str(NEON)
+    ).polygons
+    assert len(want) > 0
+    assert_same_polygons(gpd.read_file(merged), want)
