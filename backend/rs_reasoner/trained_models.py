@@ -34,6 +34,8 @@ BEST = "best.pt"
 #: comparison a ``model auto`` training run leaves (see ``rs_reasoner_training.auto``).
 CLASSICAL_FILE = "classical.json"
 AUTO_FILE = "auto.json"
+#: Subfolder of a model trained with ``model="auto"`` where each candidate trains (and resumes).
+CANDIDATES_DIR = "candidates"
 #: Tag of trained models' specs in the registry.
 TRAINED_TAG = "trained"
 MAX_NAME_LENGTH = 40

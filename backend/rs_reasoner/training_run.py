@@ -32,6 +32,7 @@ from rs_reasoner.schemas import TrainRequest
 from rs_reasoner.trained_models import (
     AUTO_FILE,
     BEST,
+    CANDIDATES_DIR,
     CLASSICAL_FILE,
     check_name,
     model_folder,
@@ -187,7 +188,7 @@ class EpochLog:
         self.epochs = epochs
         self._stamps: dict[str, tuple[int, int] | None] = {}
         self._seen: dict[str, int] = {}
-        for sub, _ in self._SOURCES:
+        for sub, _ in self._sources():
             self._seen[sub] = len(self._read(sub) or [])
             self._stamps[sub] = self._stamp(sub)
         #: Epochs of the model already trained before this run (resume).
@@ -195,6 +196,12 @@ class EpochLog:
 
     def _path(self, sub: str) -> Path:
         return self.folder / sub / "history.json"
+
+    def _sources(self) -> list[tuple[str, str]]:
+        """The model's histories, then each candidate's of an ``auto`` run (found as they
+        appear, so a candidate's epochs show while it trains)."""
+        found = sorted(p for p in (self.folder / CANDIDATES_DIR).glob("*") if p.is_dir())
+        return [*self._SOURCES, *((f"{CANDIDATES_DIR}/{p.name}", f"{p.name}: ") for p in found)]
 
     def _stamp(self, sub: str) -> tuple[int, int] | None:
         try:
@@ -209,15 +216,16 @@ class EpochLog:
     def poll(self) -> list[str]:
         """Lines of the epochs finished since the last call (a stat per file when none)."""
         lines = []
-        for sub, prefix in self._SOURCES:
+        for sub, prefix in self._sources():
             stamp = self._stamp(sub)
-            if stamp is None or stamp == self._stamps[sub]:
+            if stamp is None or stamp == self._stamps.get(sub):
                 continue
             self._stamps[sub] = stamp
             history = self._read(sub) or []
-            for metrics in history[self._seen[sub] :]:
+            seen = self._seen.get(sub, 0)
+            for metrics in history[seen:]:
                 lines.append(epoch_line(metrics, self.epochs, prefix))
-            self._seen[sub] = max(self._seen[sub], len(history))
+            self._seen[sub] = max(seen, len(history))
         return lines
 
 

@@ -297,7 +297,10 @@ def test_training_run_then_the_dock_lists_the_model(
         assert outcome.status == "succeeded", (outcome.error, message_texts(iface))
         result = outcome.result
         assert result["model"] == name and result["classes"] == ["bright", "dark"]
-        assert 0.0 <= result["best_miou"] <= 1.0 and result["epochs_run"] == 1
+        assert 0.0 <= result["best_miou"] <= 1.0
+        # The default model choice (auto) serves the best candidate on validation: the
+        # classical learner (no epochs) or the 1-epoch U-Net.
+        assert result["epochs_run"] in (0, 1)
         assert outcome.job["kind"] == "train" and outcome.request["layer"] == "parcels"
         assert outcome.request["semi_supervised"] is False
         assert "epoch 1/1" in outcome.last_epoch

@@ -44,7 +44,7 @@ from rs_reasoner.models.classical import FILE_NAME as CLASSICAL_FILE
 from rs_reasoner.models.classical import ClassicalModel
 from rs_reasoner.models.pixel_features import FeatureSpec
 from rs_reasoner.raster.band_stats import BandStats
-from rs_reasoner.trained_models import AUTO_FILE, BEST
+from rs_reasoner.trained_models import AUTO_FILE, BEST, CANDIDATES_DIR
 from rs_reasoner_training.classical import ClassicalConfig, LabelledImage, fit_classical
 from rs_reasoner_training.data.dataset import TileDataset, TrainingData
 from rs_reasoner_training.loop import ProgressFn, TrainResult
@@ -52,7 +52,6 @@ from rs_reasoner_training.metrics import confusion_matrix, iou_per_class, mean_i
 
 CANDIDATES = ("classical", "unet", "unet-ts", "unet-ts-purified")
 DEFAULT_CANDIDATES = ("classical", "unet", "unet-ts-purified")
-CANDIDATES_DIR = "candidates"
 
 DESCRIPTIONS = {
     "classical": "classical learner (LightGBM on bands, indices, local statistics)",
