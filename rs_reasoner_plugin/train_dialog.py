@@ -305,6 +305,8 @@ class TrainDialog(TaskRunner, QDialog):
         """The options of teaching the reasoner; 'default' leaves them to the backend."""
         self.reasoner_box = QgsCollapsibleGroupBox("Reasoner options", self)
         self.reasoner_box.setCollapsed(True)
+        for button in self.reasoner_box.findChildren(QToolButton):  # the collapse button
+            button.setToolTip("Show or hide the options of teaching the reasoner")
         form = QFormLayout(self.reasoner_box)
         self.steps_spin = QSpinBox(self.reasoner_box)
         self.steps_spin.setRange(0, 1_000_000)
