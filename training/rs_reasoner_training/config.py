@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from rs_reasoner.schemas import TRAIN_DEFAULTS
+
 
 @dataclass
 class TrainConfig:
@@ -56,7 +58,7 @@ class TrainConfig:
     """
 
     output_dir: str
-    epochs: int = 30
+    epochs: int = TRAIN_DEFAULTS["epochs"]
     time_budget_s: float | None = None
     steps_per_epoch: int | None = None
     batch_size: int = 8
@@ -80,7 +82,7 @@ class TrainConfig:
     ema_max_decay: float = 0.996
     amp: bool = True
     device: str = "auto"
-    seed: int = 0
+    seed: int = TRAIN_DEFAULTS["seed"]
     resume: bool = True
     eval_batch_size: int = 8
     eval_teacher: bool = True

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from rs_reasoner.schemas import TRAIN_DEFAULTS
 from rs_reasoner_training.data.dataset import (
     IGNORE_INDEX,
     Role,
@@ -205,10 +206,10 @@ def folder_training_data(
     pairs: list[tuple[Path, Path | None]],
     table: MaskTable,
     *,
-    tile_size: int = 256,
-    val_fraction: float = 0.2,
-    label_budget: float = 1.0,
-    seed: int = 0,
+    tile_size: int = TRAIN_DEFAULTS["tile_size"],
+    val_fraction: float = TRAIN_DEFAULTS["val_fraction"],
+    label_budget: float = TRAIN_DEFAULTS["label_budget"],
+    seed: int = TRAIN_DEFAULTS["seed"],
     downscale: int = 1,
     max_images: int | None = None,
 ) -> TrainingData:
