@@ -18,12 +18,11 @@ from rs_reasoner.errors import InvalidRequestError
 from rs_reasoner.schemas import ReasonerTrainRequest
 from rs_reasoner.segmenters.reasoning.template import MAX_QUERY_CHARS
 from rs_reasoner.trained_models import check_name
-from rs_reasoner.vector.layers import check_layer_choice, unreadable_layer_error
+from rs_reasoner.vector.layers import polygon_layer_info
 
 ProgressFn = Callable[[str, float, "str | None"], None]
 NoteFn = Callable[[str], None]
 
-_NOT_POLYGONS = {"Point", "MultiPoint", "LineString", "MultiLineString"}
 
 
 def check_reasoner_request(
@@ -94,21 +93,9 @@ def _check_layer(request: ReasonerTrainRequest) -> None:
             "whole examples layer.",
             "Set 'query_field' to the field holding the questions, or 'query' to the text.",
         )
-    check_layer_choice(path, request.layer, "examples layer")
-    try:
-        info = pyogrio.read_info(path, layer=request.layer)
-    except Exception as exc:  # GDAL raises many types; all mean "cannot read"
-        raise unreadable_layer_error(path, "examples layer", exc) from None
-    if info.get("features") == 0:
-        raise InvalidRequestError(
-            f"The examples layer {path} has no features.",
-            "Draw the polygons that answer the query first.",
-        )
-    if str(info.get("geometry_type")) in _NOT_POLYGONS:
-        raise InvalidRequestError(
-            f"Example answers must be polygons; {path} has {info['geometry_type']} geometries.",
-            "Convert them to polygons (e.g. buffer points or lines in QGIS).",
-        )
+    info = polygon_layer_info(
+        path, request.layer, "examples layer", "Draw the polygons that answer the query first."
+    )
     if request.query is not None:
         _check_query(request.query, "the query")
         return

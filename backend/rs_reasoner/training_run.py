@@ -41,8 +41,7 @@ from rs_reasoner.trained_models import (
 )
 from rs_reasoner.vector.layers import (
     check_field_choice,
-    check_layer_choice,
-    unreadable_layer_error,
+    polygon_layer_info,
 )
 
 #: (stage, fraction 0..1, message or None), stages "preparing", "training", "done".
@@ -62,7 +61,6 @@ _STAGES = {
 _OWN_OPTIONS = frozenset(TrainRequest.model_fields) | {
     "output_dir", "device", "progress_bar", "callback", "cancel"
 }  # fmt: skip
-_NOT_POLYGONS = {"Point", "MultiPoint", "LineString", "MultiLineString"}
 
 
 # -- checks ----------------------------------------------------------------------------------
@@ -104,23 +102,9 @@ def check_label_layer(path: str, layer: str | None, class_field: str) -> None:
     Raises:
         InvalidRequestError: What is wrong, with the layers or fields to choose from.
     """
-    import pyogrio
-
-    check_layer_choice(path, layer, "label layer")
-    try:
-        info = pyogrio.read_info(path, layer=layer)
-    except Exception as exc:  # GDAL raises many types; all mean "cannot read"
-        raise unreadable_layer_error(path, "label layer", exc) from None
-    if info.get("features") == 0:
-        raise InvalidRequestError(
-            f"The label layer {path} has no features.",
-            "Digitise some parcels (polygons with a class field) first.",
-        )
-    if str(info.get("geometry_type")) in _NOT_POLYGONS:
-        raise InvalidRequestError(
-            f"Training labels must be polygons; {path} has {info['geometry_type']} geometries.",
-            "Convert them to polygons (e.g. buffer lines/points in QGIS).",
-        )
+    info = polygon_layer_info(
+        path, layer, "label layer", "Digitise some parcels (polygons with a class field) first."
+    )
     check_field_choice([str(f) for f in info.get("fields", [])], class_field)
 
 

@@ -81,3 +81,22 @@ def test_field_choice_lists_fields_and_a_near_miss() -> None:
     with pytest.raises(InvalidRequestError, match=r"Available fields: \(none\)") as e:
         check_field_choice([], "cover")
     assert e.value.hint == "Choose the field that holds the class."
+
+
+def test_polygon_layer_info_refuses_points_and_empty_layers(tmp_path: Path) -> None:
+    from shapely.geometry import Point
+
+    from rs_reasoner.vector.layers import polygon_layer_info
+
+    polys = tmp_path / "polys.gpkg"
+    gpd.GeoDataFrame({"c": ["a"]}, geometry=[box(0, 0, 1, 1)], crs="EPSG:32617").to_file(polys)
+    assert polygon_layer_info(str(polys), None, "label layer", "draw some")["features"] == 1
+    points = tmp_path / "points.gpkg"
+    gpd.GeoDataFrame({"c": ["a"]}, geometry=[Point(0, 0)], crs="EPSG:32617").to_file(points)
+    with pytest.raises(InvalidRequestError, match="examples layer must be polygons.*Point"):
+        polygon_layer_info(str(points), None, "examples layer", "draw some")
+    empty = tmp_path / "empty.gpkg"
+    gpd.GeoDataFrame({"c": []}, geometry=[], crs="EPSG:32617").to_file(empty)
+    with pytest.raises(InvalidRequestError, match="has no features") as info:
+        polygon_layer_info(str(empty), None, "label layer", "Digitise some parcels first.")
+    assert info.value.hint == "Digitise some parcels first."

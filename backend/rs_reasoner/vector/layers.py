@@ -103,3 +103,38 @@ def check_field_choice(
 
 
 __all__ = ["check_field_choice", "check_layer_choice", "unreadable_layer_error"]
+
+
+#: Geometry types that cannot answer "which pixels": labels and examples must be polygons.
+_NOT_POLYGONS = {"Point", "MultiPoint", "LineString", "MultiLineString"}
+
+
+def polygon_layer_info(path: str, layer: str | None, role: str, empty_hint: str) -> dict:
+    """The metadata of a user's polygon layer (pyogrio's ``read_info``), after checking
+    that the layer is there, readable, not empty and of polygons; reads no features.
+
+    Args:
+        path: The vector file.
+        layer: Its layer (None: the only one).
+        role: What the layer is, for messages ("label layer", "examples layer").
+        empty_hint: What to do when the layer has no features.
+
+    Raises:
+        InvalidRequestError: What is wrong, with the layers to choose from.
+    """
+    import pyogrio
+
+    check_layer_choice(path, layer, role)
+    try:
+        info = pyogrio.read_info(path, layer=layer)
+    except Exception as exc:  # GDAL raises many types; all mean "cannot read"
+        raise unreadable_layer_error(path, role, exc) from None
+    if info.get("features") == 0:
+        raise InvalidRequestError(f"The {role} {path} has no features.", empty_hint)
+    if str(info.get("geometry_type")) in _NOT_POLYGONS:
+        raise InvalidRequestError(
+            f"Features of the {role} must be polygons; {path} has {info['geometry_type']} "
+            "geometries.",
+            "Convert them to polygons (e.g. buffer points or lines in QGIS).",
+        )
+    return info
