@@ -3,11 +3,9 @@ layouts (see :mod:`tests.backend.published_layouts`)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-import pytest
 import torch
 
 from rs_reasoner.segmenters.hub_weights import PROMPTER_WEIGHTS
@@ -16,24 +14,6 @@ from rs_reasoner.segmenters.reasoning.template import MODEL_SIZE
 from rs_reasoner.segmenters.reasoning.tiny_qwen import tiny_processor, tiny_qwen
 from tests.backend.published_layouts import snapshot_dir, write_think2seg
 from tests.backend.reasoning.helpers import random_image
-
-
-@pytest.fixture
-def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty offline Hugging Face cache, no local weight overrides."""
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    for key in list(os.environ):
-        if key.startswith("RS_REASONER_WEIGHTS_"):
-            monkeypatch.delenv(key)
-    return cache
 
 
 class _TokenCounter:
@@ -52,11 +32,11 @@ class _TokenCounter:
 
 
 def test_think2seg_snapshot_decodes_with_the_cache_whatever_its_generation_config(
-    hub_cache: Path,
+    empty_hub_cache: Path,
 ) -> None:
     processor = tiny_processor()
     reference = tiny_qwen(processor, seed=1)
-    write_think2seg(snapshot_dir(hub_cache, "RicardoString/Think2Seg-RS-3B"), reference,
+    write_think2seg(snapshot_dir(empty_hub_cache, "RicardoString/Think2Seg-RS-3B"), reference,
                     processor)
     tokens = 8
     prompter = QwenPrompter.load("think2seg-rs-3b", max_new_tokens=tokens)
@@ -86,10 +66,10 @@ def test_think2seg_snapshot_decodes_with_the_cache_whatever_its_generation_confi
     assert uncached.positions > 2 * counter.positions
 
 
-def test_think2seg_answer_is_greedy_not_the_snapshots_sampling(hub_cache: Path) -> None:
+def test_think2seg_answer_is_greedy_not_the_snapshots_sampling(empty_hub_cache: Path) -> None:
     processor = tiny_processor()
     reference = tiny_qwen(processor, seed=2)
-    write_think2seg(snapshot_dir(hub_cache, "RicardoString/Think2Seg-RS-3B"), reference,
+    write_think2seg(snapshot_dir(empty_hub_cache, "RicardoString/Think2Seg-RS-3B"), reference,
                     processor)
     image = random_image(MODEL_SIZE, MODEL_SIZE, seed=10)
     loaded = QwenPrompter.load("think2seg-rs-3b", max_new_tokens=6)
