@@ -116,7 +116,8 @@ class SegmentationPipeline:
                     )
                 mode = spec.modes[0]  # the user picked the model; auto follows it
         else:
-            spec = registry.default_for(mode)
+            # The requested device, not a guess: a CUDA-only default must not serve CPU.
+            spec = registry.default_for(mode, self._requested_device)
         classes = split_classes(request.query) if mode is Mode.open_vocabulary else ()
         query = SegmentationQuery(
             text=request.query, mode=mode, classes=classes, options=request.options

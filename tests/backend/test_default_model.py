@@ -2,10 +2,14 @@
 are not on disk gives way to one whose weights are (else nothing would answer a first run)."""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import rasterio
+from rasterio.windows import Window
 
-from rs_reasoner.schemas import Mode
+from rs_reasoner.pipeline import SegmentationPipeline
+from rs_reasoner.schemas import Mode, SegmentRequest
 from rs_reasoner.segmenters import registry
 from rs_reasoner.segmenters.spec import ModelSpec
 from rs_reasoner.weights import WeightSpec, is_available
@@ -54,3 +58,41 @@ def test_weights_on_disk_let_the_higher_priority_win(
 ) -> None:
     monkeypatch.setattr(registry, "is_available", lambda _w: True)
     assert registry.default_for(Mode.open_vocabulary).name == weightless_top_model.name
+
+
+@pytest.fixture
+def cuda_only_top_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelSpec]:
+    """A weight-free open-vocabulary claimant that is the default only on CUDA, on a machine
+    where ``auto`` means CUDA (as it does on a GPU machine)."""
+    from rs_reasoner import device
+
+    monkeypatch.setattr(device, "resolve_device", lambda d: "cuda" if d == "auto" else d)
+    spec = registry.register(ModelSpec(
+        name="test-cuda-only-default", modes=(Mode.open_vocabulary,), description="test",
+        factory="tests.support.segmenters:ColourSegmenter",
+        default_for=(Mode.open_vocabulary,), priority=10_000, default_devices=("cuda",),
+    ))
+    yield spec
+    with registry._LOCK:
+        registry._SPECS.pop(spec.name, None)
+
+
+def test_a_cpu_run_never_gets_a_cuda_only_default(
+    cuda_only_top_model: ModelSpec, shared_data: Path, tmp_path: Path
+) -> None:
+    # On this (simulated) GPU machine the CUDA-only model is the default of a plain lookup...
+    assert registry.default_for(Mode.open_vocabulary).name == cuda_only_top_model.name
+    assert registry.default_for(Mode.open_vocabulary, "cpu").name == "test-colour"
+    # ...but a job asked to run on the CPU plans with that device, so it gets a CPU model.
+    raster = tmp_path / "crop.tif"
+    with rasterio.open(shared_data / "neon_osbs_rgb_10cm_utm17n.tif") as src:
+        window = Window(300, 200, 64, 48)
+        profile = src.profile | {"width": 64, "height": 48, "count": 3,
+                                 "transform": src.window_transform(window)}
+        profile.pop("photometric", None)
+        with rasterio.open(raster, "w", **profile) as dst:
+            dst.write(src.read([1, 2, 3], window=window))
+    request = SegmentRequest(raster=str(raster), query="bright")
+    pipeline = SegmentationPipeline(device="cpu")
+    pipeline.validate(request, str(raster))
+    assert pipeline.run(request, str(raster)).model == "test-colour"
