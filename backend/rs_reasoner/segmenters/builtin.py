@@ -81,6 +81,21 @@ BUILTIN_SPECS: tuple[ModelSpec, ...] = (
         input_size=PROMPTER_SIZE,
     ),
     ModelSpec(
+        name="think2seg-sam3",
+        modes=(Mode.reasoning,),
+        description=(
+            "Think2Seg-RS (Qwen2.5-VL-3B) prompting SAM 3's interactive head with boxes and "
+            "points instead of SAM 2.1. Default on CUDA when the gated SAM 3 weights are present."
+        ),
+        factory="rs_reasoner.segmenters.reasoning.segmenter:think2seg_sam3",
+        weights=(PROMPTER_WEIGHTS["think2seg-rs-3b"], SAM3_WEIGHTS),
+        default_for=(Mode.reasoning,),
+        priority=60,
+        whole_extent=True,
+        input_size=PROMPTER_SIZE,
+        default_devices=("cuda",),
+    ),
+    ModelSpec(
         name="think2seg-rs-7b",
         modes=(Mode.reasoning,),
         description="Think2Seg-RS with the Qwen2.5-VL-7B prompter (more GPU memory, slower).",

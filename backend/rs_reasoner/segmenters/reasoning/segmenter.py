@@ -1,9 +1,13 @@
-"""Think2Seg-RS reasoning segmentation: LVLM prompter + frozen SAM 2, whole extent at once.
+"""Think2Seg-RS reasoning segmentation: LVLM prompter + frozen SAM, whole extent at once.
 
 Flow for one extent: overview (extent resized to 840², as trained) → Qwen2.5-VL writes its
 reasoning and a JSON list of boxes + two positive points → lenient parse (NMS, cap) →
-map to extent pixels → SAM 2.1 on full-resolution crops, one mask per object → union
+map to extent pixels → SAM on full-resolution crops, one mask per object → union
 (semantic-level) or instances → label/score/instance maps + the reasoning text.
+
+The mask stage is SAM 2.1 (:mod:`.sam`, what Think2Seg-RS was trained and evaluated
+with) or SAM 3's interactive head (:mod:`.sam3_masks`, same prompts and crops); the
+prompter never sees which.
 
 Limits: the prompter sees at most 840x840 pixels of the extent, so objects smaller than
 about ``extent side / 840 * 10`` pixels are hard for it to see (choose a smaller extent
@@ -42,10 +46,14 @@ from rs_reasoner.segmenters.reasoning.sam import (
     SamStats,
     build_sam2_model,
 )
+from rs_reasoner.segmenters.reasoning.sam3_masks import sam3_refiner, sam3_weights_path
 from rs_reasoner.weights import resolve
 
 log = logging.getLogger(__name__)
 
+MaskStage = Literal["sam2", "sam3"]
+#: The SAM that turns the prompter's boxes and points into masks.
+MASK_STAGES: tuple[str, ...] = ("sam2", "sam3")
 InstanceMode = Literal["auto", "union", "instances"]
 INSTANCE_MODES: tuple[str, ...] = ("auto", "union", "instances")
 #: ``auto`` merges objects into one semantic region when their masks overlap by more than
@@ -191,18 +199,22 @@ class ReasoningSegmenter(Segmenter):
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         allow_download: bool = False,
         model_name: str = "think2seg-rs",
+        mask_stage: MaskStage = "sam2",
     ) -> ReasoningSegmenter:
-        """Load the prompter and SAM 2.1 from local weights (the registry's loader).
+        """Load the prompter and the SAM from local weights (the registry's loader).
 
         Args:
             device: Torch device.
             instance_mode: See the class.
             prompter_weights: Key of ``PROMPTER_WEIGHTS`` (Think2Seg-RS-3B by default).
-            sam_variant: SAM 2.1 size (``small`` by default, the paper's choice).
+            sam_variant: SAM 2.1 size (``small`` by default, the paper's choice); unused
+                with SAM 3.
             max_new_tokens: Prompter generation budget.
             allow_download: Fetch missing weights from the Hub (never during a job by
                 default).
             model_name: Registered name, for error messages.
+            mask_stage: ``sam2`` (SAM 2.1) or ``sam3`` (SAM 3's interactive head,
+                ``facebook/sam3``).
 
         Raises:
             MissingWeightsError: Weights are not available locally (checked for both
@@ -210,11 +222,16 @@ class ReasoningSegmenter(Segmenter):
         """
         if instance_mode not in INSTANCE_MODES:
             raise ValueError(f"instance_mode must be one of {INSTANCE_MODES}")
+        if mask_stage not in MASK_STAGES:
+            raise ValueError(f"mask_stage must be one of {MASK_STAGES}")
         # Resolve every missing weight before loading anything: a missing file should
         # fail in a second, not after loading a 3B model.
         prompter_path = resolve(prompter_spec(prompter_weights), model_name, allow_download)
-        sam_path = resolve(sam_weights(sam_variant), model_name, allow_download)
-        sam = SamRefiner.from_model(build_sam2_model(sam_variant, str(sam_path), device))
+        if mask_stage == "sam3":
+            sam = sam3_refiner(sam3_weights_path(model_name, allow_download), device)
+        else:
+            sam_path = resolve(sam_weights(sam_variant), model_name, allow_download)
+            sam = SamRefiner.from_model(build_sam2_model(sam_variant, str(sam_path), device))
         prompter = QwenPrompter.from_path(
             prompter_path, device=device, max_new_tokens=max_new_tokens
         )
@@ -314,4 +331,11 @@ def think2seg_rs_7b(device: str = "cpu") -> ReasoningSegmenter:
     only ``device``)."""
     return ReasoningSegmenter.from_pretrained(
         device=device, prompter_weights="think2seg-rs-7b", model_name="think2seg-rs-7b"
+    )
+
+
+def think2seg_sam3(device: str = "cpu") -> ReasoningSegmenter:
+    """The loader of ``think2seg-sam3``: the 3B prompter with SAM 3 as the mask stage."""
+    return ReasoningSegmenter.from_pretrained(
+        device=device, mask_stage="sam3", model_name="think2seg-sam3"
     )
