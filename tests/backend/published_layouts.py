@@ -189,3 +189,259 @@ def write_sam3(folder: Path, model: Any, processor: Any) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def write_state_dict(path: Path, state_dict: dict[str, Any]) -> Path:
+    """Save tensors as the suffix says: safetensors (``format: pt`` metadata, as
+    ``save_pretrained`` and open_clip write it) or a pickled ``torch.save`` object."""
+    import torch
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".safetensors":
+        save_file({k: v.contiguous().clone() for k, v in state_dict.items()}, str(path),
+                  metadata={"format": "pt"})
+    else:
+        torch.save(state_dict, path)
+    return path
+
+
+# -- open_clip CLIPs (timm/vit_base_patch16_clip_224.openai, chendelong/RemoteCLIP) ----------
+
+#: The open_clip architectures the shipped CLIP models build, shrunk to a few narrow layers
+#: with the same towers, patch sizes, input size and tokenizer, so their state dicts have
+#: the published names. The loaders pick the architecture by name, so the test swaps these
+#: in (:func:`shrink_open_clip`) instead of writing 0.6 and 1.7 GB of random weights.
+TINY_OPEN_CLIP = {
+    name: {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "patch_size": patch,
+                       "head_width": 32},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2,
+                     "layers": 1},
+    }
+    for name, patch in (("ViT-B-16", 16), ("ViT-L-14", 14))
+}
+
+
+def shrink_open_clip(monkeypatch: Any) -> None:
+    """Make open_clip build :data:`TINY_OPEN_CLIP`'s sizes under the real names."""
+    from open_clip import factory
+
+    for name, cfg in TINY_OPEN_CLIP.items():
+        monkeypatch.setitem(factory._MODEL_CONFIGS, name, json.loads(json.dumps(cfg)))
+
+
+def tiny_open_clip(model_name: str, quick_gelu: bool, seed: int = 0) -> Any:
+    """A random CLIP of the (shrunk) open_clip architecture ``model_name``."""
+    import open_clip
+    import torch
+
+    torch.manual_seed(seed)
+    return open_clip.create_model(model_name, pretrained=None, force_quick_gelu=quick_gelu).eval()
+
+
+def write_openai_clip_hub(folder: Path, model: Any) -> Path:
+    """``timm/vit_base_patch16_clip_224.openai`` as published: open_clip's files
+    (``open_clip_config.json``, the same weights as ``open_clip_model.safetensors`` and
+    ``open_clip_pytorch_model.bin``) beside timm's (``config.json``, ``model.safetensors``
+    with timm's tensor names, which an open_clip loader must not pick)."""
+    import torch
+    from open_clip import get_model_config
+
+    state = model.state_dict()
+    cfg = {"model_cfg": {**get_model_config("ViT-B-16"), "quick_gelu": True},
+           "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073],
+                              "std": [0.26862954, 0.26130258, 0.27577711]}}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "open_clip_config.json").write_text(json.dumps(cfg, indent=2))
+    write_state_dict(folder / "open_clip_model.safetensors", state)
+    write_state_dict(folder / "open_clip_pytorch_model.bin", state)
+    (folder / "config.json").write_text(json.dumps({
+        "architecture": "vit_base_patch16_clip_224", "num_classes": 512, "num_features": 768,
+        "global_pool": "token", "pretrained_cfg": {"tag": "openai", "hf_hub_id": "timm/"},
+    }, indent=2))
+    timm_names = {"cls_token": torch.zeros(1, 1, 8), "pos_embed": torch.zeros(1, 197, 8),
+                  "patch_embed.proj.weight": torch.zeros(8, 3, 16, 16)}
+    write_state_dict(folder / "model.safetensors", timm_names)
+    return folder
+
+
+def write_remoteclip(folder: Path, model: Any) -> Path:
+    """``chendelong/RemoteCLIP``'s ViT-L/14 checkpoint as published: a plain open_clip
+    state dict (no ``state_dict`` wrapper, no ``module.`` prefix) pickled by torch."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_state_dict(folder / "RemoteCLIP-ViT-L-14.pt", model.state_dict())
+    (folder / "README.md").write_text("# RemoteCLIP\n")
+    return folder
+
+
+# -- SAM 2.1 (facebook/sam2.1-hiera-*) -------------------------------------------------------
+
+
+def sam21_checkpoint(path: Path, variant: str = "small", seed: int = 0) -> Path:
+    """A randomly initialised SAM 2.1 of the ``sam2`` package's real config for
+    ``variant``, saved as Meta publishes it: ``{"model": state_dict}`` (hiera-small: 46 M
+    parameters, 184 MB; build it once and :func:`link_file` it into each cache)."""
+    import torch
+
+    from rs_reasoner.segmenters.reasoning.sam import build_sam2_model
+
+    torch.manual_seed(seed)
+    model = build_sam2_model(variant, None, "cpu")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model.state_dict()}, path)
+    return path
+
+
+def link_file(source: Path, target: Path) -> Path:
+    """``target`` holding ``source``'s bytes (a hard link where the file system allows)."""
+    import os
+    import shutil
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+    return target
+
+
+def write_sam21(folder: Path, checkpoint: Path, variant: str = "small") -> Path:
+    """``facebook/sam2.1-hiera-<variant>`` as published: the ``.pt`` checkpoint and the
+    Hydra config it was trained with."""
+    import sam2
+
+    from rs_reasoner.segmenters.hub_weights import sam_variant
+
+    config, _, filename = sam_variant(variant)
+    link_file(checkpoint, folder / filename)
+    yaml = Path(sam2.__file__).parent / config
+    (folder / yaml.name).write_text(yaml.read_text())
+    return folder
+
+
+# -- DINOv2 (facebook/dinov2-small, transformers 4.31) ---------------------------------------
+
+#: facebook/dinov2-small's config.json as published (transformers 4.31: ``torch_dtype``, no
+#: backbone fields), with the sizes shrunk.
+DINOV2_SMALL_CONFIG = {
+    "architectures": ["Dinov2Model"],
+    "attention_probs_dropout_prob": 0.0,
+    "drop_path_rate": 0.0,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.0,
+    "hidden_size": 48,
+    "image_size": 518,
+    "initializer_range": 0.02,
+    "layer_norm_eps": 1e-06,
+    "layerscale_value": 1.0,
+    "mlp_ratio": 4,
+    "model_type": "dinov2",
+    "num_attention_heads": 2,
+    "num_channels": 3,
+    "num_hidden_layers": 2,
+    "patch_size": 14,
+    "qkv_bias": True,
+    "torch_dtype": "float32",
+    "transformers_version": "4.31.0.dev0",
+    "use_swiglu_ffn": False,
+}
+
+#: Attention tensors under transformers 4.31's names (published) ← transformers 5's.
+_DINOV2_4_31_NAMES = {
+    ".attention.q_proj.": ".attention.attention.query.",
+    ".attention.k_proj.": ".attention.attention.key.",
+    ".attention.v_proj.": ".attention.attention.value.",
+    ".attention.o_proj.": ".attention.output.dense.",
+}
+
+
+def tiny_dinov2(seed: int = 0) -> Any:
+    """A random ``Dinov2Model`` of :data:`DINOV2_SMALL_CONFIG`."""
+    import torch
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(seed)
+    cfg = {k: v for k, v in DINOV2_SMALL_CONFIG.items()
+           if k not in ("architectures", "torch_dtype", "transformers_version")}
+    return Dinov2Model(Dinov2Config(**cfg)).eval()
+
+
+def dinov2_state_dict_4_31(model: Any) -> dict[str, Any]:
+    """The model's tensors under the published (transformers 4.31) names."""
+    out = {}
+    for key, value in model.state_dict().items():
+        for new, old in _DINOV2_4_31_NAMES.items():
+            key = key.replace(new, old)
+        out[key] = value
+    return out
+
+
+def write_dinov2(folder: Path, model: Any) -> Path:
+    """``facebook/dinov2-small`` as published: config.json, model.safetensors (4.31 names),
+    preprocessor_config.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(DINOV2_SMALL_CONFIG, indent=2))
+    write_state_dict(folder / "model.safetensors", dinov2_state_dict_4_31(model))
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "crop_size": {"height": 224, "width": 224}, "do_center_crop": True,
+        "do_normalize": True, "do_rescale": True, "do_resize": True,
+        "image_mean": [0.485, 0.456, 0.406], "image_processor_type": "BitImageProcessor",
+        "image_std": [0.229, 0.224, 0.225], "resample": 3, "rescale_factor": 0.00392156862745098,
+        "size": {"shortest_edge": 256},
+    }, indent=2))
+    return folder
+
+
+# -- every shipped repository ----------------------------------------------------------------
+
+
+def _think2seg(folder: Path, seed: int, _sam: Path) -> Path:
+    """A tiny Think2Seg-RS whose greedy answer ends at once: the final norm is zeroed, so
+    every logit is 0 and the first id, ``<|endoftext|>`` (an end id of the published
+    generation config), wins; a random model would write the whole 1,024-token budget, a
+    CPU minute and a half."""
+    import torch
+
+    from rs_reasoner.segmenters.reasoning.tiny_qwen import tiny_processor, tiny_qwen
+
+    processor = tiny_processor()
+    model = tiny_qwen(processor, seed=seed)
+    with torch.no_grad():
+        model.model.language_model.norm.weight.zero_()
+    assert processor.tokenizer.convert_ids_to_tokens(0) == "<|endoftext|>"
+    return write_think2seg(folder, model, processor)
+
+
+#: How each repository the shipped models (and training) load is fabricated:
+#: ``writer(snapshot folder, seed, hiera-small checkpoint)``.
+PUBLISHED: dict[str, Any] = {
+    "timm/vit_base_patch16_clip_224.openai":
+        lambda f, seed, _s: write_openai_clip_hub(f, tiny_open_clip("ViT-B-16", True, seed)),
+    "chendelong/RemoteCLIP":
+        lambda f, seed, _s: write_remoteclip(f, tiny_open_clip("ViT-L-14", True, seed)),
+    "facebook/sam3": lambda f, seed, _s: write_sam3(f, *tiny_sam3(seed=seed)),
+    "facebook/sam2.1-hiera-small": lambda f, _seed, sam: write_sam21(f, sam),
+    "facebook/dinov2-small": lambda f, seed, _s: write_dinov2(f, tiny_dinov2(seed)),
+    "RicardoString/Think2Seg-RS-3B": _think2seg,
+    "RicardoString/Think2Seg-RS-7B": _think2seg,
+}
+
+
+def write_published(cache: Path, repo_id: str, sam21_small: Path, seed: int = 0) -> Path:
+    """Fabricate ``repo_id`` in ``cache`` in its published layout; its snapshot folder.
+
+    Args:
+        cache: A Hugging Face hub cache.
+        repo_id: A key of :data:`PUBLISHED`.
+        sam21_small: A :func:`sam21_checkpoint` of hiera-small (built once, linked here).
+        seed: Seed of the random weights.
+
+    Raises:
+        KeyError: No layout is known for ``repo_id`` (a new model needs one here).
+    """
+    if repo_id not in PUBLISHED:
+        raise KeyError(f"no published layout is fabricated for {repo_id}; add one to PUBLISHED")
+    return PUBLISHED[repo_id](snapshot_dir(cache, repo_id), seed, sam21_small)
