@@ -89,6 +89,18 @@ def test_the_tracker_loads_every_weight_from_facebook_sam3s_layout(
     assert refiner.min_side == refiner.max_side == SIDE
 
 
+def test_the_same_download_serves_sam3_openvocab(
+    sam3_snapshot: Path, sam3_video: tuple[Any, Any]
+) -> None:
+    """One ``facebook/sam3`` snapshot: the concept detector loads from it too, every weight."""
+    from rs_reasoner.segmenters.open_vocab.sam3_openvocab import Sam3OpenVocabSegmenter
+
+    detector = Sam3OpenVocabSegmenter.from_pretrained(device="cpu").model
+    published = sam3_video[0].state_dict()
+    for name, value in detector.state_dict().items():
+        assert torch.equal(value, published["detector_model." + name]), name
+
+
 def test_box_and_points_reach_the_head_in_its_input_frame(
     sam3_snapshot: Path,
 ) -> None:
