@@ -54,6 +54,9 @@ from rasterio.crs import CRS
 from rasterio.warp import calculate_default_transform, reproject
 
 from rs_reasoner.atomic import write_text_atomic
+from rs_reasoner.landcover.legends import WORLDCOVER
+from rs_reasoner.landcover.mapping import apply_mapping, build_mapping, read_mapping_rows
+from rs_reasoner.landcover.products import Grid, ProductSpec, read_product
 from rs_reasoner.models.checkpoint import load_trained_model
 from rs_reasoner.models.pixel_features import FeatureSpec
 from rs_reasoner.models.product_fusion import fuse_with_products
@@ -76,9 +79,6 @@ from rs_reasoner_training.weak.agreement import (
     measure,
     report_lines,
 )
-from rs_reasoner_training.weak.legends import WORLDCOVER
-from rs_reasoner_training.weak.mapping import apply_mapping, build_mapping, read_mapping_rows
-from rs_reasoner_training.weak.sources import Grid, WeakSpec, read_product
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -185,7 +185,7 @@ def block_majority(
     return out
 
 
-def write_products(images: list[Image], folder: Path, factor: int) -> list[list[WeakSpec]]:
+def write_products(images: list[Image], folder: Path, factor: int) -> list[list[ProductSpec]]:
     """Both weak products of each image as GeoTIFFs (+ legend/mapping files); their specs."""
     (folder / "worldcover_mapping.csv").write_text(WORLDCOVER_MAPPING)
     (folder / "national_mapping.csv").write_text(NATIONAL_MAPPING)
@@ -259,8 +259,8 @@ def write_products(images: list[Image], folder: Path, factor: int) -> list[list[
         )
         specs.append(
             [
-                WeakSpec(str(wc_path), None, str(folder / "worldcover_mapping.csv")),
-                WeakSpec(str(nat_path), None, str(folder / "national_mapping.csv")),
+                ProductSpec(str(wc_path), None, str(folder / "worldcover_mapping.csv")),
+                ProductSpec(str(nat_path), None, str(folder / "national_mapping.csv")),
             ]
         )
     return specs
@@ -282,12 +282,14 @@ class Weak:
     combined_parcels: list[tuple[np.ndarray, np.ndarray]]  # reliabilities from the parcels
     single: list[tuple[np.ndarray, np.ndarray]]  # worldcover alone, no parcels
     reliability: dict[str, list[np.ndarray]]  # "weak" / "parcels": (K,) per product
+    given: list[np.ndarray]  # (K,) bool per product: the classes its mapping gives
     report: list[str]
 
 
-def weak_labels(images: list[Image], specs: list[list[WeakSpec]]) -> Weak:
+def weak_labels(images: list[Image], specs: list[list[ProductSpec]]) -> Weak:
     """Read every product through the weak-label modules and combine them two ways."""
     per_product, names, ratios = [], [], []
+    given = [np.zeros(len(CLASSES), bool) for _ in specs[0]]
     for im, image_specs in zip(images, specs, strict=True):
         mapped = []
         names, ratios = [], []
@@ -297,6 +299,7 @@ def weak_labels(images: list[Image], specs: list[list[WeakSpec]]) -> Weak:
                 product.legend, CLASSES, product.name, read_mapping_rows(spec.mapping), spec.mapping
             )
             mapped.append(apply_mapping(product.codes, table))
+            given[len(mapped) - 1][list(set(table.values()))] = True
             names.append(product.name.split("_")[0])
             ratios.append(product.pixel_ratio)
         per_product.append(mapped)
@@ -329,6 +332,7 @@ def weak_labels(images: list[Image], specs: list[list[WeakSpec]]) -> Weak:
         combined(with_parcels, [0, 1]),
         combined(without, [0]),
         {"weak": rel(without), "parcels": rel(with_parcels)},
+        given,
         report_lines(with_parcels, CLASSES),
     )
 
@@ -360,15 +364,9 @@ def _labels_of(images: list[Image], weak: Weak, mode: str) -> list[tuple[np.ndar
     return out
 
 
-#: Training-pool images the models also predict: the model's per-class reliability for
-#: fusion is measured there, against the confident weak labels.
-CALIBRATION_IMAGES = 3
-
-
 def predicted(images: list[Image]) -> list[int]:
-    """Indices of the images each method predicts: the test images, then calibration ones."""
-    pool = [i for i, im in enumerate(images) if im.role == "pool"][:CALIBRATION_IMAGES]
-    return [i for i, im in enumerate(images) if im.role == "test"] + pool
+    """Indices of the images each method predicts: the test images."""
+    return [i for i, im in enumerate(images) if im.role == "test"]
 
 
 def _stats(images: list[Image]) -> BandStats:
@@ -541,39 +539,22 @@ def score(images: list[Image], preds: list[np.ndarray]) -> dict[str, Any]:
     }
 
 
-def model_reliability(images, weak, mode, probs, indices) -> np.ndarray:
-    """The model's per-class precision on the calibration images against the weak labels
-    it was trained from, where they are confident (no parcel there to check it on)."""
-    truth, pred = [], []
-    for i, p in zip(indices, probs, strict=True):
-        if images[i].role != "pool":
-            continue
-        labels, conf = _labels_of(images, weak, mode)[i]
-        confident = np.where(conf >= 0.5, labels, IGNORE_INDEX).astype(np.uint8)
-        truth.append(confident.ravel())
-        pred.append(p.argmax(0).astype(np.uint8).ravel())
-    report = measure("model", np.concatenate(pred), np.concatenate(truth), CLASSES)
-    return np.array([report.reliability[c] for c in CLASSES], np.float32)
-
-
 def fused(base: str, products: list[int], reliability: str) -> Callable[..., list[np.ndarray]]:
     """The ``base`` row's class scores fused with ``products``
     (:func:`~rs_reasoner.models.product_fusion.fuse_with_products`); reliabilities of the
-    products from ``reliability`` ("weak": the prior, "parcels": measured), the model's
-    from :func:`model_reliability`."""
+    products from ``reliability`` ("weak": the prior, "parcels": measured on the parcels),
+    the classes each gives from its mapping."""
 
     def run(images, weak, mode, args, work, outputs) -> list[np.ndarray]:
-        indices = predicted(images)
-        model_rel = model_reliability(images, weak, mode, outputs[base], indices)
         return [
             fuse_with_products(
                 probs,
-                model_rel,
                 [weak.per_product[i][p] for p in products],
                 [weak.reliability[reliability][p] for p in products],
                 [weak.ratios[p] for p in products],
+                [weak.given[p] for p in products],
             )
-            for i, probs in zip(indices, outputs[base], strict=True)
+            for i, probs in zip(predicted(images), outputs[base], strict=True)
         ]
 
     run.fusion = True  # type: ignore[attr-defined]

@@ -14,14 +14,15 @@ from affine import Affine
 from rasterio import features
 from rasterio.warp import calculate_default_transform, reproject
 
+from rs_reasoner.landcover import LandCoverError
+from rs_reasoner.landcover.legends import WORLDCOVER
+from rs_reasoner.landcover.mapping import apply_mapping, build_mapping, read_mapping_rows
+from rs_reasoner.landcover.products import NO_CODE, Grid, ProductSpec, read_product
 from rs_reasoner.models.product_fusion import NO_LABEL, boundary_weight, fuse_with_products
 from rs_reasoner_training.data.dataset import IGNORE_INDEX
 from rs_reasoner_training.data.parcels import label_raster
 from rs_reasoner_training.errors import LabelLayerError
 from rs_reasoner_training.weak.agreement import cohen_kappa, measure, report_lines
-from rs_reasoner_training.weak.legends import WORLDCOVER
-from rs_reasoner_training.weak.mapping import apply_mapping, build_mapping, read_mapping_rows
-from rs_reasoner_training.weak.sources import NO_CODE, Grid, WeakSpec, read_product
 from rs_reasoner_training.weak.training import prepare_weak_labels
 from tests.conftest import SHARED_DATA
 
@@ -110,7 +111,7 @@ def _rgb(h: str) -> tuple[int, int, int, int]:
 def test_product_is_reprojected_recognised_and_mapped(slovenia, tmp_path: Path) -> None:
     raster, _, labels, parcels, grid = slovenia
     path = write_product(tmp_path, parcels, grid)
-    product = read_product(WeakSpec(str(path)), grid)
+    product = read_product(ProductSpec(str(path)), grid)
     assert "ESA WorldCover" in product.legend.origin and "colour table" in product.legend.origin
     assert 2.5 < product.pixel_ratio < 3.5
     mapping = tmp_path / "mapping.csv"
@@ -134,21 +135,21 @@ def test_product_is_reprojected_recognised_and_mapped(slovenia, tmp_path: Path) 
 def test_legend_from_sidecar_qml_and_csv_and_names_by_default(slovenia, tmp_path: Path) -> None:
     _, _, labels, parcels, grid = slovenia
     path = write_product(tmp_path, parcels, grid, colours=False)
-    assert not read_product(WeakSpec(str(path)), grid).legend.named  # codes only
+    assert not read_product(ProductSpec(str(path)), grid).legend.named  # codes only
     entries = "".join(
         f'<paletteEntry value="{code}" label="{name}"/>' for name, code in CODES.items()
     )
     path.with_suffix(".qml").write_text(
         f"<qgis><pipe><colorPalette>{entries}</colorPalette></pipe></qgis>"
     )
-    product = read_product(WeakSpec(str(path)), grid)
+    product = read_product(ProductSpec(str(path)), grid)
     assert product.legend.origin == "sidecar wc.qml"
     # Same names as the user's classes: no mapping file needed.
     table = build_mapping(product.legend, parcels.class_names, product.name)
     assert sorted(table) == sorted(CODES.values())
     path.with_suffix(".qml").unlink()
     path.with_suffix(".csv").write_text("value,label\n10,forest\n50,artificial surface\n")
-    product = read_product(WeakSpec(str(path)), grid)
+    product = read_product(ProductSpec(str(path)), grid)
     assert product.legend.origin == "sidecar wc.csv"
     table = build_mapping(product.legend, parcels.class_names, product.name)
     assert table == {
@@ -158,44 +159,44 @@ def test_legend_from_sidecar_qml_and_csv_and_names_by_default(slovenia, tmp_path
 
 
 def test_spec_parsing() -> None:
-    assert WeakSpec.parse("wc.tif") == WeakSpec("wc.tif")
-    assert WeakSpec.parse("wc.tif:map.csv") == WeakSpec("wc.tif", None, "map.csv")
-    assert WeakSpec.parse("wc.tif:worldcover") == WeakSpec("wc.tif", "worldcover")
-    assert WeakSpec.parse("C:\\d\\wc.tif:corine:m.csv") == WeakSpec(
+    assert ProductSpec.parse("wc.tif") == ProductSpec("wc.tif")
+    assert ProductSpec.parse("wc.tif:map.csv") == ProductSpec("wc.tif", None, "map.csv")
+    assert ProductSpec.parse("wc.tif:worldcover") == ProductSpec("wc.tif", "worldcover")
+    assert ProductSpec.parse("C:\\d\\wc.tif:corine:m.csv") == ProductSpec(
         "C:\\d\\wc.tif", "corine", "m.csv"
     )
-    with pytest.raises(LabelLayerError, match="neither a built-in legend nor a mapping"):
-        WeakSpec.parse("wc.tif:nonsense")
+    with pytest.raises(LandCoverError, match="neither a built-in legend nor a mapping"):
+        ProductSpec.parse("wc.tif:nonsense")
 
 
 def test_unknown_user_classes_are_one_error_listing_them(slovenia, tmp_path: Path) -> None:
     _, _, _, parcels, grid = slovenia
-    product = read_product(WeakSpec(str(write_product(tmp_path, parcels, grid))), grid)
+    product = read_product(ProductSpec(str(write_product(tmp_path, parcels, grid))), grid)
     bad = tmp_path / "bad.csv"
     bad.write_text("Tree cover,Forest land\nBuilt-up,urban\nGrassland,grassland\n")
-    with pytest.raises(LabelLayerError) as err:
+    with pytest.raises(LandCoverError) as err:
         build_mapping(product.legend, parcels.class_names, product.name, read_mapping_rows(bad))
     text = str(err.value)
     assert "Tree cover -> Forest land" in text and "Built-up -> urban" in text
     assert "grassland -> " not in text.lower().split("your classes")[0].split("yours:")[1]
     unknown = tmp_path / "unknown.csv"
     unknown.write_text("Forest,forest\n")
-    with pytest.raises(LabelLayerError, match="'Forest' that wc does not have"):
+    with pytest.raises(LandCoverError, match="'Forest' that wc does not have"):
         build_mapping(product.legend, parcels.class_names, product.name, read_mapping_rows(unknown))
 
 
 def test_continuous_band_is_refused(slovenia) -> None:
     raster, _, _, _, grid = slovenia
-    with pytest.raises(LabelLayerError, match="continuous .* not a land-cover map"):
-        read_product(WeakSpec(str(raster)), grid)
+    with pytest.raises(LandCoverError, match="continuous .* not a land-cover map"):
+        read_product(ProductSpec(str(raster)), grid)
 
 
 def test_product_outside_the_raster_or_the_parcels(slovenia, tmp_path: Path) -> None:
     _, _, labels, parcels, grid = slovenia
     far = write_product(tmp_path, parcels, grid, name="far", shift=50_000.0)
-    with pytest.raises(LabelLayerError, match="does not overlap the training raster"):
-        read_product(WeakSpec(str(far)), grid)
-    product = read_product(WeakSpec(str(write_product(tmp_path, parcels, grid))), grid)
+    with pytest.raises(LandCoverError, match="does not overlap the raster"):
+        read_product(ProductSpec(str(far)), grid)
+    product = read_product(ProductSpec(str(write_product(tmp_path, parcels, grid))), grid)
     weak = apply_mapping(
         product.codes,
         build_mapping(product.legend, parcels.class_names, "wc", [("Tree cover", "forest")]),
@@ -223,9 +224,9 @@ def test_agreement_confidence_and_boundaries(slovenia, tmp_path: Path) -> None:
     # disagree, lowest.
     products = [
         apply_mapping(
-            read_product(WeakSpec(str(p)), grid).codes,
+            read_product(ProductSpec(str(p)), grid).codes,
             build_mapping(
-                read_product(WeakSpec(str(p)), grid).legend,
+                read_product(ProductSpec(str(p)), grid).legend,
                 parcels.class_names,
                 "p",
                 read_mapping_rows(mapping),
@@ -269,18 +270,59 @@ def test_fusion_recovers_a_class_the_product_omits(slovenia, tmp_path: Path) -> 
     )
     reliability = np.array([report.reliability[c] for c in parcels.class_names])
     assert reliability[parcels.class_names.index("grassland")] < 0.8
-    fused = fuse_with_products(probs, np.full(k, 0.7), [product], [reliability], [3.0])
+    fused = fuse_with_products(probs, [product], [reliability], [3.0])
     pred = fused.argmax(0)
+    # The product never gives forest: it neither supports nor rules it out.
     assert (pred[labels == forest] == forest).mean() > 0.95
     np.testing.assert_allclose(fused.sum(0)[inside], 1.0, rtol=1e-5)
-    # Where the product does give a class, its vote outweighs a lukewarm model.
+    # Where its mapping does give a class, deep inside its region it outweighs a
+    # lukewarm model.
     grass = parcels.class_names.index("grassland")
     wrong = probs.copy()
     wrong[:, labels == grass] = 0.4 / (k - 1)
     wrong[forest, labels == grass] = 0.6
-    pred = fuse_with_products(wrong, np.full(k, 0.5), [product], [np.full(k, 0.9)], [1.0]).argmax(0)
-    interior = (labels == grass) & (boundary_weight(product, 1.0) == 1.0)
-    assert interior.sum() > 100 and (pred[interior] == grass).all()
+    every = [np.ones(k, bool)]
+    pred = fuse_with_products(wrong, [product], [np.full(k, 0.9)], [1.0], every).argmax(0)
+    assert (labels == grass).sum() > 100 and (pred[labels == grass] == grass).all()
+    # Without the mapping's classes, the product's silence on forest lets the model win.
+    pred = fuse_with_products(wrong, [product], [np.full(k, 0.9)], [1.0]).argmax(0)
+    assert (pred[labels == grass] == forest).all()
+
+
+def test_fusion_beats_the_coarse_product_and_a_noisy_model(slovenia, tmp_path: Path) -> None:
+    """A 3x coarser product (reprojected to EPSG:4326 and back) is wrong along its
+    blocky boundaries, a model right on 60 % of pixels is wrong everywhere at random;
+    fused, the product settles the interiors and the model the boundaries."""
+    _, _, labels, parcels, grid = slovenia
+    k = len(parcels.class_names)
+    product = read_product(ProductSpec(str(write_product(tmp_path, parcels, grid))), grid)
+    table = build_mapping(product.legend, parcels.class_names, "wc", read_mapping_rows(
+        _mapping(tmp_path)))  # fmt: skip
+    coarse = apply_mapping(product.codes, table)
+    rng = np.random.default_rng(0)
+    right = rng.random(labels.shape) < 0.6
+    noise = rng.integers(0, k, labels.shape)
+    guess = np.where(right | (labels == IGNORE_INDEX), labels, noise) % 256
+    probs = np.full((k, *labels.shape), 0.4 / (k - 1), np.float32)
+    for c in range(k):
+        probs[c][guess == c] = 0.6
+    inside = labels != IGNORE_INDEX
+    given = np.zeros(k, bool)
+    given[list(table.values())] = True
+    fused = fuse_with_products(probs, [coarse], [np.full(k, 0.7)], [product.pixel_ratio], [given])
+    accuracy = {
+        name: float((pred[inside] == labels[inside]).mean())
+        for name, pred in (("product", coarse), ("model", guess), ("fused", fused.argmax(0)))
+    }
+    assert product.pixel_ratio > 2.5
+    assert accuracy["fused"] > accuracy["product"] + 0.02, accuracy
+    assert accuracy["fused"] > accuracy["model"] + 0.1, accuracy
+
+
+def _mapping(folder: Path) -> Path:
+    path = folder / "mapping.csv"
+    path.write_text(MAPPING)
+    return path
     assert NO_CODE == -1
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from rs_reasoner.landcover.mapping import apply_mapping, build_mapping, read_mapping_rows
+from rs_reasoner.landcover.products import Grid, ProductSpec, read_product
 from rs_reasoner_training.data.dataset import (
     IGNORE_INDEX,
     Role,
@@ -31,8 +33,6 @@ from rs_reasoner_training.data.dataset import (
     pad_window,
 )
 from rs_reasoner_training.weak.agreement import WeakLabels, report_lines, weak_labels
-from rs_reasoner_training.weak.mapping import apply_mapping, build_mapping, read_mapping_rows
-from rs_reasoner_training.weak.sources import Grid, WeakSpec, read_product
 
 #: A tile needs this share of weak-labelled pixels to become a training tile.
 MIN_WEAK_SHARE = 0.01
@@ -41,7 +41,7 @@ MAX_GRID_PIXELS = 200_000_000
 
 
 def prepare_weak_labels(
-    specs: Sequence[str | WeakSpec],
+    specs: Sequence[str | ProductSpec],
     grid: Grid,
     class_names: Sequence[str],
     parcels: np.ndarray | None = None,
@@ -70,7 +70,7 @@ def prepare_weak_labels(
         )
     names, labels, ratios = [], [], []
     for spec in specs:
-        spec = spec if isinstance(spec, WeakSpec) else WeakSpec.parse(spec)
+        spec = spec if isinstance(spec, ProductSpec) else ProductSpec.parse(spec)
         product = read_product(spec, grid)
         rows = read_mapping_rows(spec.mapping) if spec.mapping else None
         table = build_mapping(
@@ -183,7 +183,7 @@ def with_weak_labels(data: TrainingData, weak: WeakLabels, seed: int = 0) -> Tra
 
 def add_weak_labels(
     data: TrainingData,
-    specs: Sequence[str | WeakSpec],
+    specs: Sequence[str | ProductSpec],
     *,
     seed: int = 0,
     note: Callable[[str], Any] | None = None,

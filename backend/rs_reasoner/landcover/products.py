@@ -1,8 +1,8 @@
-"""Land-cover products as weak-label sources: read onto the training grid, with a legend.
+"""Land-cover products read onto a grid (training or segmentation), with a legend.
 
 A product is one categorical band (class codes). It may have any CRS and resolution: it
-is reprojected onto the training grid with nearest-neighbour resampling (codes must
-never be averaged). Its legend (code -> class name) comes from, in this order:
+is reprojected onto the grid with nearest-neighbour resampling (codes must never be
+averaged). Its legend (code -> class name) comes from, in this order:
 
 1. a built-in legend named in the spec (``worldcover.tif:worldcover``);
 2. a sidecar QGIS style ``<raster>.qml`` / ``<stem>.qml`` (palette or category labels);
@@ -31,8 +31,8 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, reproject
 
-from rs_reasoner_training.errors import LabelLayerError
-from rs_reasoner_training.weak.legends import Legend, legend_by_colours, legend_named
+from rs_reasoner.landcover import LandCoverError
+from rs_reasoner.landcover.legends import Legend, legend_by_colours, legend_named
 
 #: More distinct codes than this and a band is not a land-cover map.
 MAX_CODES = 256
@@ -46,8 +46,8 @@ _NAME_HEADERS = {"name", "label", "class", "class_name", "description", "classna
 
 
 @dataclass(frozen=True)
-class WeakSpec:
-    """One ``--weak-labels`` entry: ``PATH[:LEGEND][:MAPPING.csv]``.
+class ProductSpec:
+    """One ``--weak-labels`` / ``--fuse-land-cover`` entry: ``PATH[:LEGEND][:MAPPING.csv]``.
 
     Attributes:
         path: The product raster.
@@ -60,11 +60,11 @@ class WeakSpec:
     mapping: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> WeakSpec:
+    def parse(cls, text: str) -> ProductSpec:
         """Split ``PATH[:LEGEND][:MAPPING.csv]`` (a Windows drive letter stays in the path).
 
         Raises:
-            LabelLayerError: An empty path, or a suffix that is neither a legend name nor
+            LandCoverError: An empty path, or a suffix that is neither a legend name nor
                 a mapping file.
         """
         parts = str(text).strip().split(":")
@@ -78,7 +78,7 @@ class WeakSpec:
             elif len(parts[-2]) == 1 and parts[-2].isalpha() and len(parts) == 2:
                 break  # "C:\\data\\wc.tif": the colon is the drive's
             else:
-                raise LabelLayerError(
+                raise LandCoverError(
                     f"Weak-label source {text!r}: {tail!r} is neither a built-in legend nor "
                     "a mapping file (.csv).",
                     "Write PATH, PATH:LEGEND (worldcover, dynamic-world, corine), "
@@ -87,7 +87,7 @@ class WeakSpec:
             parts = parts[:-1]
         path = ":".join(parts)
         if not path:
-            raise LabelLayerError(
+            raise LandCoverError(
                 f"Weak-label source {text!r} has no raster path.", "Write PATH[:MAPPING.csv]."
             )
         return cls(path, legend, mapping)
@@ -95,7 +95,8 @@ class WeakSpec:
 
 @dataclass(frozen=True)
 class Grid:
-    """The training grid: CRS (None: pixel coordinates), transform and (rows, cols)."""
+    """A grid (training raster or segmented extent): CRS (None: pixel coordinates),
+    transform and (rows, cols)."""
 
     crs: CRS | None
     transform: Affine
@@ -117,8 +118,8 @@ class ProductLegend:
 
 
 @dataclass
-class WeakProduct:
-    """A product read onto the training grid.
+class Product:
+    """A product read onto a grid.
 
     Attributes:
         name: Its file's stem (for messages and the report).
@@ -135,35 +136,24 @@ class WeakProduct:
     pixel_ratio: float
 
 
-def read_product(spec: WeakSpec, grid: Grid) -> WeakProduct:
+def read_product(spec: ProductSpec, grid: Grid) -> Product:
     """Read a product onto ``grid`` (nearest neighbour) with its legend.
 
     Raises:
-        LabelLayerError: Unreadable, continuous, without CRS where one is needed, or not
+        LandCoverError: Unreadable, continuous, without CRS where one is needed, or not
             overlapping the grid.
     """
     path = os.fspath(spec.path)
     name = Path(path).stem
-    if not Path(path).exists():
-        raise LabelLayerError(
-            f"The land-cover raster {path} does not exist.",
-            "Check the path given with --weak-labels.",
-        )
-    try:
-        ds = rasterio.open(path)
-    except rasterio.errors.RasterioIOError as exc:
-        raise LabelLayerError(
-            f"Cannot read the land-cover raster {path}: {exc}",
-            "Give a GeoTIFF (or another raster GDAL reads).",
-        ) from None
+    ds = _open(path)
     with ds:
         sample = _check_categorical(ds, path)
         legend = _legend(spec, ds, path, sample)
         src_crs, dst_crs = ds.crs, grid.crs
         if (src_crs is None) != (dst_crs is None):
-            which = "land-cover raster" if src_crs is None else "training raster"
-            raise LabelLayerError(
-                f"The {which} has no CRS, so {name} cannot be placed on the training grid.",
+            which = "land-cover raster" if src_crs is None else "raster"
+            raise LandCoverError(
+                f"The {which} has no CRS, so {name} cannot be placed on its grid.",
                 "Assign the CRS (QGIS: Raster > Projections > Assign Projection).",
             )
         if src_crs is None:  # both in pixel coordinates: only the transforms matter
@@ -187,12 +177,58 @@ def read_product(spec: WeakSpec, grid: Grid) -> WeakProduct:
     if legend.named:  # codes outside a known legend are not classes (e.g. 0 = no data)
         codes[~np.isin(codes, list(legend.classes))] = NO_CODE
     if not (codes != NO_CODE).any():
-        raise LabelLayerError(
-            f"The land-cover raster {name} does not overlap the training raster (or holds "
+        raise LandCoverError(
+            f"The land-cover raster {name} does not overlap the raster (or holds "
             "only NoData or codes outside its legend there).",
             "Give a product covering the area (check its extent and CRS).",
         )
-    return WeakProduct(name, path, codes, legend, max(ratio, 1.0))
+    return Product(name, path, codes, legend, max(ratio, 1.0))
+
+
+@dataclass(frozen=True)
+class ProductFacts:
+    """What a cheap look at a product says (no reprojection): for submit-time checks.
+
+    Attributes:
+        name: Its file's stem.
+        legend: Its legend.
+        crs: Its CRS (None: pixel coordinates).
+        bounds: (left, bottom, right, top) in its CRS.
+    """
+
+    name: str
+    legend: ProductLegend
+    crs: CRS | None
+    bounds: tuple[float, float, float, float]
+
+
+def describe_product(spec: ProductSpec) -> ProductFacts:
+    """Open a product, refuse a continuous band and find its legend, without reading it
+    onto a grid (a decimated read of band 1).
+
+    Raises:
+        LandCoverError: Missing, unreadable or continuous.
+    """
+    path = os.fspath(spec.path)
+    ds = _open(path)
+    with ds:
+        legend = _legend(spec, ds, path, _check_categorical(ds, path))
+        return ProductFacts(Path(path).stem, legend, ds.crs, tuple(ds.bounds))
+
+
+def _open(path: str) -> Any:
+    if not Path(path).exists():
+        raise LandCoverError(
+            f"The land-cover raster {path} does not exist.",
+            "Check the land-cover raster's path.",
+        )
+    try:
+        return rasterio.open(path)
+    except rasterio.errors.RasterioIOError as exc:
+        raise LandCoverError(
+            f"Cannot read the land-cover raster {path}: {exc}",
+            "Give a GeoTIFF (or another raster GDAL reads).",
+        ) from None
 
 
 def _check_categorical(ds: Any, path: str) -> np.ndarray:
@@ -206,7 +242,7 @@ def _check_categorical(ds: Any, path: str) -> np.ndarray:
     fractional = values.dtype.kind == "f" and bool(np.any(distinct != np.round(distinct)))
     if fractional or len(distinct) > MAX_CODES:
         example = ", ".join(f"{v:g}" for v in distinct[:: max(1, len(distinct) // 3)][:3])
-        raise LabelLayerError(
+        raise LandCoverError(
             f"{Path(path).name} band 1 is continuous ({len(distinct)} distinct "
             f"{ds.dtypes[0]} values, e.g. {example}), not a land-cover map of class codes.",
             "Give a categorical raster with one integer code per class (e.g. ESA "
@@ -215,10 +251,10 @@ def _check_categorical(ds: Any, path: str) -> np.ndarray:
     return distinct.astype(np.int64)
 
 
-def _legend(spec: WeakSpec, ds: Any, path: str, codes: np.ndarray) -> ProductLegend:
+def _legend(spec: ProductSpec, ds: Any, path: str, codes: np.ndarray) -> ProductLegend:
     if spec.legend:
         legend = legend_named(spec.legend)
-        assert legend is not None  # WeakSpec.parse only accepts known names
+        assert legend is not None  # ProductSpec.parse only accepts known names
         return _builtin(legend)
     for reader in (_qml_legend, _csv_legend, _aux_legend):
         found = reader(Path(path))

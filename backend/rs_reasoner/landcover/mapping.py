@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rs_reasoner_training.data.dataset import IGNORE_INDEX
-from rs_reasoner_training.errors import LabelLayerError
-from rs_reasoner_training.weak.sources import NO_CODE, ProductLegend
+from rs_reasoner.landcover import NO_LABEL, LandCoverError
+from rs_reasoner.landcover.products import NO_CODE, ProductLegend
 
 _PRODUCT_HEADERS = {
     "product",
@@ -43,11 +42,11 @@ def read_mapping_rows(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
     """(product class, user class) rows of a mapping CSV, header dropped.
 
     Raises:
-        LabelLayerError: Missing or unreadable file, a row without two columns.
+        LandCoverError: Missing or unreadable file, a row without two columns.
     """
     path = Path(path)
     if not path.is_file():
-        raise LabelLayerError(
+        raise LandCoverError(
             f"The class mapping file {path} does not exist.",
             "Give a CSV of 'product class,your class' rows.",
         )
@@ -58,7 +57,7 @@ def read_mapping_rows(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
             dialect = csv.Sniffer().sniff(sample, delimiters=",;\t") if sample else csv.excel
             rows = [r for r in csv.reader(fh, dialect) if any(c.strip() for c in r)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise LabelLayerError(
+        raise LandCoverError(
             f"Cannot read the class mapping file {path}: {exc}",
             "Save it as a UTF-8 CSV of 'product class,your class' rows.",
         ) from None
@@ -70,13 +69,13 @@ def read_mapping_rows(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
         rows = rows[1:]
     short = [i + 1 for i, r in enumerate(rows) if len(r) < 2]
     if short:
-        raise LabelLayerError(
+        raise LandCoverError(
             f"The class mapping file {path.name} has rows without two columns (row "
             f"{', '.join(map(str, short[:5]))}).",
             "Write each row as 'product class,your class'.",
         )
     if not rows:
-        raise LabelLayerError(
+        raise LandCoverError(
             f"The class mapping file {path.name} is empty.",
             "Write one 'product class,your class' row per class.",
         )
@@ -103,7 +102,7 @@ def build_mapping(
         The table (only mapped codes).
 
     Raises:
-        LabelLayerError: Unknown product or user classes (all in one message), or
+        LandCoverError: Unknown product or user classes (all in one message), or
             nothing mapped.
     """
     users = {name.strip().lower(): i for i, name in enumerate(user_classes)}
@@ -115,11 +114,11 @@ def build_mapping(
             code: users[name] for name, codes in by_name.items() if name in users for code in codes
         }
         if not table:
-            raise LabelLayerError(
+            raise LandCoverError(
                 f"No class of {product} ({_listing(legend.classes.values())}, legend: "
                 f"{legend.origin}) has the name of one of your classes "
                 f"({', '.join(user_classes)}).",
-                f"Give a mapping file: --weak-labels {product}...:mapping.csv with rows "
+                f"Give a mapping file: {product}...:mapping.csv with rows "
                 "'product class,your class'.",
             )
         return table
@@ -148,13 +147,13 @@ def build_mapping(
             f"{legend.origin})"
         )
     if problems:
-        raise LabelLayerError(
+        raise LandCoverError(
             f"The class mapping of {product} ({source}) " + " and ".join(problems) + ".",
             "Fix those rows: the first column a code or class of the product, the second "
             "one of your classes exactly as in the class field (or '-' to ignore).",
         )
     if not table:
-        raise LabelLayerError(
+        raise LandCoverError(
             f"The class mapping of {product} ({source}) maps no class.",
             "Add 'product class,your class' rows.",
         )
@@ -180,9 +179,9 @@ def _listing(names: object) -> str:
 
 
 def apply_mapping(codes: np.ndarray, table: dict[int, int]) -> np.ndarray:
-    """(H, W) uint8 user class ids of product codes, :data:`IGNORE_INDEX` where unmapped."""
-    out = np.full(codes.shape, IGNORE_INDEX, np.uint8)
+    """(H, W) uint8 user class ids of product codes, :data:`NO_LABEL` where unmapped."""
+    out = np.full(codes.shape, NO_LABEL, np.uint8)
     for code, class_id in table.items():
         out[codes == code] = class_id
-    out[codes == NO_CODE] = IGNORE_INDEX
+    out[codes == NO_CODE] = NO_LABEL
     return out
