@@ -91,6 +91,10 @@ class ApiClient:
         """GET /models: the registered models."""
         return list(self._json("GET", "/models").get("models", []))
 
+    def openapi(self) -> dict[str, Any]:
+        """GET /openapi.json: the request schemas (which options this backend takes)."""
+        return self._json("GET", "/openapi.json")
+
     def upload(self, path: str) -> str:
         """POST /uploads with a GeoTIFF file; returns its ``upload_id``."""
         size = os.path.getsize(path)

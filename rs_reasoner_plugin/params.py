@@ -219,6 +219,8 @@ class TrainParams:
         time_budget_s: Stop after this many seconds of training (None: no limit).
         val_fraction: Fraction of the parcels held out to validate on (0: none; the
             backend requires it below 1).
+        model: The trainer (``auto`` tries several and keeps the best on validation);
+            None leaves it to the backend (one that offers no choice).
     """
 
     name: str
@@ -230,6 +232,7 @@ class TrainParams:
     tile_size: int = _bounded(256, 32, 2048)
     time_budget_s: float | None = None
     val_fraction: float = _bounded(0.2, 0.0, 1.0)
+    model: str | None = "auto"
 
     def to_request(
         self,
@@ -237,6 +240,7 @@ class TrainParams:
         layer: str | None = None,
         raster: str | None = None,
         upload_id: str | None = None,
+        weak_labels: list[str] | None = None,
     ) -> dict[str, Any]:
         """The JSON body of ``POST /train``.
 
@@ -245,6 +249,7 @@ class TrainParams:
             layer: Layer inside ``labels`` (GeoPackage), or None.
             raster: Raster path (or give ``upload_id``).
             upload_id: Id of an uploaded raster (or give ``raster``).
+            weak_labels: Land-cover maps as ``RASTER[:LEGEND][:MAPPING.csv]``, or None.
 
         Returns:
             The request body.
@@ -268,4 +273,8 @@ class TrainParams:
             req["upload_id"] = upload_id
         if self.time_budget_s:
             req["time_budget_s"] = float(self.time_budget_s)
+        if self.model is not None:
+            req["model"] = self.model
+        if weak_labels:
+            req["weak_labels"] = list(weak_labels)
         return req

@@ -14,6 +14,7 @@ from typing import Any
 
 from qgis.core import (
     Qgis,
+    QgsApplication,
     QgsFeatureRequest,
     QgsMapLayerProxyModel,
     QgsRasterLayer,
@@ -38,8 +39,11 @@ from qgis.PyQt.QtWidgets import (
 
 from . import messages
 from .backend_process import BackendProcess
+from .backend_schema import BackendSchema, BackendSchemaTask
 from .errors import InputError
 from .help import open_help
+from .land_cover_export import prepare_sources
+from .land_cover_picker import LandCoverPicker
 from .params import TrainParams, bounds, defaults, model_name_problem, sanitize_model_name
 from .parcels_export import ParcelsError, local_vector_file, prepare_parcels_export
 from .raster_export import ExportError, local_file_path, prepare_export
@@ -48,6 +52,7 @@ from .settings import PluginSettings
 from .task_runner import TaskRunner
 from .tasks import backend_config
 from .train_choices import guess_class_field, overlap_share, raster_under
+from .train_options import RememberedOptions, TrainerChoice
 from .train_task import TrainOutcome, TrainSpec, TrainTask
 
 #: The initial values of the training options.
@@ -152,7 +157,9 @@ class TrainDialog(TaskRunner, QDialog):
         self.last_outcome: TrainOutcome | None = None
         self._name_edited = False
         self._watched: QgsVectorLayer | None = None
+        self.schema_task: BackendSchemaTask | None = None
         self._build()
+        self._restore_options()
         self._parcels_changed()
         self._set_running(False)
 
@@ -213,6 +220,8 @@ class TrainDialog(TaskRunner, QDialog):
         self.name_note = QLabel("", self)
         self.name_note.setWordWrap(True)
         form.addRow("", self.name_note)
+        self.trainer_choice = TrainerChoice(self)
+        form.addRow("Trainer", self.trainer_choice)
 
         self.budget_spin = QSpinBox(self)
         self.budget_spin.setRange(1, round(100 * bounds(TrainParams, "label_budget")[1]))
@@ -271,6 +280,8 @@ class TrainDialog(TaskRunner, QDialog):
         self.time_spin.setToolTip("Stop training after this long (the best model is kept)")
         adv.addRow("Time budget", self.time_spin)
         outer.addWidget(self.advanced)
+        self.land_cover = LandCoverPicker(parent=self)
+        outer.addWidget(self.land_cover)
         self._build_reasoner_options(outer)
 
         buttons = QHBoxLayout()
@@ -372,9 +383,10 @@ class TrainDialog(TaskRunner, QDialog):
         for widget in (self.query_edit,):
             self._show_row(widget, reasoner)
         for widget in (self.budget_spin, self.epochs_spin, self.semi_check,
-                       self.verifier_check):
+                       self.verifier_check, self.trainer_choice):
             self._show_row(widget, not reasoner)
         self.advanced.setVisible(not reasoner)
+        self.land_cover.setVisible(not reasoner)
         self.reasoner_box.setVisible(reasoner)
         self._update_classes()
 
@@ -437,8 +449,10 @@ class TrainDialog(TaskRunner, QDialog):
             return
         if not isinstance(layer, QgsVectorLayer) or not field:
             self.classes_label.setText("")
+            self.land_cover.set_user_classes([])
             return
         names = parcel_classes(layer, field, self.selected_check.isChecked())
+        self.land_cover.set_user_classes([] if reasoner else names)
         shown = ", ".join(names[:12]) + (", …" if len(names) > 12 else "")
         if reasoner:
             self.classes_label.setText(
@@ -468,15 +482,58 @@ class TrainDialog(TaskRunner, QDialog):
     def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
         self._update_classes()  # the selection or the layer may have changed meanwhile
         self._update_name_note()
+        self.refresh_trainers()
         super().showEvent(event)
+
+    def refresh_trainers(self) -> BackendSchemaTask | None:
+        """Ask the backend which trainers it offers (in the background; no auto-start)."""
+        if self.schema_task is not None:
+            return None
+        task = BackendSchemaTask(backend_config(PluginSettings.load(), self.backend_process))
+        task.schemaReady.connect(self._schema_ready)
+        self.schema_task = task
+        QgsApplication.taskManager().addTask(task)
+        return task
+
+    def _schema_ready(self, schema: BackendSchema | None) -> None:
+        self.schema_task = None
+        if schema is not None:
+            self.trainer_choice.set_trainers(schema.trainers, schema.default_trainer)
+
+    def _restore_options(self) -> None:
+        """The options of the last run (per user)."""
+        o = RememberedOptions.load()
+        self.trainer_choice.set_trainer(o.model)
+        self.val_spin.setValue(round(100 * o.val_fraction))
+        self.epochs_spin.setValue(o.epochs)
+        self.budget_spin.setValue(round(100 * o.label_budget))
+        self.tile_spin.setValue(o.tile_size)
+        self.time_spin.setValue(o.time_budget_min)
+        self.semi_check.setChecked(o.semi_supervised)
+        self.verifier_check.setChecked(o.verifier)
+
+    def _remember_options(self) -> None:
+        RememberedOptions(
+            model=self.trainer_choice.preferred(),
+            val_fraction=self.val_spin.value() / 100.0,
+            epochs=self.epochs_spin.value(),
+            label_budget=self.budget_spin.value() / 100.0,
+            tile_size=self.tile_spin.value(),
+            time_budget_min=self.time_spin.value(),
+            semi_supervised=self.semi_check.isChecked(),
+            verifier=self.verifier_check.isChecked(),
+        ).save()
 
     def _set_running(self, running: bool) -> None:
         self.train_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         for w in (self.kind_combo, self.raster_combo, self.parcels_combo, self.selected_check,
                   self.field_combo, self.query_edit, self.name_edit, self.budget_spin,
-                  self.epochs_spin, self.semi_check, self.advanced, self.reasoner_box):
+                  self.epochs_spin, self.semi_check, self.advanced, self.reasoner_box,
+                  self.trainer_choice):
             w.setEnabled(not running)
+        self.trainer_choice.combo.setEnabled(not running and self.trainer_choice.offered)
+        self.land_cover.set_busy(running)
         self.verifier_check.setEnabled(not running and self.semi_check.isChecked())
         if running:
             self.progress.setValue(0)
@@ -571,8 +628,12 @@ class TrainDialog(TaskRunner, QDialog):
                 tile_size=self.tile_spin.value(),
                 time_budget_s=self.time_spin.value() * 60.0 or None,
                 val_fraction=self.val_spin.value() / 100.0,
+                model=self.trainer_choice.trainer(),
             )
         spec = TrainSpec(params=params, class_names=tuple(classes))
+        if not reasoner:
+            spec.land_cover = prepare_sources(self.land_cover.maps, raster,
+                                              f"the classes of field '{field}'")
         spec.raster_path = None if settings.always_upload else local_file_path(raster)
         if settings.always_upload:
             command = "rs-reasoner train-reasoner" if reasoner else "rs-reasoner train"
@@ -626,6 +687,8 @@ class TrainDialog(TaskRunner, QDialog):
             return None
         for text in warnings:
             messages.push(self.iface, text, Qgis.Warning)
+        if self.kind() == "segmenter":
+            self._remember_options()
         task = TrainTask(spec, backend_config(settings, self.backend_process))
         task.epochChanged.connect(self.epoch_label.setText)
         task.trainFinished.connect(self._training_finished)
@@ -666,6 +729,8 @@ class TrainDialog(TaskRunner, QDialog):
         self._watch_selection(None)
         if self.task is not None:
             self.task.cancel()
+        if self.schema_task is not None:
+            self.schema_task.cancel()
 
 
 def describe_result(result: dict[str, Any]) -> str:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qgis.PyQt.QtCore import pyqtSignal
 
 from .api_client import BackendError
+from .land_cover_export import LandCoverSource, write_sources
 from .params import TrainParams
 from .parcels_export import EXPORT_LAYER, ParcelsExport, write_parcels
 from .raster_export import ExportJob
@@ -51,6 +52,8 @@ class TrainSpec:
         labels_layer: The table inside ``labels_path`` (GeoPackage), or None.
         parcels_export: Parcels to write to a temporary GeoPackage first.
         class_names: Distinct class values seen in the dialog (for messages).
+        land_cover: Land-cover maps whose classes become weak labels (their mapping
+            files, and rasters that are not files, are written by the task).
     """
 
     params: TrainParams | ReasonerParams
@@ -60,19 +63,22 @@ class TrainSpec:
     labels_layer: str | None = None
     parcels_export: ParcelsExport | None = None
     class_names: tuple[str, ...] = ()
+    land_cover: list[LandCoverSource] = field(default_factory=list)
 
     def request(
-        self, upload_id: str | None = None, labels: str | None = None, layer: str | None = None
+        self, upload_id: str | None = None, labels: str | None = None, layer: str | None = None,
+        weak_labels: list[str] | None = None,
     ) -> dict[str, Any]:
-        """The ``POST /train`` body; ``upload_id``/``labels``/``layer`` fill in what the
-        exports produced (defaults: the spec's own paths)."""
+        """The ``POST /train`` body; ``upload_id``/``labels``/``layer``/``weak_labels``
+        fill in what the exports produced (defaults: the spec's own paths)."""
         path = labels or self.labels_path or ""
         layer = layer if labels else self.labels_layer
         raster = None if upload_id else self.raster_path
         if isinstance(self.params, ReasonerParams):
             return self.params.to_request(path, layer, raster=raster, upload_id=upload_id)
         return self.params.to_request(
-            labels=path, layer=layer, raster=raster, upload_id=upload_id
+            labels=path, layer=layer, raster=raster, upload_id=upload_id,
+            weak_labels=weak_labels,
         )
 
 
@@ -140,8 +146,8 @@ class TrainTask(BackendJobTask):
         spec, outcome = self.spec, self.outcome
         self._stage_text("connecting to the backend")
         client, _health = self.backend.connect(self.isCanceled, self._stage_text)
-        # The exported parcels must outlive the job (the backend reads them while
-        # preparing), so the folder goes only once the job is known to be over.
+        # The exported parcels and land-cover files must outlive the job (the backend reads
+        # them while preparing), so the folder goes only once the job is known to be over.
         tmpdir = Path(tempfile.mkdtemp(prefix="rs_reasoner_train_"))
         job_over = False
         try:
@@ -159,10 +165,15 @@ class TrainTask(BackendJobTask):
                 labels = str(tmpdir / "parcels.gpkg")
                 write_parcels(spec.parcels_export, labels, self.isCanceled)
                 layer = EXPORT_LAYER
+            weak = None
+            if spec.land_cover:
+                self._stage_text("writing the land-cover maps' class mappings")
+                weak = write_sources(spec.land_cover, str(tmpdir), self._check)
             self._check()
             self.setProgress(5.0)
             self._stage_text("submitting the training job")
-            outcome.request = spec.request(upload_id=upload_id, labels=labels, layer=layer)
+            outcome.request = spec.request(upload_id=upload_id, labels=labels, layer=layer,
+                                           weak_labels=weak)
             outcome.job_id = client.train(outcome.request)
             self._submitted(outcome.job_id)
             info = poll_job(client, outcome.job_id, 5.0, self.isCanceled, self.setProgress,
