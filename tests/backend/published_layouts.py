@@ -25,6 +25,21 @@ def snapshot_dir(cache: Path, repo_id: str) -> Path:
     return folder
 
 
+def write_state_dict(path: Path, state_dict: dict[str, Any]) -> Path:
+    """Save tensors as the suffix says: safetensors (``format: pt`` metadata, as
+    ``save_pretrained`` and open_clip write it) or a pickled ``torch.save`` object."""
+    import torch
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".safetensors":
+        save_file({k: v.contiguous().clone() for k, v in state_dict.items()}, str(path),
+                  metadata={"format": "pt"})
+    else:
+        torch.save(state_dict, path)
+    return path
+
+
 # -- Think2Seg-RS (Qwen2.5-VL saved by transformers 4.49) ------------------------------------
 
 #: Think2Seg-RS-3B's generation_config.json as published: saved from a gradient-
@@ -111,19 +126,70 @@ def qwen_state_dict_4_49(model: Any) -> dict[str, Any]:
     return out
 
 
-def write_think2seg(folder: Path, model: Any, processor: Any) -> Path:
-    """Save a Qwen2.5-VL as Think2Seg-RS-3B is published (4.49 layout, its generation
-    config); returns the folder."""
-    from safetensors.torch import save_file
+#: The image processor's pixel budget in the published Qwen2.5-VL / Think2Seg-RS
+#: ``preprocessor_config.json`` (transformers 5's default allows fewer pixels).
+QWEN_PIXEL_BUDGET = {"min_pixels": 3136, "max_pixels": 12845056}
 
+
+def processor_files_4_49(folder: Path) -> None:
+    """Rewrite the processor files transformers 5 saved in ``folder`` as transformers 4.49
+    saved them: the image processor's ``preprocessor_config.json`` (``min_pixels`` /
+    ``max_pixels``, not ``size``) instead of ``processor_config.json``, the chat template
+    in ``chat_template.json``, the special tokens as ``additional_special_tokens``."""
+    proc = json.loads((folder / "processor_config.json").read_text())
+    image = proc["image_processor"]
+    preprocessor = {
+        **QWEN_PIXEL_BUDGET,
+        **{k: image[k] for k in ("patch_size", "temporal_patch_size", "merge_size",
+                                 "image_mean", "image_std")},
+        "image_processor_type": "Qwen2VLImageProcessor",
+        "processor_class": "Qwen2_5_VLProcessor",
+    }
+    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+    (folder / "processor_config.json").unlink()
+    template = folder / "chat_template.jinja"
+    (folder / "chat_template.json").write_text(
+        json.dumps({"chat_template": template.read_text()}, indent=2)
+    )
+    template.unlink()
+    tok_file = folder / "tokenizer_config.json"
+    tok = json.loads(tok_file.read_text())
+    tok.pop("backend", None)
+    tok["additional_special_tokens"] = tok.pop("extra_special_tokens", [])
+    tok |= {"extra_special_tokens": {}, "clean_up_tokenization_spaces": False,
+            "errors": "replace", "split_special_tokens": False}
+    tok_file.write_text(json.dumps(tok, indent=2))
+
+
+def write_sharded(folder: Path, state_dict: dict[str, Any], shards: int = 2) -> None:
+    """Safetensors shards and their index, named as ``save_pretrained`` names them
+    (``model-00001-of-00002.safetensors``, ``model.safetensors.index.json``)."""
+    names = list(state_dict)
+    per = -(-len(names) // shards)
+    weight_map: dict[str, str] = {}
+    for i in range(shards):
+        shard = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        part = {k: state_dict[k] for k in names[i * per:(i + 1) * per]}
+        write_state_dict(folder / shard, part)
+        weight_map |= dict.fromkeys(part, shard)
+    total = sum(v.numel() * v.element_size() for v in state_dict.values())
+    (folder / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2
+    ))
+
+
+def write_think2seg(folder: Path, model: Any, processor: Any) -> Path:
+    """Save a Qwen2.5-VL as Think2Seg-RS-3B is published (transformers 4.49: its config,
+    processor files and tensor names, two safetensors shards; its generation config);
+    returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     processor.save_pretrained(folder)
+    processor_files_4_49(folder)
     (folder / "config.json").write_text(json.dumps(qwen_config_4_49(model), indent=2))
     (folder / "generation_config.json").write_text(
         json.dumps(THINK2SEG_GENERATION_CONFIG, indent=2)
     )
-    save_file(qwen_state_dict_4_49(model), str(folder / "model.safetensors"),
-              metadata={"format": "pt"})
+    write_sharded(folder, qwen_state_dict_4_49(model))
     return folder
 
 
@@ -189,21 +255,6 @@ def write_sam3(folder: Path, model: Any, processor: Any) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
-
-
-def write_state_dict(path: Path, state_dict: dict[str, Any]) -> Path:
-    """Save tensors as the suffix says: safetensors (``format: pt`` metadata, as
-    ``save_pretrained`` and open_clip write it) or a pickled ``torch.save`` object."""
-    import torch
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".safetensors":
-        save_file({k: v.contiguous().clone() for k, v in state_dict.items()}, str(path),
-                  metadata={"format": "pt"})
-    else:
-        torch.save(state_dict, path)
-    return path
 
 
 # -- open_clip CLIPs (timm/vit_base_patch16_clip_224.openai, chendelong/RemoteCLIP) ----------

@@ -24,6 +24,7 @@ from rs_reasoner.segmenters.reasoning.template import MODEL_SIZE
 from rs_reasoner.segmenters.reasoning.tiny_qwen import tiny_processor, tiny_qwen
 from rs_reasoner.weights import is_available
 from tests.backend.published_layouts import (
+    QWEN_PIXEL_BUDGET,
     sam21_checkpoint,
     shrink_open_clip,
     snapshot_dir,
@@ -68,6 +69,14 @@ def test_think2seg_snapshot_decodes_with_the_cache_whatever_its_generation_confi
     for name, value in reference.named_parameters():
         assert torch.equal(loaded[name], value), name
     assert prompter.model.generation_config.use_cache is False  # the snapshot's, kept
+    # The image processor's pixel budget came from the 4.49 preprocessor_config.json
+    # (min_pixels / max_pixels), not from the class defaults.
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+
+    size = prompter.processor.image_processor.size
+    assert size.longest_edge == QWEN_PIXEL_BUDGET["max_pixels"]
+    assert size.longest_edge != Qwen2VLImageProcessor().size.longest_edge
+    assert prompter.processor.chat_template == processor.chat_template
 
     image = random_image(MODEL_SIZE, MODEL_SIZE, seed=9)
     counter = _TokenCounter(prompter.model.model.language_model)
