@@ -130,12 +130,6 @@ class SegmentOptions(BaseModel):
         "object ('the largest warehouse'), 'auto' keeps instances unless their masks overlap. "
         "Default: the model's setting ('auto').",
     )
-    fusion_rule: Literal["mean", "max", "confidence_weighted"] | None = Field(
-        None,
-        description="Models fusing several score sources (rs-zeroseg+clip): how classes are "
-        "fused (see rs_reasoner.segmenters.open_vocab.fusion_rules). Default: the model's setting "
-        "(confidence_weighted).",
-    )
 
     @field_validator("bands")
     @classmethod

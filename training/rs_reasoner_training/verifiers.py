@@ -47,7 +47,7 @@ PlanKind = Literal["none", "segmenter", "checkpoint", "supervised", "custom"]
 
 class ProbabilitySegmenter(Protocol):
     """An open-vocabulary segmenter with background-first class probabilities (the
-    backend's ``ClipOpenVocabSegmenter`` and ``RSZeroSegSegmenter``)."""
+    backend's ``ClipOpenVocabSegmenter``)."""
 
     def predict_probabilities(
         self, image: np.ndarray, valid: np.ndarray, classes: Sequence[Sequence[str]]
