@@ -134,7 +134,7 @@ class SegmentationPipeline:
         return ExtentReader.open(
             ds,
             request.extent,
-            bands=_bands(request, spec),
+            bands=model_bands(request, spec),
             resolution=request.options.resolution,
             check=check,
             raw=spec.raw_bands is not None,
@@ -160,7 +160,7 @@ class SegmentationPipeline:
             # computes them; one pixel proves the pixels can be read at all.
             opts = request.options
             reader = ExtentReader.place(
-                ds, request.extent, _bands(request, plan.spec), opts.resolution,
+                ds, request.extent, model_bands(request, plan.spec), opts.resolution,
                 raw=plan.spec.raw_bands is not None,
             )  # fmt: skip
             self._check_whole_extent(plan, reader)
@@ -268,7 +268,7 @@ class SegmentationPipeline:
             if plan.spec.whole_extent:
                 self._check_whole_extent(plan, reader)
                 report("reading", 0.0, "whole extent")
-                image, valid = _read(reader, *reader.window)
+                image, valid = read_window(reader, *reader.window)
                 report("segmenting", 0.0, "whole extent")
                 result = model.segment(image, valid, plan.query)
                 valid_map = valid
@@ -334,7 +334,7 @@ class SegmentationPipeline:
             check_cancel()
             r0, c0, r1, c1 = tile.read_window
             report("reading", i / len(tiles), None)
-            image, valid = _read(reader, r0, c0, r1, c1)
+            image, valid = read_window(reader, r0, c0, r1, c1)
             report("segmenting", i / len(tiles), None)
             result = model.segment(image, valid, query)
             stitcher.add(tile, result)
@@ -346,7 +346,7 @@ class SegmentationPipeline:
         return stitcher.result(), valid_map
 
 
-def _bands(request: SegmentRequest, spec: registry.ModelSpec) -> list[int] | None:
+def model_bands(request: SegmentRequest, spec: registry.ModelSpec) -> list[int] | None:
     """The bands to read: the request's, else the model's own (models trained on raw
     bands), else None (the reader's RGB choice).
 
@@ -365,7 +365,7 @@ def _bands(request: SegmentRequest, spec: registry.ModelSpec) -> list[int] | Non
     return list(asked or spec.raw_bands)
 
 
-def _read(reader: ExtentReader, row0: int, col0: int, row1: int, col1: int):
+def read_window(reader: ExtentReader, row0: int, col0: int, row1: int, col1: int):
     """A window as the segmenter takes it: 8-bit RGB, or raw bands (H, W, B) float32."""
     if not reader.raw:
         return reader.read(row0, col0, row1, col1)

@@ -337,3 +337,28 @@ def test_a_raster_without_the_models_bands_is_refused(classical_lulc, tmp_path) 
     code, err = _segment(str(classical_lulc["raster"]), "--model", "lulc", "--query", "forest",
                          "--bands", "1", "2", "3", "--out", str(tmp_path / "y.gpkg"))  # fmt: skip
     assert code == 2 and "reads 68 band(s); 3 were given" in err
+
+
+def test_batch_of_a_raw_band_model_equals_its_single_extent_run(
+    classical_lulc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch used to read a raw-band model's raster as a stretched 8-bit RGB image (bands
+    1-3), whatever bands the model was trained on."""
+    import dataclasses
+
+    import geopandas as gpd
+
+    from rs_reasoner.batch.run import run_batch
+    from tests.backend.batch.conftest import assert_same_polygons, config
+
+    tmp, raster = classical_lulc["tmp"], classical_lulc["raster"]
+    monkeypatch.setenv(trained_models.ENV_MODELS_DIR, str(tmp / "models"))
+    query = "artificial surface, cultivated land, forest, grassland, schrubland"
+    cfg = config([raster], tmp / "batch", merged=tmp / "batch.gpkg")
+    req = cfg.request.model_copy(update={"model": "lulc", "query": query})
+    assert run_batch(dataclasses.replace(cfg, request=req)).complete
+    want = SegmentationPipeline(device="cpu").run(
+        req.model_copy(update={"raster": str(raster)}), str(raster)
+    ).polygons
+    assert len(want) > 0 and set(want["label"]) > {"forest"}
+    assert_same_polygons(gpd.read_file(tmp / "batch.gpkg"), want)

@@ -19,7 +19,7 @@ from rs_reasoner.batch.progress import Figures, Progress
 from rs_reasoner.batch.units import UNIT_TILES, SourcePlan, plan_source
 from rs_reasoner.batch.worker import UnitTask, attributes, run_unit
 from rs_reasoner.errors import InvalidRequestError
-from rs_reasoner.pipeline import SegmentationPipeline
+from rs_reasoner.pipeline import SegmentationPipeline, model_bands
 from rs_reasoner.schemas import SegmentRequest
 from rs_reasoner.vector.writers import check_output_path, write_vector
 
@@ -128,8 +128,9 @@ def plan_batch(cfg: BatchConfig) -> Manifest:
     for source in build_sources(cfg.inputs, cfg.out):
         crs_wkt = _source_crs(source.path)
         plan_, windows = plan_source(
-            source.path, cfg.request.options, _area_in(area, crs_wkt), cfg.unit_tiles
-        )
+            source.path, cfg.request.options, _area_in(area, crs_wkt), cfg.unit_tiles,
+            bands=model_bands(cfg.request, plan.spec), raw=plan.spec.raw_bands is not None,
+        )  # fmt: skip
         index = len(sources)
         sources.append(plan_)
         for w in windows:

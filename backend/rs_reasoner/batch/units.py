@@ -39,10 +39,12 @@ class SourcePlan:
         crs_wkt: Its CRS as WKT ('' without one).
         grid_transform: Affine (6 numbers) of its working grid.
         scale: Source pixels per working pixel.
-        bands: The three bands read as R, G, B.
-        lo, hi: The shared stretch.
+        bands: The three bands read as R, G, B, or (``raw``) the model's own bands.
+        lo, hi: The shared stretch (unused for raw reads).
         window: The extent on the working grid.
         pixel_area_m2: Ground area of one working pixel in m² (None: not georeferenced).
+        raw: Read raw band values (models trained on normalised bands scale them with
+            their own statistics) instead of a stretched 8-bit image.
     """
 
     path: str
@@ -54,6 +56,7 @@ class SourcePlan:
     hi: list[float]
     window: list[int]
     pixel_area_m2: float | None
+    raw: bool = False
 
 
 def _pixel_area_m2(reader: ExtentReader) -> float | None:
@@ -78,7 +81,12 @@ def _pixel_area_m2(reader: ExtentReader) -> float | None:
 
 
 def plan_source(
-    path: str, options: SegmentOptions, area: Any | None, unit_tiles: int = UNIT_TILES
+    path: str,
+    options: SegmentOptions,
+    area: Any | None,
+    unit_tiles: int = UNIT_TILES,
+    bands: list[int] | None = None,
+    raw: bool = False,
 ) -> tuple[SourcePlan, list[Window]]:
     """Plan one source: its shared reading settings and its unit windows.
 
@@ -87,6 +95,8 @@ def plan_source(
         options: The run's options (bands, resolution, tile size, overlap).
         area: A shapely geometry in the raster's CRS restricting the batch, or None.
         unit_tiles: Unit edge in tiles (strides).
+        bands: The bands to read (None: ``options.bands``); a raw-band model's own bands.
+        raw: Read raw values for a model trained on raw bands (no stretch).
 
     Returns:
         The plan and the unit windows (row-major), or no windows when ``area`` misses it.
@@ -99,7 +109,10 @@ def plan_source(
         extent = Extent(xmin=xmin, ymin=ymin, xmax=xmax, ymax=ymax)
     with open_dataset(path) as ds:
         try:
-            reader = ExtentReader.open(ds, extent, options.bands, options.resolution)
+            reader = ExtentReader.open(
+                ds, extent, options.bands if bands is None else bands, options.resolution,
+                raw=raw,
+            )  # fmt: skip
         except ExtentError:
             if area is not None:  # the area misses this source
                 return _empty_plan(path), []
@@ -114,6 +127,7 @@ def plan_source(
             hi=[float(v) for v in reader.hi],
             window=list(reader.window),
             pixel_area_m2=_pixel_area_m2(reader),
+            raw=raw,
         )
         t = reader.grid_transform
     step = unit_tiles * (options.tile_size - 2 * options.overlap)

@@ -18,7 +18,12 @@ from affine import Affine
 from rasterio.features import geometry_mask
 
 from rs_reasoner.batch import seams, writer
-from rs_reasoner.pipeline import SegmentationPipeline, open_dataset, score_threshold_for
+from rs_reasoner.pipeline import (
+    SegmentationPipeline,
+    open_dataset,
+    read_window,
+    score_threshold_for,
+)
 from rs_reasoner.raster import ExtentReader
 from rs_reasoner.schemas import SegmentRequest
 from rs_reasoner.vector import reproject, vectorize
@@ -118,9 +123,10 @@ def run_unit(task: UnitTask) -> UnitReport:
         reader = ExtentReader(
             ds, src.bands, src.scale, tuple(task.window), np.asarray(src.lo), np.asarray(src.hi)
         )
+        reader.raw = src.raw  # a model trained on raw bands reads them unstretched
         # The spec says it (newer registry); older segmenters carried it themselves.
         if getattr(plan.spec, "whole_extent", getattr(model, "whole_extent", False)):
-            image, valid = reader.read(*task.window)
+            image, valid = read_window(reader, *task.window)
             result = model.segment(image, valid, plan.query)
         else:
             result, valid = SegmentationPipeline._tiled(
