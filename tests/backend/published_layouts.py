@@ -25,6 +25,36 @@ def snapshot_dir(cache: Path, repo_id: str) -> Path:
     return folder
 
 
+#: Files the Hub stores in Git LFS (their etag, so their blob's name, is the SHA-256).
+LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def as_hub_blobs(cache: Path, repo_id: str) -> None:
+    """Store ``repo_id``'s snapshot as ``huggingface_hub`` does: each file's bytes in
+    ``blobs/<etag>`` (the SHA-256 for LFS files, the git blob SHA-1 for the others) and a
+    relative symlink in the snapshot."""
+    import hashlib
+    import os
+
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    blobs = repo / "blobs"
+    blobs.mkdir(exist_ok=True)
+    for path in sorted((repo / "snapshots").rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        data = path.read_bytes()
+        if path.suffix in LFS_SUFFIXES:
+            etag = hashlib.sha256(data).hexdigest()
+        else:
+            etag = hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()  # noqa: S324
+        blob = blobs / etag
+        if not blob.exists():
+            path.rename(blob)
+        else:
+            path.unlink()
+        path.symlink_to(os.path.relpath(blob, path.parent))
+
+
 def write_state_dict(path: Path, state_dict: dict[str, Any]) -> Path:
     """Save tensors as the suffix says: safetensors (``format: pt`` metadata, as
     ``save_pretrained`` and open_clip write it) or a pickled ``torch.save`` object."""

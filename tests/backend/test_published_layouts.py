@@ -16,8 +16,11 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
+from rs_reasoner import weight_files
 from rs_reasoner.cli import main
+from rs_reasoner.schemas import Mode
 from rs_reasoner.segmenters import registry
+from rs_reasoner.segmenters.builtin import BUILTIN_SPECS
 from rs_reasoner.segmenters.hub_weights import PROMPTER_WEIGHTS, TRAINING_WEIGHTS, sam_weights
 from rs_reasoner.segmenters.reasoning.prompter import QwenPrompter
 from rs_reasoner.segmenters.reasoning.template import MODEL_SIZE
@@ -25,6 +28,7 @@ from rs_reasoner.segmenters.reasoning.tiny_qwen import tiny_processor, tiny_qwen
 from rs_reasoner.weights import is_available
 from tests.backend.published_layouts import (
     QWEN_PIXEL_BUDGET,
+    as_hub_blobs,
     sam21_checkpoint,
     shrink_open_clip,
     snapshot_dir,
@@ -165,6 +169,7 @@ def test_every_listed_model_is_present_and_verified_in_its_published_layouts(
     repos |= {w.repo_id for specs in TRAINING_WEIGHTS.values() for w in specs}
     for repo in sorted(repos):
         write_published(empty_hub_cache, repo, sam21_small)
+        as_hub_blobs(empty_hub_cache, repo)  # blobs named by etag, as a download leaves them
 
     listing = _rs_reasoner(empty_hub_cache, tmp_path, "models", "list")
     present = _listed(listing.stdout)
@@ -177,6 +182,10 @@ def test_every_listed_model_is_present_and_verified_in_its_published_layouts(
     assert verified.stdout.count(": ok") == len(listed)
     for specs in TRAINING_WEIGHTS.values():
         assert all(map(is_available, specs))
+    # The model manager's byte check: every file of every weight set against its etag.
+    for spec in {w for n in listed for w in registry.get_spec(n).weights}:
+        checks = weight_files.verify(spec)
+        assert checks and all(c.ok and c.detail.endswith("matches") for c in checks), checks
 
     # `models verify NAME` also loads the model, through its production loader, on the CPU.
     for name in sorted(listed):
@@ -200,12 +209,8 @@ def raster(shared_data: Path, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(
     ("model", "query"),
-    [
-        ("clip-openvocab", "trees, roads"),
-        ("remoteclip-openvocab", "trees, roads"),
-        ("sam3-openvocab", "trees, roads"),
-        ("think2seg-rs", "the largest tree"),
-    ],
+    [(s.name, "vegetation, water" if Mode.open_vocabulary in s.modes else "the largest tree")
+     for s in BUILTIN_SPECS],
 )
 def test_segment_runs_each_model_from_its_published_layouts(
     model: str, query: str, empty_hub_cache: Path, raster: Path, tmp_path: Path,
@@ -233,7 +238,7 @@ def test_segment_runs_each_model_from_its_published_layouts(
         assert len(polygons) == 0
     else:
         assert len(polygons) > 0
-        assert set(polygons["label"]) <= {"trees", "roads"}
+        assert set(polygons["label"]) <= {"vegetation", "water"}
 
 
 # -- each layout loads as published -----------------------------------------------------------
