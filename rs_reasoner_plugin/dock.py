@@ -35,6 +35,7 @@ from .backend_process import BackendProcess
 from .dock_form import AREAS, DockForm, spin_value
 from .errors import InputError
 from .export import FILE_FILTER, ExportLayerError, export_layer
+from .land_cover_export import fusion_specs
 from .params import (
     Extent,
 )
@@ -97,6 +98,7 @@ class SegmentDock(DockForm, TaskRunner, QgsDockWidget):
         self._previous_tool = None
         self._models: list[dict] = []
         self._refresh_again = False
+        self.fusion_offered = False
         self.preview: ResultPreview | None = None
         canvas = iface.mapCanvas() if iface is not None else None
         self.outline = AreaOutline(canvas)
@@ -104,6 +106,7 @@ class SegmentDock(DockForm, TaskRunner, QgsDockWidget):
         self._load_history()
         self._restore_choices()
         self._update_area_widgets()
+        self._update_fusion()
         self._set_running(False)
         # The status line follows the backend while the dock is shown (it may be started,
         # stopped or set up outside the dock).
@@ -333,6 +336,9 @@ class SegmentDock(DockForm, TaskRunner, QgsDockWidget):
         choices = self.choices()
         if not choices.query.strip():  # before the area, whose problems come second
             raise InputError("Type what to segment in the query box, e.g. 'buildings, water'.")
+        if self.fusion_offered and self.fuse_box.maps:
+            choices.fuse_land_cover = fusion_specs(
+                self.fuse_box.maps, layer, f"the classes of model '{choices.model}'")
         extent, clip = self._area(layer)
         self._check_overlap(layer, extent)
         path = None if self.settings.always_upload else local_file_path(layer)
@@ -593,6 +599,7 @@ class SegmentDock(DockForm, TaskRunner, QgsDockWidget):
         else:  # a typed name the backend does not list (yet): keep it
             self.model_combo.setEditText(current)
         self.model_combo.blockSignals(False)
+        self._update_fusion()
 
     def select_model(self, name: str) -> bool:
         """Choose a listed model as if picked from the list; False when not listed."""
@@ -612,6 +619,16 @@ class SegmentDock(DockForm, TaskRunner, QgsDockWidget):
             self.set_query(", ".join(str(c) for c in info["classes"]))
         if self.mode_combo.currentData() == "reasoning":
             self.set_mode("open_vocabulary")  # it cannot answer sentences
+
+    def _update_fusion(self, *_: object) -> None:
+        """Land-cover fusion is offered for a fine-tuned model, onto its classes."""
+        info = self.model_info(self.selected_model())
+        classes = [str(c) for c in (info or {}).get("classes") or []]
+        trained = bool(info and info.get("trained") and classes)
+        self.fuse_box.setVisible(trained)
+        self.fusion_offered = trained
+        if trained:
+            self.fuse_box.set_user_classes(classes)
 
     # -- export ---------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .help import open_help
+from .land_cover_picker import LandCoverPicker
 from .params import (
     AUTO_MIN_AREA_PX,
     AUTO_SIMPLIFY_PX,
@@ -183,7 +184,12 @@ class DockForm:
             "machine. Fine-tuned models list their classes; choosing one fills an empty "
             "query with them. Remembered for next time.")
         self.model_combo.activated.connect(self._model_chosen)
+        self.model_combo.currentTextChanged.connect(self._update_fusion)
         adv.addRow("Model", self.model_combo)
+        # Shown for a fine-tuned model only: its classes are what the maps' classes become.
+        self.fuse_box = LandCoverPicker("Fuse with land-cover maps", "model class",
+                                        self.advanced)
+        adv.addRow(self.fuse_box)
         self.bands_edit = QLineEdit(self.advanced)
         self.bands_edit.setPlaceholderText("RGB or bands 1-3; e.g. 4 3 2")
         self.bands_edit.setToolTip("Band numbers to read as red, green, blue (or one band), "

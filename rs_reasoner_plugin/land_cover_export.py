@@ -10,6 +10,7 @@ exported for upload) and its mapping table as a CSV, joined into
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -104,3 +105,18 @@ def write_sources(sources: list[LandCoverSource], folder: str,
                                 source.rows)
         specs.append(weak_spec(raster, source.legend, mapping))
     return specs
+
+
+def fusion_specs(maps: list[LandCoverMap], raster: QgsRasterLayer, what: str) -> list[str]:
+    """The ``fuse_land_cover`` entries of a segmentation run: mapping files written now (to
+    a temporary folder); the maps must be files the backend reads.
+
+    Raises:
+        InputError: As :func:`prepare_sources`, and a map that is not a local file.
+    """
+    for m in maps:
+        if local_file_path(m.layer) is None:
+            raise InputError(f"Land-cover map '{m.layer.name()}' is not a file the backend can "
+                             "read: save it as a GeoTIFF (Export ▸ Save As…) and add that file.")
+    sources = prepare_sources(maps, raster, what)
+    return write_sources(sources, tempfile.mkdtemp(prefix="rs_reasoner_fuse_"))

@@ -89,6 +89,9 @@ class SegmentOptions:
     simplify: float = _bounded(0.0, 0.0)
     tile_size: int | None = _bounded(None, 64, 8192)
     overlap: int | None = None
+    #: Trained models: land-cover maps fused with the model's class scores, each
+    #: ``RASTER[:LEGEND][:MAPPING.csv]``.
+    fuse_land_cover: list[str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -108,6 +111,8 @@ class SegmentOptions:
             out["tile_size"] = int(self.tile_size)  # the backend fits its overlap to it
         if self.overlap is not None:
             out["overlap"] = int(self.overlap)
+        if self.fuse_land_cover:
+            out["fuse_land_cover"] = list(self.fuse_land_cover)
         return out
 
 

@@ -4,7 +4,7 @@ algorithm (pure Python, no Qt), so both send the same request for the same choic
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .params import (
     Extent,
@@ -37,6 +37,8 @@ class RunChoices:
             ``min_area`` and ``simplify`` None: derived from the ground resolution
             (:func:`~.params.auto_min_area`, :func:`~.params.auto_simplify`).
         tile_size: Tile edge; 0 for the backend's default.
+        fuse_land_cover: Land-cover maps to fuse with a trained model's scores
+            (``RASTER[:LEGEND][:MAPPING.csv]``); empty for none.
     """
 
     query: str
@@ -48,6 +50,7 @@ class RunChoices:
     min_area: float | None = _OPTION_DEFAULTS["min_area"]
     simplify: float | None = _OPTION_DEFAULTS["simplify"]
     tile_size: int = 0
+    fuse_land_cover: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -116,6 +119,7 @@ def build_request(
         min_area=min_area,
         simplify=simplify,
         tile_size=choices.tile_size or None,
+        fuse_land_cover=list(choices.fuse_land_cover) or None,
     )
     params = SegmentParams(
         query=query, mode=mode, model=model or None, extent=extent if by_path else None,
