@@ -162,6 +162,10 @@ def test_train_defaults_agree_everywhere(schema, dialog) -> None:
             assert float(cli[flag]) == schema["train"][name], name
     # The flags with a value to show show the schema's.
     assert {"--label-budget", "--epochs", "--tile-size", "--val-fraction", "--seed"} <= set(cli)
+    # The trainer the dialog shows before the backend lists its trainers is the backend's
+    # default (a backend without the choice is sent none).
+    assert dialog.trainer_choice.combo.currentData() == plugin["model"]
+    assert schema["train"].get("model", plugin["model"]) == plugin["model"]
 
 
 def test_train_bounds_agree(schema, dialog) -> None:
