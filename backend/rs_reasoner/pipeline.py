@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -29,6 +30,9 @@ from rs_reasoner.segmenters import registry
 from rs_reasoner.segmenters.base import SegmentationQuery, Segmenter, TileResult
 from rs_reasoner.tiling import Stitcher, fit_tile, plan_tiles
 from rs_reasoner.vector import reproject, vectorize
+
+if TYPE_CHECKING:
+    from rs_reasoner.landcover.fusion import LandCoverFusion
 
 #: (stage, fraction 0..1, message or None)
 ProgressFn = Callable[[str, float, str | None], None]
@@ -165,6 +169,10 @@ class SegmentationPipeline:
             )  # fmt: skip
             self._check_whole_extent(plan, reader)
             reader.probe()
+            if opts.fuse_land_cover:
+                from rs_reasoner.landcover.request import check_land_cover
+
+                check_land_cover(request, plan.spec, reader)
         self._check_weights(plan.spec)
         if request.output_crs is not None:
             from pyproj import CRS
@@ -265,6 +273,13 @@ class SegmentationPipeline:
             messages.append(
                 f"extent {reader.width}x{reader.height} working pixels, bands {reader.bands}"
             )
+            fusion = None
+            if request.options.fuse_land_cover:
+                from rs_reasoner.landcover.request import land_cover_fusion
+
+                report("reading", 0.0, "reading the land-cover maps")
+                fusion = land_cover_fusion(request, plan.spec, reader)
+                messages.extend(fusion.describe() if fusion is not None else [])
             if plan.spec.whole_extent:
                 self._check_whole_extent(plan, reader)
                 report("reading", 0.0, "whole extent")
@@ -275,7 +290,9 @@ class SegmentationPipeline:
                 messages.extend(result.notes)  # e.g. the raw model answer, for the job log
                 report("segmenting", 1.0, None)
             else:
-                result, valid_map = self._tiled(model, reader, plan.query, report, check_cancel)
+                result, valid_map = self._tiled(
+                    model, reader, plan.query, report, check_cancel, fusion
+                )
         check_cancel()
         report("vectorising", 1.0, None)
         threshold = score_threshold_for(request, plan.spec)
@@ -321,6 +338,7 @@ class SegmentationPipeline:
         query: SegmentationQuery,
         report: ProgressFn,
         check_cancel: Callable[[], None],
+        fusion: LandCoverFusion | None = None,
     ) -> tuple[TileResult, np.ndarray]:
         opts = query.options
         row0, col0, row1, col1 = reader.window
@@ -336,7 +354,13 @@ class SegmentationPipeline:
             report("reading", i / len(tiles), None)
             image, valid = read_window(reader, r0, c0, r1, c1)
             report("segmenting", i / len(tiles), None)
-            result = model.segment(image, valid, query)
+            if fusion is None:
+                result = model.segment(image, valid, query)
+            else:  # the trained segmenters' land-cover likelihoods, on the extent's grid
+                window = (r0 - row0, c0 - col0, r1 - row0, c1 - col0)
+                result = model.segment(  # type: ignore[call-arg]
+                    image, valid, query, land_cover=fusion.likelihood(*window)
+                )
             stitcher.add(tile, result)
             cr0, cc0, cr1, cc1 = tile.core
             valid_map[cr0 - row0 : cr1 - row0, cc0 - col0 : cc1 - col0] = valid[

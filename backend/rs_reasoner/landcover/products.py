@@ -212,7 +212,13 @@ def describe_product(spec: ProductSpec) -> ProductFacts:
     path = os.fspath(spec.path)
     ds = _open(path)
     with ds:
-        legend = _legend(spec, ds, path, _check_categorical(ds, path))
+        codes = _check_categorical(ds, path)
+        if not len(codes):
+            raise LandCoverError(
+                f"The land-cover raster {Path(path).stem} holds only NoData.",
+                "Give a product with class codes over the area.",
+            )
+        legend = _legend(spec, ds, path, codes)
         return ProductFacts(Path(path).stem, legend, ds.crs, tuple(ds.bounds))
 
 

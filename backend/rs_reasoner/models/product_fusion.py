@@ -129,8 +129,15 @@ def fuse_with_products(
         raise ValueError("one reliability and pixel ratio per product")
     if given is None:
         given = [np.bincount(lp[lp != NO_LABEL].ravel(), minlength=k)[:k] > 0 for lp in products]
-    fused = probs.astype(np.float32, copy=True)
+    likelihood = np.ones_like(probs, dtype=np.float32)
     for labels, rel, ratio, giv in zip(products, reliabilities, pixel_ratios, given, strict=True):
-        fused *= product_likelihood(labels, rel, giv, ratio)
+        likelihood *= product_likelihood(labels, rel, giv, ratio)
+    return apply_likelihood(probs, likelihood)
+
+
+def apply_likelihood(probs: np.ndarray, likelihood: np.ndarray) -> np.ndarray:
+    """(K, H, W) float32 ``probs * likelihood`` renormalised per pixel (``probs`` where
+    the product is 0 everywhere, e.g. NoData pixels the model gave no score)."""
+    fused = probs.astype(np.float32) * likelihood
     total = fused.sum(axis=0, keepdims=True)
-    return np.where(total > 0, fused / np.maximum(total, 1e-12), 1.0 / k).astype(np.float32)
+    return np.where(total > 0, fused / np.maximum(total, 1e-12), probs).astype(np.float32)

@@ -36,6 +36,10 @@ is a query class, that is the pixel's label and its probability the score; other
 pixel is background (label 0, score = that class's probability). With one model class per
 query class this is the model's own argmax, whatever else the query names. The request's
 ``score_threshold`` is applied by the pipeline.
+
+**Land cover.** With ``fuse_land_cover``, the pipeline passes each tile's land-cover
+likelihoods (:mod:`rs_reasoner.landcover.fusion`); the probabilities are multiplied by
+them and renormalised before the decision.
 """
 
 from __future__ import annotations
@@ -310,9 +314,15 @@ class TrainedSegmenter(Segmenter):
         return (total / norm.clamp(min=1e-6)).cpu().numpy()
 
     def segment(
-        self, image: np.ndarray, valid: np.ndarray, query: SegmentationQuery
+        self,
+        image: np.ndarray,
+        valid: np.ndarray,
+        query: SegmentationQuery,
+        land_cover: np.ndarray | None = None,
     ) -> TileResult:
-        """Label the pixels of the query's classes (see the module docstring)."""
+        """Label the pixels of the query's classes (see the module docstring);
+        ``land_cover``: (K, H, W) land-cover likelihoods the probabilities are fused with
+        (:mod:`rs_reasoner.landcover.fusion`)."""
         groups = match_classes(query.classes, self.class_names, self.name)
         probs = np.zeros((len(self.class_names), *valid.shape), dtype=np.float32)
         rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
@@ -321,6 +331,10 @@ class TrainedSegmenter(Segmenter):
             # with NoData, and a large blank margin skews the model's normalisation layers.
             box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
             probs[:, box[0], box[1]] = self.class_probabilities(image[box])
+        if land_cover is not None:
+            from rs_reasoner.models.product_fusion import apply_likelihood
+
+            probs = apply_likelihood(probs, land_cover)
         return decide(probs, valid, groups, [syn[0] for syn in query.classes])
 
     def close(self) -> None:
@@ -379,7 +393,11 @@ class ClassicalSegmenter(Segmenter):
         return self.checkpoint is not None and _stamp(self.checkpoint) != self._stamp
 
     def segment(
-        self, image: np.ndarray, valid: np.ndarray, query: SegmentationQuery
+        self,
+        image: np.ndarray,
+        valid: np.ndarray,
+        query: SegmentationQuery,
+        land_cover: np.ndarray | None = None,
     ) -> TileResult:
         """Label the pixels of the query's classes.
 
@@ -387,12 +405,17 @@ class ClassicalSegmenter(Segmenter):
             image: (H, W, bands) raw float32 values of the model's bands (NaN: no data).
             valid: (H, W) bool.
             query: The classes asked for.
+            land_cover: (K, H, W) land-cover likelihoods to fuse the probabilities with.
         """
         groups = match_classes(query.classes, self.class_names, self.name)
         if self.model is None:
             raise RuntimeError(f"model {self.name} was closed")
         raw = np.moveaxis(np.asarray(image, dtype=np.float32), -1, 0)
         probs = self.model.predict_proba(raw, valid)
+        if land_cover is not None:
+            from rs_reasoner.models.product_fusion import apply_likelihood
+
+            probs = apply_likelihood(probs, land_cover)
         return decide(probs, valid, groups, [syn[0] for syn in query.classes])
 
     def close(self) -> None:

@@ -15,11 +15,17 @@ the epochs. The classical learner takes the confidence as sample weights
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rs_reasoner.atomic import write_text_atomic
+from rs_reasoner.landcover import WEAK_LABELS_FILE
 from rs_reasoner.landcover.mapping import apply_mapping, build_mapping, read_mapping_rows
 from rs_reasoner.landcover.products import Grid, ProductSpec, read_product
 from rs_reasoner_training.data.dataset import (
@@ -32,7 +38,12 @@ from rs_reasoner_training.data.dataset import (
     TrainingData,
     pad_window,
 )
-from rs_reasoner_training.weak.agreement import WeakLabels, report_lines, weak_labels
+from rs_reasoner_training.weak.agreement import (
+    ProductReport,
+    WeakLabels,
+    report_lines,
+    weak_labels,
+)
 
 #: A tile needs this share of weak-labelled pixels to become a training tile.
 MIN_WEAK_SHARE = 0.01
@@ -187,9 +198,13 @@ def add_weak_labels(
     *,
     seed: int = 0,
     note: Callable[[str], Any] | None = None,
+    record: str | os.PathLike[str] | None = None,
 ) -> TrainingData:
     """Parcel training data (:func:`~rs_reasoner_training.data.tiles.parcel_training_data`)
-    plus weak labels from land-cover products; the agreement report goes to ``note``.
+    plus weak labels from land-cover products; the agreement report goes to ``note``,
+    and to ``record/weak_labels.json`` when ``record`` (the model folder) is given, so
+    segmentation can fuse the same products with their measured reliabilities
+    (:mod:`rs_reasoner.landcover.fusion`; ``model.json`` copies it).
 
     Reliabilities and kappa are measured on the *training* parcels only: validation
     parcels stay unseen.
@@ -210,4 +225,25 @@ def add_weak_labels(
     if note is not None:
         for line in report_lines(weak.reports, data.class_names):
             note(line)
+    if record is not None:
+        write_weak_report(record, weak.reports, specs)
     return with_weak_labels(data, weak, seed)
+
+
+def write_weak_report(
+    folder: str | os.PathLike[str],
+    reports: Sequence[ProductReport],
+    specs: Sequence[str | ProductSpec],
+) -> Path:
+    """``weak_labels.json`` in a model folder: each product's spec and report (its
+    per-class reliabilities among them)."""
+    path = Path(folder) / WEAK_LABELS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    products = [
+        {**dataclasses.asdict(report), "kappa": None if math.isnan(report.kappa) else
+         report.kappa, "spec": str(spec) if isinstance(spec, str) else
+         ":".join(p for p in (spec.path, spec.legend, spec.mapping) if p)}
+        for report, spec in zip(reports, specs, strict=True)
+    ]  # fmt: skip
+    write_text_atomic(path, json.dumps({"products": products}, indent=1))
+    return path
