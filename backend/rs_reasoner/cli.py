@@ -40,7 +40,7 @@ Running the same command again resumes from the last finished epoch (after Ctrl-
 #: SegmentOptions fields that ``segment`` has flags for, in the order --help lists them.
 _SEGMENT_FLAGS = (
     "bands", "resolution", "score_threshold", "min_area", "simplify", "tile_size", "overlap",
-    "instance_mode",
+    "instance_mode", "fuse_land_cover",
 )  # fmt: skip
 
 
@@ -87,7 +87,8 @@ def _add_segment_parser(sub: argparse._SubParsersAction) -> None:
     )
     seg.add_argument("--extent-crs", help="CRS of --extent, e.g. EPSG:4326 (default: raster's)")
     for name in _SEGMENT_FLAGS:
-        add_field(seg, SegmentOptions, name)
+        metavar = {"fuse_land_cover": "RASTER[:LEGEND][:MAPPING.csv]"}.get(name)
+        add_field(seg, SegmentOptions, name, **({"metavar": metavar} if metavar else {}))
     add_field(seg, SegmentRequest, "output_crs")
     seg.add_argument("--out", "-o", required=True, type=Path, help=".gpkg, .shp or .geojson")
     seg.add_argument("--preview", type=Path, help="also write a PNG of polygons over the image")

@@ -130,11 +130,28 @@ class SegmentOptions(BaseModel):
         "object ('the largest warehouse'), 'auto' keeps instances unless their masks overlap. "
         "Default: the model's setting ('auto').",
     )
+    fuse_land_cover: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=8,
+        description="Trained models: land-cover maps fused with the model's class scores, class "
+        "by class: each RASTER[:LEGEND][:MAPPING.csv] (legend worldcover, dynamic-world or "
+        "corine when the raster does not carry one; mapping rows 'product class,model class', "
+        "else classes of the same name). Reliabilities are those measured when the model was "
+        "trained with that product, else 0.7.",
+    )
 
     @field_validator("bands")
     @classmethod
     def _bands(cls, v: list[int] | None) -> list[int] | None:
         return _valid_bands(v)
+
+    @field_validator("fuse_land_cover")
+    @classmethod
+    def _land_cover(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and any(not item.strip() for item in v):
+            raise ValueError("a land-cover entry is empty: give RASTER[:LEGEND][:MAPPING.csv]")
+        return v
 
     @model_validator(mode="after")
     def _overlap(self) -> SegmentOptions:
