@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rs_reasoner.errors import CheckpointError, InvalidRequestError
+from rs_reasoner.landcover import WEAK_LABELS_FILE
 from rs_reasoner.schemas import TrainRequest
 from rs_reasoner.trained_models import (
     AUTO_FILE,
@@ -93,6 +94,10 @@ def check_train_request(
             f"The area of interest does not exist: {request.aoi}",
             "Give the path of a polygon file, or leave the area of interest out.",
         )
+    if request.weak_labels:  # paths, categorical bands, mapping files, overlap
+        from rs_reasoner.landcover.checks import check_products_over_raster
+
+        check_products_over_raster(request.weak_labels, raster_path)
 
 
 def check_label_layer(path: str, layer: str | None, class_field: str) -> None:
@@ -425,6 +430,9 @@ def register_model(
         chosen = next((c for c in auto.get("comparison") or []
                        if c.get("name") == auto.get("chosen")), {})  # fmt: skip
         info.setdefault("per_class_iou", chosen.get("iou") or {})
+    weak = _read_json(folder / WEAK_LABELS_FILE)  # segment --fuse-land-cover reads it
+    if weak:
+        info["weak_labels"] = weak
     write_info(folder, info)
     return read_info(folder)
 

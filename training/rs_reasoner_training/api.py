@@ -400,7 +400,7 @@ def train_on_parcels(
             if callback is not None:
                 callback("preparing", 0.0, line)
 
-        data = add_weak_labels(data, weak_labels, seed=seed, note=note)
+        data = add_weak_labels(data, weak_labels, seed=seed, note=note, record=output_dir)
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     if name in ("auto", "classical"):
         train_options.pop("semi_supervised", None)  # each candidate sets its own
