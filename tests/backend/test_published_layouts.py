@@ -331,3 +331,48 @@ def test_dinov2_small_loads_the_transformers_4_31_snapshot(empty_hub_cache: Path
     # Every tensor, the attention ones included (published as attention.attention.query...).
     assert loaded.state_dict().keys() == reference.state_dict().keys()
     assert _same(loaded, reference) == len(reference.state_dict())
+
+
+# -- weights that are there but do not load ---------------------------------------------------
+
+
+def test_a_cut_short_checkpoint_is_a_clear_error_naming_it(
+    empty_hub_cache: Path, raster: Path, tmp_path: Path, small_clips: None,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    folder = write_remoteclip(snapshot_dir(empty_hub_cache, "chendelong/RemoteCLIP"),
+                              tiny_open_clip("ViT-L-14", quick_gelu=True))
+    checkpoint = folder / "RemoteCLIP-ViT-L-14.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:5000])  # an interrupted copy
+    assert main(["models", "list"]) == 0 and "weights present" in capsys.readouterr().out
+
+    assert main(["models", "verify", "remoteclip-openvocab"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert str(checkpoint) in err and "cannot be loaded" in err
+    assert f"delete {empty_hub_cache / 'models--chendelong--RemoteCLIP'}" in err
+    assert "rs-reasoner models pull remoteclip-openvocab" in err
+
+    out = tmp_path / "out.gpkg"
+    args = ["segment", str(raster), "--query", "vegetation, water", "--model",
+            "remoteclip-openvocab", "--out", str(out), "--device", "cpu", "--quiet"]
+    assert main(args) == 2
+    assert str(checkpoint) in capsys.readouterr().err and not out.exists()
+
+
+def test_another_models_weights_in_an_override_folder_are_a_clear_error(
+    empty_hub_cache: Path, tmp_path: Path, small_clips: None,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+) -> None:
+    from rs_reasoner.segmenters.hub_weights import REMOTECLIP_VIT_L14_WEIGHTS
+
+    # RemoteCLIP's ViT-L/14 name over a ViT-B/16 state dict (the repo's other checkpoints
+    # are other architectures): it unpickles, and does not fit.
+    clone = write_remoteclip(tmp_path / "RemoteCLIP", tiny_open_clip("ViT-B-16", True))
+    monkeypatch.setenv(REMOTECLIP_VIT_L14_WEIGHTS.env_var, str(clone))
+    assert main(["models", "verify", "remoteclip-openvocab"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "RuntimeError" in err
+    assert str(clone / "RemoteCLIP-ViT-L-14.pt") in err
+    env_var = REMOTECLIP_VIT_L14_WEIGHTS.env_var
+    assert f"point {env_var} at the files of chendelong/RemoteCLIP as published" in err

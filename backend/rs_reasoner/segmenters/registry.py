@@ -22,14 +22,15 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 
 from rs_reasoner import trained_models
-from rs_reasoner.errors import RsReasonerError, UnknownModelError
+from rs_reasoner.errors import CheckpointError, RsReasonerError, UnknownModelError
 from rs_reasoner.schemas import Mode
 from rs_reasoner.segmenters.base import Segmenter
 from rs_reasoner.segmenters.builtin import BUILTIN_SPECS
 from rs_reasoner.segmenters.hub_weights import TRAINING_WEIGHTS
 from rs_reasoner.segmenters.spec import ModelSpec
 from rs_reasoner.segmenters.trained import trained_model_spec
-from rs_reasoner.weights import WeightSpec, is_available
+from rs_reasoner.weight_files import repo_cache_dir
+from rs_reasoner.weights import WeightSpec, is_available, resolve
 
 __all__ = [
     "ENV_MODULES",
@@ -182,8 +183,46 @@ def create(spec: ModelSpec, device: str = "cpu") -> Segmenter:
 
     Returns:
         A ready segmenter.
+
+    Raises:
+        CheckpointError: Weights on disk that do not load (damaged, cut short, or files
+            of another model), naming the files and how to replace them.
     """
-    return resolve_factory(spec)(device=device)
+    try:
+        return resolve_factory(spec)(device=device)
+    except RsReasonerError:
+        raise
+    except Exception as exc:
+        if not spec.weights or _out_of_memory(exc):
+            raise  # not about the files: the caller reports it as it is
+        raise _unloadable(spec, exc) from exc
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+def _unloadable(spec: ModelSpec, exc: BaseException) -> CheckpointError:
+    """A model whose weight files are present but do not load: which files, what to do."""
+    places, fixes = [], []
+    for w in spec.weights:
+        try:
+            places.append(str(resolve(w, spec.name)))
+        except RsReasonerError:
+            continue
+        if os.environ.get(w.env_var):
+            fixes.append(f"point {w.env_var} at the files of {w.repo_id} as published")
+        else:
+            fixes.append(f"delete {repo_cache_dir(w)}")
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    return CheckpointError(
+        f"Model '{spec.name}' cannot be loaded from its weights ({', '.join(places)}): "
+        f"{type(exc).__name__}{': ' + text if text else ''}. The files are damaged, cut "
+        "short, or not the ones this model reads.",
+        f"Replace the bad ones: {'; '.join(fixes)}; then run "
+        f"'rs-reasoner models pull {spec.name}' "
+        "(the service's model manager can check each file against the Hub's hash).",
+    )
 
 
 def resolve_factory(spec: ModelSpec) -> Callable[..., Segmenter]:
