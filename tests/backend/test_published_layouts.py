@@ -321,9 +321,11 @@ def test_sam21_loads_metas_checkpoint_from_the_cache_and_from_a_clone(
     assert_loads()
 
 
-def test_dinov2_small_loads_the_transformers_4_31_snapshot(empty_hub_cache: Path) -> None:
+def test_rs_zeroseg_backbones_load_from_their_published_snapshots(
+    empty_hub_cache: Path, small_clips: None
+) -> None:
     from rs_reasoner.segmenters.open_vocab.rs_zeroseg.config import RSZeroSegConfig
-    from rs_reasoner.segmenters.open_vocab.rs_zeroseg.model import build_rs_stream
+    from rs_reasoner.segmenters.open_vocab.rs_zeroseg.model import build_clip, build_rs_stream
 
     reference = tiny_dinov2(seed=5)
     write_dinov2(snapshot_dir(empty_hub_cache, "facebook/dinov2-small"), reference)
@@ -331,6 +333,15 @@ def test_dinov2_small_loads_the_transformers_4_31_snapshot(empty_hub_cache: Path
     # Every tensor, the attention ones included (published as attention.attention.query...).
     assert loaded.state_dict().keys() == reference.state_dict().keys()
     assert _same(loaded, reference) == len(reference.state_dict())
+
+    # The CLIP stream reads the timm repository's open_clip file (at 224 px, the published
+    # input, so the position embeddings are the file's own).
+    clip = tiny_open_clip("ViT-B-16", quick_gelu=True, seed=6)
+    write_openai_clip_hub(
+        snapshot_dir(empty_hub_cache, "timm/vit_base_patch16_clip_224.openai"), clip
+    )
+    model, _ = build_clip(RSZeroSegConfig(image_size=224), pretrained=True)
+    assert _same(model, clip) == len(clip.state_dict())
 
 
 # -- weights that are there but do not load ---------------------------------------------------
