@@ -217,3 +217,27 @@ def test_weak_label_products_checked_against_the_raster(trained, tmp_path) -> No
         check_products_over_raster([f"{trained['product']}:{bad}"], raster)
     with pytest.raises(LandCoverError, match="does not exist"):
         check_products_over_raster([str(tmp_path / "x.tif")], raster)
+
+
+def test_batch_fuses_like_the_single_extent_run(trained, models) -> None:
+    import dataclasses
+
+    import geopandas as gpd
+
+    from rs_reasoner.batch.run import run_batch
+    from tests.backend.batch.conftest import assert_same_polygons, config
+
+    tmp, raster = trained["tmp"], trained["raster"]
+    options = SegmentOptions(fuse_land_cover=[f"{trained['product']}:{trained['mapping']}"])
+    cfg = config([raster], tmp / "batch", merged=tmp / "batch.gpkg")
+    req = cfg.request.model_copy(update={"model": "lulc", "query": QUERY, "options": options})
+    assert run_batch(dataclasses.replace(cfg, request=req)).complete
+    pipeline = SegmentationPipeline(device="cpu")
+    single = req.model_copy(update={"raster": str(raster)})
+    want = pipeline.run(single, str(raster)).polygons
+    assert_same_polygons(gpd.read_file(tmp / "batch.gpkg"), want)
+    # Not the model alone: the batch did fuse.
+    plain = pipeline.run(single.model_copy(update={"options": SegmentOptions()}), str(raster))
+    assert not np.isclose(
+        want.dissolve("label").area.sort_index(), plain.polygons.dissolve("label").area.sort_index()
+    ).all()

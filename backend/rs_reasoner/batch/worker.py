@@ -129,8 +129,13 @@ def run_unit(task: UnitTask) -> UnitReport:
             image, valid = read_window(reader, *task.window)
             result = model.segment(image, valid, plan.query)
         else:
+            fusion = None
+            if request.options.fuse_land_cover:  # the products over this unit's window
+                from rs_reasoner.landcover.request import land_cover_fusion
+
+                fusion = land_cover_fusion(request, plan.spec, reader, partial=True)
             result, valid = SegmentationPipeline._tiled(
-                model, reader, plan.query, lambda *_: None, lambda: None
+                model, reader, plan.query, lambda *_: None, lambda: None, fusion
             )
         transform = reader.transform
         crs = reader.crs

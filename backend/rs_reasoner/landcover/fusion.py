@@ -91,6 +91,7 @@ class LandCoverFusion:
         grid: Grid,
         classes: Sequence[str],
         info: Mapping[str, Any] | None = None,
+        partial: bool = False,
     ) -> LandCoverFusion:
         """Read and map every product onto ``grid``.
 
@@ -99,6 +100,8 @@ class LandCoverFusion:
             grid: The extent's working grid.
             classes: The model's classes.
             info: The model's ``model.json`` (recorded reliabilities).
+            partial: ``grid`` is one window of the area (a batch unit): a product that
+                says nothing there is accepted (neutral).
 
         Raises:
             LandCoverError: An unusable product or mapping, one that does not overlap the
@@ -115,7 +118,7 @@ class LandCoverFusion:
         recorded = recorded_reliabilities(info)
         products = []
         for spec in parse_specs(specs):
-            product = read_product(spec, grid)
+            product = read_product(spec, grid, allow_empty=partial)
             table = mapping_table(spec, product.legend, product.name, classes)
             given = np.zeros(len(classes), bool)
             given[sorted(set(table.values()))] = True

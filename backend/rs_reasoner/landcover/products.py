@@ -136,12 +136,18 @@ class Product:
     pixel_ratio: float
 
 
-def read_product(spec: ProductSpec, grid: Grid) -> Product:
+def read_product(spec: ProductSpec, grid: Grid, allow_empty: bool = False) -> Product:
     """Read a product onto ``grid`` (nearest neighbour) with its legend.
+
+    Args:
+        spec: The product.
+        grid: The grid.
+        allow_empty: Accept a grid the product says nothing about (one window of a larger
+            area: the product may cover the rest).
 
     Raises:
         LandCoverError: Unreadable, continuous, without CRS where one is needed, or not
-            overlapping the grid.
+            overlapping the grid (unless ``allow_empty``).
     """
     path = os.fspath(spec.path)
     name = Path(path).stem
@@ -176,7 +182,7 @@ def read_product(spec: ProductSpec, grid: Grid) -> Product:
         ratio = float((abs(dst_transform.a) * abs(dst_transform.e)) ** 0.5) / grid.pixel_size
     if legend.named:  # codes outside a known legend are not classes (e.g. 0 = no data)
         codes[~np.isin(codes, list(legend.classes))] = NO_CODE
-    if not (codes != NO_CODE).any():
+    if not allow_empty and not (codes != NO_CODE).any():
         raise LandCoverError(
             f"The land-cover raster {name} does not overlap the raster (or holds "
             "only NoData or codes outside its legend there).",

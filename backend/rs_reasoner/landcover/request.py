@@ -50,9 +50,10 @@ def check_land_cover(request: SegmentRequest, spec: ModelSpec, reader: ExtentRea
 
 
 def land_cover_fusion(
-    request: SegmentRequest, spec: ModelSpec, reader: ExtentReader
+    request: SegmentRequest, spec: ModelSpec, reader: ExtentReader, partial: bool = False
 ) -> LandCoverFusion | None:
-    """The run's products on the extent's working grid, or None when not asked for.
+    """The run's products on the extent's working grid, or None when not asked for
+    (``partial``: the reader's window is one part of the area, a batch unit).
 
     Raises:
         LandCoverError: As :func:`check_land_cover`, and an extent too large to fuse.
@@ -62,4 +63,4 @@ def land_cover_fusion(
         return None
     info = _model_info(spec)
     grid = Grid(reader.crs, reader.transform, (reader.height, reader.width))
-    return LandCoverFusion.prepare(specs, grid, list(spec.classes or ()), info)
+    return LandCoverFusion.prepare(specs, grid, list(spec.classes or ()), info, partial)
