@@ -27,7 +27,11 @@ no validation; rf = scikit-learn RandomForest on raw bands, the analyst's baseli
   or as keep probability for the U-Net);
 * classical / U-Net on weak labels + parcels (parcels win; reliabilities and kappa
   measured on the parcels);
-* classical on all training masks (upper reference).
+* classical on all training masks (upper reference);
+* "fused": a row's class scores fused at inference with the products, what ``segment
+  --fuse-land-cover`` does (:mod:`rs_reasoner.models.product_fusion`: the model's
+  posterior times each product's per-class likelihood from its local share; product
+  reliabilities the prior 0.7, or measured on the parcels).
 
     .venv/bin/python bench/bench_weak_labels.py --out bench_weak_labels.json
 """
@@ -610,10 +614,10 @@ def main(argv: list[str] | None = None) -> int:
                 args.only and not any(o in name for o in args.only)
             ):
                 continue
+            t0 = time.monotonic()
             if getattr(run, "fusion", False):
                 preds = run(images, weak, mode, args, work, outputs)
             else:
-                t0 = time.monotonic()
                 preds = outputs[name] = run(images, weak, mode, args, work)
             result = score(
                 images,
