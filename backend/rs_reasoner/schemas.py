@@ -81,8 +81,10 @@ class Extent(BaseModel):
 
 
 _BANDS_HELP = (
-    "1-based band indexes to use as R,G,B (1 or 3 bands). Default: bands whose colour "
-    "interpretation is RGB, else the first three; a single band is replicated."
+    "1-based band indexes. Models that read an image: 1 or 3 bands used as R,G,B; default: "
+    "bands whose colour interpretation is RGB, else the first three; a single band is "
+    "replicated. Models trained on raw bands read the bands they were trained on; give as "
+    "many, in the same order, to read other band numbers in their place."
 )
 _RESOLUTION_HELP = "Target ground resolution in raster CRS units per pixel."
 
@@ -90,8 +92,9 @@ _RESOLUTION_HELP = "Target ground resolution in raster CRS units per pixel."
 def _valid_bands(v: list[int] | None) -> list[int] | None:
     if v is None:
         return v
-    if len(v) not in (1, 3):
-        raise ValueError(f"give 1 or 3 bands, not {len(v)}")
+    # How many depends on the model: 1 or 3 for models that read an image
+    # (raster.bands.select_bands), the trained number for raw-band models
+    # (pipeline.model_bands); both say so with the model known.
     if any(b < 1 for b in v):
         raise ValueError("band indexes start at 1")
     return v
@@ -102,7 +105,9 @@ class SegmentOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    bands: list[_Band] | None = Field(None, min_length=1, max_length=3, description=_BANDS_HELP)
+    bands: list[_Band] | None = Field(
+        None, min_length=1, max_length=65535, description=_BANDS_HELP
+    )
     resolution: float | None = Field(
         None, ge=MIN_RESOLUTION, le=MAX_RESOLUTION, description=_RESOLUTION_HELP
     )

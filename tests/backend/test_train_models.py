@@ -362,3 +362,24 @@ def test_batch_of_a_raw_band_model_equals_its_single_extent_run(
     ).polygons
     assert len(want) > 0 and set(want["label"]) > {"forest"}
     assert_same_polygons(gpd.read_file(tmp / "batch.gpkg"), want)
+
+
+def test_a_raw_band_model_takes_its_band_numbers_in_the_request(classical_lulc) -> None:
+    """The request's bands were capped at 3, so a 68-band model's bands could not be named."""
+    import geopandas as gpd
+
+    tmp, raster = classical_lulc["tmp"], classical_lulc["raster"]
+    query = ["--model", "lulc", "--query", "forest, grassland"]
+    all_bands = [str(b) for b in range(1, 69)]
+    code, err = _segment(str(raster), *query, "--bands", *all_bands,
+                         "--out", str(tmp / "named.gpkg"))  # fmt: skip
+    assert code == 0, err
+    code, err = _segment(str(raster), *query, "--out", str(tmp / "default.gpkg"))
+    assert code == 0, err
+    named, default = gpd.read_file(tmp / "named.gpkg"), gpd.read_file(tmp / "default.gpkg")
+    assert len(named) == len(default) > 0
+    assert named.area.sum() == pytest.approx(default.area.sum())
+    code, err = _segment(str(raster), *query, "--bands", "1", "2", "3",
+                         "--out", str(tmp / "three.gpkg"))  # fmt: skip
+    assert code == 2 and "reads 68 band(s); 3 were given" in err
+    assert not (tmp / "three.gpkg").exists()
