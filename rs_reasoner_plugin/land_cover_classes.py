@@ -11,8 +11,10 @@ mapping file names. Runs on the GUI thread (reads a decimated block of the layer
 from __future__ import annotations
 
 import csv
+import math
 import os
 import xml.etree.ElementTree as ET
+from array import array
 from dataclasses import dataclass, field
 
 from qgis.core import (
@@ -129,11 +131,11 @@ def category_names(layer: QgsRasterLayer) -> dict[int, str]:
     return {i: str(n).strip() for i, n in enumerate(names) if str(n).strip()}
 
 
-#: numpy types of the raster data types a class band may have.
-_NUMPY_TYPES = {
-    Qgis.DataType.Byte: "u1", Qgis.DataType.UInt16: "u2", Qgis.DataType.Int16: "i2",
-    Qgis.DataType.UInt32: "u4", Qgis.DataType.Int32: "i4", Qgis.DataType.Float32: "f4",
-    Qgis.DataType.Float64: "f8",
+#: ``array`` type codes of the raster data types a class band may have.
+_ARRAY_TYPES = {
+    Qgis.DataType.Byte: "B", Qgis.DataType.UInt16: "H", Qgis.DataType.Int16: "h",
+    Qgis.DataType.UInt32: "I", Qgis.DataType.Int32: "i", Qgis.DataType.Float32: "f",
+    Qgis.DataType.Float64: "d",
 }
 
 
@@ -149,8 +151,6 @@ def distinct_codes(layer: QgsRasterLayer) -> list[int]:
         LandCoverError: A web map (rendered colours only), an unreadable layer, or a
             continuous band (fractions, or more than :data:`MAX_CODES` values).
     """
-    import numpy as np
-
     provider = layer.dataProvider()
     if provider is None or not layer.isValid():
         raise LandCoverError(f"Layer '{layer.name()}' is not valid.", "Pick another raster.")
@@ -164,16 +164,15 @@ def distinct_codes(layer: QgsRasterLayer) -> list[int]:
     width = max(1, round(cols / scale)) if cols > 0 else _SAMPLE_SIZE
     height = max(1, round(rows / scale)) if rows > 0 else _SAMPLE_SIZE
     block = provider.block(1, extent, width, height)
-    dtype = _NUMPY_TYPES.get(block.dataType()) if block is not None else None
-    if block is None or not block.isValid() or dtype is None:
+    typecode = _ARRAY_TYPES.get(block.dataType()) if block is not None else None
+    if block is None or not block.isValid() or typecode is None:
         raise LandCoverError(f"Cannot read band 1 of layer '{layer.name()}' as class codes.",
                              "Pick a categorical raster (integer codes, e.g. a GeoTIFF).")
-    values = np.frombuffer(bytes(block.data()), dtype=dtype).astype(float)
+    values = set(array(typecode, bytes(block.data())))  # the block is in native byte order
     if block.hasNoDataValue():
-        values = values[values != block.noDataValue()]
-    values = values[np.isfinite(values)]
-    distinct = np.unique(values)
-    if bool(np.any(distinct != np.round(distinct))) or len(distinct) > MAX_CODES:
+        values.discard(block.noDataValue())
+    distinct = sorted(v for v in values if math.isfinite(v))
+    if any(v != int(v) for v in distinct) or len(distinct) > MAX_CODES:
         raise LandCoverError(
             f"Band 1 of layer '{layer.name()}' is continuous ({len(distinct)} distinct "
             "values), not a land-cover map of class codes.",

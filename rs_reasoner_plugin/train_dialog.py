@@ -159,7 +159,7 @@ class TrainDialog(TaskRunner, QDialog):
         self._watched: QgsVectorLayer | None = None
         self.schema_task: BackendSchemaTask | None = None
         self._build()
-        self._restore_options()
+        RememberedOptions.load().show_in(self)
         self._parcels_changed()
         self._set_running(False)
 
@@ -500,30 +500,6 @@ class TrainDialog(TaskRunner, QDialog):
         if schema is not None:
             self.trainer_choice.set_trainers(schema.trainers, schema.default_trainer)
 
-    def _restore_options(self) -> None:
-        """The options of the last run (per user)."""
-        o = RememberedOptions.load()
-        self.trainer_choice.set_trainer(o.model)
-        self.val_spin.setValue(round(100 * o.val_fraction))
-        self.epochs_spin.setValue(o.epochs)
-        self.budget_spin.setValue(round(100 * o.label_budget))
-        self.tile_spin.setValue(o.tile_size)
-        self.time_spin.setValue(o.time_budget_min)
-        self.semi_check.setChecked(o.semi_supervised)
-        self.verifier_check.setChecked(o.verifier)
-
-    def _remember_options(self) -> None:
-        RememberedOptions(
-            model=self.trainer_choice.preferred(),
-            val_fraction=self.val_spin.value() / 100.0,
-            epochs=self.epochs_spin.value(),
-            label_budget=self.budget_spin.value() / 100.0,
-            tile_size=self.tile_spin.value(),
-            time_budget_min=self.time_spin.value(),
-            semi_supervised=self.semi_check.isChecked(),
-            verifier=self.verifier_check.isChecked(),
-        ).save()
-
     def _set_running(self, running: bool) -> None:
         self.train_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
@@ -688,7 +664,7 @@ class TrainDialog(TaskRunner, QDialog):
         for text in warnings:
             messages.push(self.iface, text, Qgis.Warning)
         if self.kind() == "segmenter":
-            self._remember_options()
+            RememberedOptions.of(self).save()
         task = TrainTask(spec, backend_config(settings, self.backend_process))
         task.epochChanged.connect(self.epoch_label.setText)
         task.trainFinished.connect(self._training_finished)

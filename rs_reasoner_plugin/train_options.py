@@ -128,6 +128,31 @@ class RememberedOptions:
             setattr(out, f.name, value)
         return out
 
+    @classmethod
+    def of(cls, d: Any) -> RememberedOptions:
+        """The options a :class:`~.train_dialog.TrainDialog` shows."""
+        return cls(
+            model=d.trainer_choice.preferred(),
+            val_fraction=d.val_spin.value() / 100.0,
+            epochs=d.epochs_spin.value(),
+            label_budget=d.budget_spin.value() / 100.0,
+            tile_size=d.tile_spin.value(),
+            time_budget_min=d.time_spin.value(),
+            semi_supervised=d.semi_check.isChecked(),
+            verifier=d.verifier_check.isChecked(),
+        )
+
+    def show_in(self, d: Any) -> None:
+        """Set a :class:`~.train_dialog.TrainDialog`'s widgets to these options."""
+        d.trainer_choice.set_trainer(self.model)
+        d.val_spin.setValue(round(100 * self.val_fraction))
+        d.epochs_spin.setValue(self.epochs)
+        d.budget_spin.setValue(round(100 * self.label_budget))
+        d.tile_spin.setValue(self.tile_size)
+        d.time_spin.setValue(self.time_budget_min)
+        d.semi_check.setChecked(self.semi_supervised)
+        d.verifier_check.setChecked(self.verifier)
+
     def save(self) -> None:
         s = QgsSettings()
         for f in fields(self):
