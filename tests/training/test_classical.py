@@ -20,6 +20,7 @@ from rs_reasoner_training.classical import (
     LabelledImage,
     PixelSample,
     fit_classical,
+    fit_classical_to_serve,
 )
 from rs_reasoner_training.data.dataset import IGNORE_INDEX
 from rs_reasoner_training.data.parcels import label_raster
@@ -215,3 +216,48 @@ def test_dubai_rgb_photos_with_colour_indices_on_a_held_out_image(shared_data: P
     truth = held_out.labels
     recalls = [(pred[truth == c] == c).mean() for c in range(len(names)) if (truth == c).any()]
     assert np.mean(recalls) > 1.5 / len(names)  # well above chance on another image
+
+
+def test_validation_too_small_to_steer_is_learnt_from(slovenia) -> None:
+    raw, valid, label, names, stats, roles = slovenia
+    spec = FeatureSpec.for_bands(stats.count, roles)
+    train, val = _halves(raw, valid, label)
+    present = [c for c in range(len(names)) if (train.labels == c).any()]
+    names = [names[c] for c in present]
+    remap = np.full(256, IGNORE_INDEX, np.uint8)
+    remap[present] = np.arange(len(present))
+    train = LabelledImage(raw, valid, remap[train.labels])
+    # One class's validation pixels only: too few classes to steer the fitting.
+    one = int(np.bincount(val.labels[val.labels != IGNORE_INDEX]).argmax())
+    few = np.where(val.labels == one, remap[val.labels], IGNORE_INDEX).astype(np.uint8)
+    val = LabelledImage(raw, valid, few)
+    served, scored = fit_classical_to_serve([train], names, stats, spec, QUICK, val=[val])
+    assert not scored.info["validation_steered"] and scored is not served
+    # The served model learnt from the validation pixels too; the scored one did not.
+    added = int(((few != IGNORE_INDEX) & valid).sum())
+    assert added > 0
+    assert sum(served.info["train_pixels"].values()) == (
+        sum(scored.info["train_pixels"].values()) + added
+    )
+    assert served.info["validation"].endswith("refitted on training + validation labels")
+    assert served.info["rounds"] == scored.info["rounds"] == QUICK.rounds_without_validation
+
+
+def test_validation_that_steers_is_not_trained_on(shared_data: Path) -> None:
+    raw, valid, label, names, stats, roles = _scene(
+        shared_data / "spacenet_atlanta_pan_utm16n.tif",
+        shared_data / "spacenet_atlanta_buildings.geojson",
+        "building",
+        background="other",
+    )
+    north = np.zeros(valid.shape, bool)
+    north[:450] = True
+    train = LabelledImage(raw, valid, np.where(north, label, IGNORE_INDEX).astype(np.uint8))
+    val = LabelledImage(raw, valid, np.where(~north, label, IGNORE_INDEX).astype(np.uint8))
+    config = ClassicalConfig(rounds=20, early_stopping_rounds=5, threads=1,
+                             max_pixels_per_class=2000)  # fmt: skip
+    spec = FeatureSpec.for_bands(stats.count, roles)
+    served, scored = fit_classical_to_serve([train], names, stats, spec, config, val=[val])
+    assert served is scored and served.info["validation_steered"]
+    labelled = int(((train.labels != IGNORE_INDEX) & valid).sum())
+    assert sum(served.info["train_pixels"].values()) == labelled

@@ -45,7 +45,11 @@ from rs_reasoner.models.classical import ClassicalModel
 from rs_reasoner.models.pixel_features import FeatureSpec
 from rs_reasoner.raster.band_stats import BandStats
 from rs_reasoner.trained_models import AUTO_FILE, BEST, CANDIDATES_DIR
-from rs_reasoner_training.classical import ClassicalConfig, LabelledImage, fit_classical
+from rs_reasoner_training.classical import (
+    ClassicalConfig,
+    LabelledImage,
+    fit_classical_to_serve,
+)
 from rs_reasoner_training.data.dataset import TileDataset, TrainingData
 from rs_reasoner_training.loop import ProgressFn, TrainResult
 from rs_reasoner_training.metrics import confusion_matrix, iou_per_class, mean_iou
@@ -160,18 +164,19 @@ def fit_classical_candidate(
     data: TrainingData, folder: Path, config: ClassicalConfig | None = None
 ) -> tuple[ClassicalModel, Candidate]:
     """Fit the classical learner on the training tiles (early stopping and the prior
-    shift on the validation tiles), save it in ``folder``, score it."""
+    shift on the validation tiles), score it on the validation tiles, save the model to
+    serve in ``folder`` (refitted on every label when validation could not steer it:
+    :func:`~rs_reasoner_training.classical.fit_classical_to_serve`)."""
     started = time.monotonic()
     stats = BandStats.from_dict(data.summary["band_stats"])
     roles = data.summary.get("band_roles") or {}
     spec = FeatureSpec.for_bands(stats.count, roles)
     val = TileImages(data.val)
-    model = fit_classical(TileImages(data.labelled), data.class_names, stats, spec, config,
-                          val=val)  # fmt: skip
-    path = model.save(folder)
-    miou, iou = classical_scores(model, data.val)
+    model, scored = fit_classical_to_serve(TileImages(data.labelled), data.class_names, stats,
+                                           spec, config, val=val)  # fmt: skip
+    miou, iou = classical_scores(scored, data.val)
     model.info["val_miou"] = miou
-    path = model.save(folder)  # again, with its score
+    path = model.save(folder)
     cand = Candidate("classical", DESCRIPTIONS["classical"], miou, iou,
                      time.monotonic() - started, str(path))  # fmt: skip
     return model, cand

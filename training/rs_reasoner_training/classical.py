@@ -8,6 +8,11 @@ sample weights (each class weighs the same in total). The model is a
 With validation images, boosting stops once the validation loss has not improved for
 ``early_stopping_rounds`` rounds and the model keeps the best round; without, it runs
 ``rounds`` rounds.
+
+When the validation labels are too few to steer the fitting, they taught the learner
+nothing; :func:`fit_classical_to_serve` then refits on training and validation labels
+together, so the model served learns from every label the user drew, while the model
+fitted on the training labels alone is the one scored on validation (an honest score).
 """
 
 from __future__ import annotations
@@ -271,6 +276,7 @@ def fit_classical(
         "rounds": int(booster.current_iteration()),
         "validation": note,
     }
+    info["validation_steered"] = validation is not None
     model = ClassicalModel(booster, class_names, stats, spec, threads=config.threads, info=info)
     if validation is not None:
         shift, scores = choose_prior_shift(model, validation, sample.totals, power)
@@ -313,6 +319,51 @@ def _usable_validation(
             + ", ".join(short)
         )
     return sample, "used for early stopping and the prior shift"
+
+
+class _Chained(Sequence[LabelledImage]):
+    """Two sequences of images read as one (tiles stay read on demand)."""
+
+    def __init__(self, first: Sequence[LabelledImage], second: Sequence[LabelledImage]):
+        self.first, self.second = first, second
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.second)
+
+    def __getitem__(self, index: int) -> LabelledImage:  # type: ignore[override]
+        n = len(self.first)
+        return self.first[index] if index < n else self.second[index - n]
+
+
+def fit_classical_to_serve(
+    train: Sequence[LabelledImage],
+    class_names: Sequence[str],
+    stats: BandStats,
+    spec: FeatureSpec,
+    config: ClassicalConfig | None = None,
+    val: Sequence[LabelledImage] = (),
+) -> tuple[ClassicalModel, ClassicalModel]:
+    """The model to serve and the model to score on validation.
+
+    Both are the :func:`fit_classical` model when the validation labels steered its
+    fitting. When they were too few to (``info["validation_steered"]`` false), the model
+    to serve is refitted on training and validation labels together: with two labelled
+    images the validation squares hold a fifth of the labels (on the benchmark's Dubai
+    5 % set, 37 % of the vegetation pixels). The first model, which never saw the
+    validation labels, is still the one to score on them.
+
+    Returns:
+        (model to serve, model fitted on the training labels alone).
+    """
+    scored = fit_classical(train, class_names, stats, spec, config, val=val)
+    if scored.info["validation_steered"] or not val:
+        return scored, scored
+    served = fit_classical(_Chained(train, val), class_names, stats, spec, config)
+    served.info["validation"] = (
+        f"{scored.info['validation']}; refitted on training + validation labels"
+    )
+    served.info["validation_steered"] = False
+    return served, scored
 
 
 #: Fractions of the balancing undone on validation (see :func:`choose_prior_shift`).
@@ -364,5 +415,6 @@ __all__ = [
     "PixelSample",
     "choose_prior_shift",
     "fit_classical",
+    "fit_classical_to_serve",
     "sample_pixels",
 ]
