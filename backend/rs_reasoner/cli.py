@@ -32,10 +32,19 @@ EPILOG_TRAIN = """examples:
   rs-reasoner train --raster scene.tif --labels parcels.gpkg --class-field crop
   rs-reasoner train --raster scene.tif --labels buildings.shp --class-field kind \\
       --background other --name buildings --epochs 50 --time-budget 30
+  rs-reasoner train --images tiles/images --masks tiles/masks --classes classes.csv
+Image + mask folders: each mask is named like its image (tile_01.jpg, tile_01.png) and
+has its size; classes.csv has one line per mask value, 'VALUE,NAME' for class-id masks or
+'#RRGGBB,NAME' for colour masks, NAME '-' for a value to ignore, e.g.:
+  #3C1098,building
+  #9B9B9B,-
+Before training, the plan is printed: parcels (or images) and tiles per role, the tile
+size (smaller on small rasters) and classes absent from validation.
 The model is saved in the models folder ($RS_REASONER_MODELS_DIR, default
 <user data dir>/rs-reasoner/models) under its name and listed by 'rs-reasoner models list';
-use it with: rs-reasoner segment scene.tif --model NAME --query "class a, class b".
-Running the same command again resumes from the last finished epoch (after Ctrl-C too)."""
+the last lines print the command that segments with it. Running the same command again
+resumes an interrupted run (Ctrl-C, time limit) from its last finished epoch; a run that
+ended keeps only the model it serves, unless --keep-checkpoints."""
 
 #: SegmentOptions fields that ``segment`` has flags for, in the order --help lists them.
 _SEGMENT_FLAGS = (
@@ -116,19 +125,24 @@ def _add_models_parser(sub: argparse._SubParsersAction) -> None:
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     trn = sub.add_parser(
         "train",
-        help="train a model on labelled parcels of a raster",
+        help="train a model on labelled parcels of a raster, or on image + mask folders",
         description="Train a segmentation model on a raster and polygons labelled with a "
-        "class field (teacher-student on the unlabelled rest of the raster), then register "
-        "it under a name for 'rs-reasoner segment --model NAME'.",
+        "class field (--raster, --labels, --class-field), or on a folder of images and a "
+        "folder of masks (--images, --masks, --classes); by default several candidates "
+        "(a classical learner, U-Net variants) compete on the validation data and the "
+        "best is registered under a name for 'rs-reasoner segment --model NAME'.",
         epilog=EPILOG_TRAIN,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_field(trn, TrainRequest, "raster", required=True)
-    add_field(trn, TrainRequest, "labels", required=True)
+    add_field(trn, TrainRequest, "raster")
+    add_field(trn, TrainRequest, "labels")
     add_field(trn, TrainRequest, "layer")
-    add_field(trn, TrainRequest, "class_field", required=True)
+    add_field(trn, TrainRequest, "class_field")
+    add_field(trn, TrainRequest, "images")
+    add_field(trn, TrainRequest, "masks")
+    add_field(trn, TrainRequest, "classes", metavar="FILE")
     add_field(trn, TrainRequest, "aoi")
-    add_field(trn, TrainRequest, "name", extra_help="default: from --labels")
+    add_field(trn, TrainRequest, "name", extra_help="default: from --labels or --images")
     add_field(trn, TrainRequest, "background")
     add_field(trn, TrainRequest, "label_budget")
     add_field(trn, TrainRequest, "val_fraction")
@@ -152,7 +166,9 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     add_field(trn, TrainRequest, "resolution")
     add_field(trn, TrainRequest, "weak_labels", metavar="RASTER[:MAPPING.csv]")
     add_field(trn, RunOptions, "device")
+    add_field(trn, TrainRequest, "threads")
     add_field(trn, TrainRequest, "seed")
+    add_field(trn, TrainRequest, "keep_checkpoints")
     trn.add_argument(
         "--train-option",
         action="append",
@@ -187,13 +203,14 @@ def _train(args: argparse.Namespace) -> int:
     from rs_reasoner import trained_models
     from rs_reasoner.training_run import check_options, check_train_request, run_training
 
-    name = args.name or trained_models.sanitise_name(Path(args.labels).stem)
+    name = args.name or _default_name(args)
     fields = {key: getattr(args, key) for key in TrainRequest.model_fields if hasattr(args, key)}
     minutes = args.time_budget
     request = TrainRequest(
         **{**fields, "name": name, "time_budget_s": None if minutes is None else minutes * 60}
     )
-    check_train_request(request, request.raster)
+    source = request.images if request.from_folders else request.raster
+    check_train_request(request, str(source))
     options = check_options(_parse_options(args.train_option))
     folder = trained_models.model_folder(name)
     print(f"training model '{name}' in {folder}")
@@ -214,7 +231,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         outcome = run_training(
             request,
-            request.raster,
+            str(source),
             device=args.device,
             progress=progress,
             note=tqdm.write,
@@ -222,7 +239,7 @@ def _train(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         bar.close()  # before printing, so the message is not drawn over
-        if not any(folder.rglob("last.pt")):
+        if not any(folder.rglob(trained_models.LAST)):
             print("interrupted before the first epoch finished; nothing was saved.",
                   file=sys.stderr)  # fmt: skip
             return 130
@@ -244,23 +261,68 @@ def _train(args: argparse.Namespace) -> int:
         f"model '{name}' ({info.get('architecture')}): {score}{at} "
         f"({info['stopped']}), classes: {', '.join(classes)}"
     )
-    per_class = info.get("per_class_iou") or {}
-    if any(v is not None for v in per_class.values()):
-        print(
-            "  IoU per class: "
-            + ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in per_class.items())
-        )
+    for line in per_class_lines(classes, info.get("per_class_iou") or {}):
+        print(line)
     print(f"saved: {folder / str(info.get('checkpoint') or trained_models.BEST)}")
-    # A model trained on raw bands reads its own bands when it segments.
-    bands = args.bands if args.bands and not info.get("band_stats") else None
-    same = (f" --bands {' '.join(map(str, bands))}" if bands else "") + (
-        f" --resolution {args.resolution:g}" if args.resolution else ""
-    )
-    print(
-        f"use it: rs-reasoner segment {shlex.quote(str(args.raster))} --model {name}{same} "
-        f'--query "{", ".join(classes)}" --out polygons.gpkg'
-    )
+    print(f"use it: {segment_command(name, info, args.bands, args.resolution)}")
     return 0
+
+
+def _default_name(args: argparse.Namespace) -> str:
+    """A model name from the labels file, or from the image folder (its parent's name
+    when the folder is called 'images')."""
+    from rs_reasoner import trained_models
+
+    if args.images:
+        folder = Path(args.images).resolve()
+        stem = folder.parent.name if folder.name.lower() == "images" else folder.name
+    else:
+        stem = Path(args.labels or "model").stem
+    return trained_models.sanitise_name(stem)
+
+
+def per_class_lines(classes: Sequence[str], iou: dict[str, float | None]) -> list[str]:
+    """Validation IoU per class, in the model's class order, one line each; a class
+    without validation pixels (nor predicted there) has no IoU and says so."""
+    if not any(v is not None for v in iou.values()):
+        return []
+    width = max(len(c) for c in classes)
+    lines = ["  validation IoU per class:"]
+    for name in classes:
+        value = iou.get(name)
+        shown = f"{value:.3f}" if value is not None else "not measured (no validation pixels)"
+        lines.append(f"    {name:<{width}}  {shown}")
+    return lines
+
+
+def segment_command(
+    name: str, info: dict[str, object], bands: Sequence[int] | None, resolution: float | None
+) -> str:
+    """The command that segments the training raster (or an image of the folders) with the
+    model: its classes as the query; bands only for a model trained on a stretched RGB
+    (others read their own), the resolution when one was chosen."""
+    raster = info.get("raster") or info.get("example_image") or "IMAGE.tif"
+    classes = [str(c) for c in info.get("classes") or []]  # type: ignore[union-attr]
+    extra = ""
+    if bands and not info.get("band_stats"):
+        extra += f" --bands {' '.join(map(str, bands))}"
+    if resolution:
+        extra += f" --resolution {resolution:g}"
+    query = _quoted(", ".join(classes))
+    return (
+        f"rs-reasoner segment {_quoted(str(raster))} --model {name}{extra} --query {query} "
+        "--out polygons.gpkg"
+    )
+
+
+def _quoted(text: str) -> str:
+    """``text`` as one shell word: as is when plain, in double quotes (which POSIX shells
+    and Windows' cmd both read) when it has spaces or commas, else POSIX quoting."""
+    if re.fullmatch(r"[\w@%+=:,./-]+", text):
+        return text
+    if not re.search(r'["$`!]', text) and not text.endswith("\\"):
+        return f'"{text}"'
+    return shlex.quote(text)
 
 
 def _segment(args: argparse.Namespace) -> int:

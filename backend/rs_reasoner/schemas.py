@@ -221,7 +221,8 @@ def _model_name(v: str) -> str:
 
 
 class TrainRequest(BaseModel):
-    """One training job: a raster, labelled parcels and the model to make of them.
+    """One training job: a raster and labelled parcels, or image + mask folders, and the
+    model to make of them.
 
     Shared by ``rs-reasoner train`` and ``POST /train`` (see docs/architecture.md).
     """
@@ -229,13 +230,34 @@ class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["segmenter"] = Field(
-        "segmenter", description="What to train: a segmenter on labelled parcels."
+        "segmenter",
+        description="What to train: a segmenter on labelled parcels or on image + mask folders.",
     )
     raster: str | None = Field(None, description="Path of a raster GDAL can open.")
     upload_id: str | None = Field(None, description="Id returned by POST /uploads.")
-    labels: str = Field(..., description="Polygon file (GeoPackage, Shapefile, GeoJSON).")
+    labels: str | None = Field(
+        None, description="Polygon file (GeoPackage, Shapefile, GeoJSON) over the raster."
+    )
     layer: str | None = Field(None, description="Layer inside a multi-layer file.")
-    class_field: str = Field(..., min_length=1, description="Field holding each parcel's class.")
+    class_field: str | None = Field(
+        None, min_length=1, description="Field holding each parcel's class."
+    )
+    images: str | None = Field(
+        None,
+        description="Folder of training images (GeoTIFF, PNG, JPEG...; every band is used), "
+        "instead of a raster and parcels; needs masks and classes.",
+    )
+    masks: str | None = Field(
+        None,
+        description="Folder of label masks, each named like its image (any image suffix) and "
+        "of its size; images without a mask are unlabelled.",
+    )
+    classes: str | None = Field(
+        None,
+        description="Class table of the masks: a text file with one 'VALUE,NAME' line per "
+        "class for masks of class values, or '#RRGGBB,NAME' for colour masks; NAME '-' "
+        "marks a value to ignore (e.g. unlabelled). Every mask value must be listed.",
+    )
     aoi: str | None = Field(
         None, description="Polygon file limiting where unlabelled tiles are taken from."
     )
@@ -257,7 +279,14 @@ class TrainRequest(BaseModel):
         description="Pseudo-label purification by a verifier model (ignored without "
         "semi_supervised).",
     )
-    tile_size: int = Field(256, ge=32, le=2048, description="Training tile side in pixels.")
+    tile_size: int = Field(
+        256,
+        ge=32,
+        le=2048,
+        description="Training tile side in pixels, at most: a raster too small for 4x4 tiles "
+        "of this side gets smaller tiles (down to 32), so parcels can be split between "
+        "training and validation.",
+    )
     background: str | None = Field(
         None,
         description="Class name for unlabelled pixels of tiles touching parcels (only when "
@@ -268,6 +297,18 @@ class TrainRequest(BaseModel):
     )
     seed: int = Field(
         0, ge=0, le=2**32 - 1, description="Seed of the split, label budget and training."
+    )
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="CPU threads training may use (torch, LightGBM, GDAL). Default: all cores.",
+    )
+    keep_checkpoints: bool = Field(
+        False,
+        description="Keep the resume state (last.pt, the candidates of an auto run) after "
+        "training ends, to continue it later with more epochs or time; by default only the "
+        "model served is kept.",
     )
     bands: list[_Band] | None = Field(
         None,
@@ -293,10 +334,10 @@ class TrainRequest(BaseModel):
         "always win; the products' agreement with them (kappa) is reported before training.",
     )
 
-    @field_validator("labels", "class_field")
+    @field_validator("labels", "class_field", "images", "masks", "classes")
     @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
+    def _not_blank(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
             raise ValueError("must not be empty")
         return v
 
@@ -307,9 +348,34 @@ class TrainRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> TrainRequest:
+        folders = [self.images, self.masks, self.classes]
+        if any(v is not None for v in folders):
+            if any(v is None for v in folders):
+                raise ValueError("image + mask folders need all of 'images', 'masks' and "
+                                 "'classes'")  # fmt: skip
+            parcel_only = ("raster", "upload_id", "labels", "layer", "class_field", "aoi",
+                           "background", "resolution", "weak_labels")  # fmt: skip
+            given = [k for k in parcel_only if getattr(self, k) is not None]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)}: not used with image + mask folders (give either "
+                    "a raster with labels and class_field, or images, masks and classes)"
+                )
+            return self
         if (self.raster is None) == (self.upload_id is None):
-            raise ValueError("give exactly one of 'raster' (a path) or 'upload_id'")
+            raise ValueError(
+                "give exactly one of 'raster' (a path) or 'upload_id' with 'labels' and "
+                "'class_field', or 'images', 'masks' and 'classes' (folders)"
+            )
+        missing = [k for k in ("labels", "class_field") if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"a raster needs {' and '.join(map(repr, missing))}")
         return self
+
+    @property
+    def from_folders(self) -> bool:
+        """Image + mask folders (else a raster and parcels)."""
+        return self.images is not None
 
 
 #: Defaults of the training options, for the training code's keyword arguments.

@@ -1,10 +1,13 @@
 """The folder of models trained here, and their ``model.json`` descriptions.
 
 Layout: ``$RS_REASONER_MODELS_DIR`` if set, else ``platformdirs.user_data_dir("rs-reasoner")
-/models``; one folder per model, named after it, holding ``best.pt`` (served), ``last.pt``
-(resume state), ``history.json`` and ``model.json`` (name, classes, sources, scores). A
-folder counts as a model once ``model.json`` and ``best.pt`` are both there, so a training
-run that never finished an epoch is never listed.
+/models``; one folder per model, named after it, holding the served file (``best.pt``, or
+what ``model.json`` names, e.g. ``classical.json``), ``history.json`` and ``model.json``
+(name, classes, sources, plan, scores, an ``auto`` run's comparison). While a run may be
+resumed, ``last.pt`` (resume state) and an ``auto`` run's ``candidates/`` are there too;
+once it ends they are deleted unless it was asked to keep them. A folder counts as a model
+once ``model.json`` and its served file are both there, so a training run that never
+finished an epoch is never listed.
 
 The registry (:mod:`rs_reasoner.segmenters.registry`) rescans this folder whenever it lists
 or looks up models, so a model trained by another process appears without a restart; it
@@ -30,6 +33,10 @@ from rs_reasoner.schemas import MODEL_NAME_PATTERN
 ENV_MODELS_DIR = "RS_REASONER_MODELS_DIR"
 MODEL_JSON = "model.json"
 BEST = "best.pt"
+#: The resume state of a network's training run (kept only while it may be resumed).
+LAST = "last.pt"
+#: One entry per finished epoch (``rs_reasoner.training_run.read_history``).
+HISTORY = "history.json"
 #: A classical learner's model file (``model.json``'s ``checkpoint`` names it), and the
 #: comparison a ``model auto`` training run leaves (see ``rs_reasoner_training.auto``).
 CLASSICAL_FILE = "classical.json"
@@ -128,9 +135,12 @@ class TrainedModel:
     @property
     def description(self) -> str:
         """One line for ``rs-reasoner models list`` and ``GET /models``."""
+        images = self.info.get("images")
         labels = Path(str(self.info.get("labels") or "parcels")).name
         field = self.info.get("class_field")
         source = f"{labels}, field {field}" if field else labels
+        if images:
+            source = f"images in {images} with masks"
         text = f"Trained here on {source}: {', '.join(self.classes)}"
         miou = self.info.get("best_miou")
         if isinstance(miou, int | float):

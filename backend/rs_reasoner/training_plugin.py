@@ -65,19 +65,42 @@ class Trainer(Protocol):
         val_fraction: float,
         label_budget: float,
         seed: int,
+        threads: int | None,
         callback: StageFn | None,
         cancel: threading.Event | None,
         **options: Any,
     ) -> TrainOutcome:
         """Train (or resume from ``output_dir/last.pt``) on labelled parcels; writes
         ``best.pt`` (the training checkpoint format of :mod:`rs_reasoner.models.checkpoint`)
-        and ``history.json`` into ``output_dir``.
+        or ``classical.json``, and ``history.json`` into ``output_dir``. The plan (parcels
+        and tiles per role) goes to ``callback`` as ``preparing`` messages first.
 
         Raises:
             JobCancelled: ``cancel`` was set (checkpoints are kept).
             CheckpointError: ``output_dir`` holds a run that does not match.
             RsReasonerError: Unusable inputs.
         """
+        ...
+
+    def train_on_folders(
+        self,
+        images: str | os.PathLike[str],
+        masks: str | os.PathLike[str],
+        classes: str | os.PathLike[str],
+        output_dir: str | os.PathLike[str],
+        *,
+        bands: list[int] | None,
+        tile_size: int,
+        val_fraction: float,
+        label_budget: float,
+        seed: int,
+        threads: int | None,
+        callback: StageFn | None,
+        cancel: threading.Event | None,
+        **options: Any,
+    ) -> TrainOutcome:
+        """As :meth:`train_on_parcels`, on an image folder, a mask folder (same file
+        names) and a class table file (``VALUE,NAME`` or ``#RRGGBB,NAME`` lines)."""
         ...
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shutil
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ from rs_reasoner.trained_models import (
     BEST,
     CANDIDATES_DIR,
     CLASSICAL_FILE,
+    HISTORY,
+    LAST,
+    MODEL_JSON,
     check_name,
     model_folder,
     read_info,
@@ -85,9 +89,13 @@ def check_train_request(
 
         reserved = registry.registered_names()
     check_name(request.name, reserved)
+    if request.from_folders:
+        check_folders(request)
+        return
     from rs_reasoner.raster import open_raster
 
     open_raster(raster_path).close()
+    assert request.labels is not None and request.class_field is not None  # the schema's rule
     check_label_layer(request.labels, request.layer, request.class_field)
     if request.aoi is not None and not Path(request.aoi).exists():
         raise InvalidRequestError(
@@ -98,6 +106,27 @@ def check_train_request(
         from rs_reasoner.landcover.checks import check_products_over_raster
 
         check_products_over_raster(request.weak_labels, raster_path)
+
+
+def check_folders(request: TrainRequest) -> None:
+    """The image and mask folders and the class table file exist (their contents are
+    checked when training reads them: pairs, sizes, mask values).
+
+    Raises:
+        InvalidRequestError: Which one is missing.
+    """
+    for path, what, folder in (
+        (request.images, "image folder", True),
+        (request.masks, "mask folder", True),
+        (request.classes, "class table file", False),
+    ):
+        found = Path(str(path))
+        if not (found.is_dir() if folder else found.is_file()):
+            raise InvalidRequestError(
+                f"The {what} does not exist: {path}",
+                "Give a folder of images, a folder of masks named like them, and a class "
+                "table file with one 'VALUE,NAME' or '#RRGGBB,NAME' line per class.",
+            )
 
 
 def check_label_layer(path: str, layer: str | None, class_field: str) -> None:
@@ -293,6 +322,11 @@ def run_training(
     folder = model_folder(request.name)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
+    if not created and forget_finished_run(folder):
+        write(
+            f"model '{request.name}' was trained before and kept no resume state: training "
+            "it again from the start (--keep-checkpoints keeps a run resumable)"
+        )
     log = EpochLog(folder, request.epochs)
     if log.done_before:
         write(f"resuming model '{request.name}' after epoch {log.done_before}/{request.epochs}")
@@ -313,27 +347,33 @@ def run_training(
         "verifier": request.verifier,
         "device": device,
         "progress_bar": False,
+        "tile_size": request.tile_size,
+        "val_fraction": request.val_fraction,
+        "label_budget": request.label_budget,
+        "seed": request.seed,
+        "bands": request.bands,
+        "threads": request.threads,
+        "callback": callback,
+        "cancel": cancel,
     }
     try:
-        result = trainer.train_on_parcels(
-            raster_path,
-            request.labels,
-            request.class_field,
-            folder,
-            layer=request.layer,
-            aoi=request.aoi,
-            background=request.background,
-            tile_size=request.tile_size,
-            val_fraction=request.val_fraction,
-            label_budget=request.label_budget,
-            seed=request.seed,
-            bands=request.bands,
-            resolution=request.resolution,
-            weak_labels=request.weak_labels,
-            callback=callback,
-            cancel=cancel,
-            **kwargs,
-        )
+        if request.from_folders:
+            result = trainer.train_on_folders(
+                request.images, request.masks, request.classes, folder, **kwargs
+            )
+        else:
+            result = trainer.train_on_parcels(
+                raster_path,
+                request.labels,
+                request.class_field,
+                folder,
+                layer=request.layer,
+                aoi=request.aoi,
+                background=request.background,
+                resolution=request.resolution,
+                weak_labels=request.weak_labels,
+                **kwargs,
+            )
     except CheckpointError as exc:
         raise CheckpointError(
             exc.message,
@@ -353,7 +393,8 @@ def run_training(
         write(line)
     for line in result.extra.get("comparison_table") or []:
         write(line)  # model "auto": the candidates' validation scores and the choice
-    info = register_model(request, raster_path, stopped=result.stopped)
+    info = register_model(request, raster_path, stopped=result.stopped,
+                          plan=result.extra.get("plan"))  # fmt: skip
     if info is None:  # only a time budget ends a run before its first epoch
         if created:
             with contextlib.suppress(OSError):
@@ -363,8 +404,58 @@ def run_training(
             "saved.",
             "Give a larger time budget (or none), or train on fewer or smaller tiles.",
         )
+    if not request.keep_checkpoints:
+        keep_only_served(folder, info)
     notes = [str(n) for n in (result.extra.get("model"), result.extra.get("verifier")) if n]
     return TrainingOutcome(request.name, folder, info, result.stopped, notes)
+
+
+#: What a finished model's folder keeps: its description, history and comparison (the
+#: served file is added from ``model.json``).
+_KEPT = frozenset({MODEL_JSON, HISTORY, AUTO_FILE})
+
+
+def keep_only_served(folder: Path, info: Mapping[str, Any]) -> list[Path]:
+    """Delete what only resuming needs once a run has ended: ``last.pt`` (model, EMA
+    teacher and optimizer state: four times the served weights), the stage-1 verifier
+    of two-stage runs and the candidates of ``auto`` runs. The served file, ``model.json``
+    (with the comparison), ``history.json`` and ``auto.json`` stay.
+
+    Args:
+        folder: The model's folder (registered: ``info`` is its ``model.json``).
+        info: Its description (``checkpoint`` names the served file).
+
+    Returns:
+        The files and folders deleted.
+    """
+    keep = _KEPT | {str(info.get("checkpoint") or BEST)}
+    chosen = folder / CANDIDATES_DIR / str((info.get("auto") or {}).get("chosen")) / HISTORY
+    if not (folder / HISTORY).exists() and chosen.is_file():
+        shutil.copyfile(chosen, folder / HISTORY)  # the served network's epochs stay
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if path.name in keep or path.name.startswith("."):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def forget_finished_run(folder: Path) -> bool:
+    """Before training a model again: when its folder holds a registered model but no
+    resume state (pruned by :func:`keep_only_served`), drop its old history so the new run's
+    epochs are counted and shown from the start (the served file stays until replaced).
+
+    Returns:
+        Whether the folder held such a finished model (training starts over).
+    """
+    if read_info(folder) is None or any(folder.rglob(LAST)):
+        return False
+    (folder / HISTORY).unlink(missing_ok=True)
+    return True
 
 
 def _short(message: str | None) -> str | None:
@@ -376,7 +467,10 @@ def _short(message: str | None) -> str | None:
 
 
 def register_model(
-    request: TrainRequest, raster_path: str, stopped: str = "completed"
+    request: TrainRequest,
+    raster_path: str,
+    stopped: str = "completed",
+    plan: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Write the model's ``model.json`` from what training left to serve (nothing without it).
 
@@ -387,8 +481,10 @@ def register_model(
 
     Args:
         request: The training request.
-        raster_path: The raster trained on.
+        raster_path: The raster trained on (for folders: the image folder).
         stopped: How training ended.
+        plan: The training plan (tiles per role, the tile size used...), kept in
+            ``model.json`` (a cancelled run keeps the previous one).
 
     Returns:
         The description written, or None when there is nothing to serve yet.
@@ -402,33 +498,51 @@ def register_model(
         served, facts = BEST, _checkpoint_facts(folder / BEST)
     else:
         return None
-    history = read_history(folder / "history.json") or []
+    history = read_history(folder / HISTORY)
+    if history is None and auto:  # the chosen candidate's epochs
+        history = read_history(folder / CANDIDATES_DIR / str(auto.get("chosen")) / HISTORY)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     previous = read_info(folder) or {}
+    plan = dict(plan or previous.get("plan") or {})
+
+    def resolved(path: str | None) -> str | None:
+        return str(Path(path).resolve()) if path else None
+
     info = {
         "name": request.name,
         "created": previous.get("created", now),
         "updated": now,
-        "raster": str(Path(raster_path).resolve()) if request.raster else raster_path,
-        "labels": str(Path(request.labels).resolve()),
+        "raster": None if request.from_folders else (
+            resolved(raster_path) if request.raster else raster_path
+        ),
+        "labels": resolved(request.labels),
         "layer": request.layer,
         "class_field": request.class_field,
-        "aoi": str(Path(request.aoi).resolve()) if request.aoi else None,
+        "images": resolved(request.images),
+        "masks": resolved(request.masks),
+        "classes_file": resolved(request.classes),
+        "example_image": plan.get("example_image"),
+        "aoi": resolved(request.aoi),
         "background": request.background,
         "label_budget": request.label_budget,
-        "tile_size": request.tile_size,
+        "tile_size": plan.get("tile_size", request.tile_size),
         "bands": request.bands,
         "resolution": request.resolution,
         "epochs": request.epochs,
-        "epochs_run": len(history),
+        "epochs_run": len(history or []),
         "stopped": stopped,
+        "plan": plan,
         **facts,
         "checkpoint": served,
     }
     if auto:
-        info["auto"] = {k: auto.get(k) for k in ("chosen", "description", "comparison")}
-        chosen = next((c for c in auto.get("comparison") or []
-                       if c.get("name") == auto.get("chosen")), {})  # fmt: skip
+        # The candidates' files are deleted once the run ends: the comparison keeps
+        # their scores, not their paths.
+        comparison = [{k: v for k, v in c.items() if k != "artefact"}
+                      for c in auto.get("comparison") or []]  # fmt: skip
+        info["auto"] = {"chosen": auto.get("chosen"), "description": auto.get("description"),
+                        "comparison": comparison}  # fmt: skip
+        chosen = next((c for c in comparison if c.get("name") == auto.get("chosen")), {})
         info.setdefault("per_class_iou", chosen.get("iou") or {})
     weak = _read_json(folder / WEAK_LABELS_FILE)  # segment --fuse-land-cover reads it
     if weak:

@@ -34,8 +34,11 @@ from rs_reasoner.errors import InvalidRequestError
 from rs_reasoner.models.unet import UNet
 from rs_reasoner.schemas import TRAIN_DEFAULTS
 from rs_reasoner_training.auto import DEFAULT_CANDIDATES, check_candidates, train_auto
+from rs_reasoner_training.classical import ClassicalConfig
 from rs_reasoner_training.data.dataset import TrainingData
 from rs_reasoner_training.loop import ProgressFn, TrainConfig, TrainResult, train
+from rs_reasoner_training.plan import plan_lines, plan_record
+from rs_reasoner_training.threads import limit_threads
 from rs_reasoner_training.verifiers import VerifierChoice, VerifierPlan, plan_verifier
 
 MODEL_CHOICES = ("auto", "rs-zeroseg", "unet")
@@ -319,6 +322,7 @@ def train_on_parcels(
     label_budget: float = TRAIN_DEFAULTS["label_budget"],
     seed: int = TRAIN_DEFAULTS["seed"],
     weak_labels: Sequence[str] | None = None,
+    threads: int | None = None,
     callback: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     **train_options: Any,
@@ -336,13 +340,17 @@ def train_on_parcels(
         bands: Raster bands (default: every band; RS-ZeroSeg: 1 or 3, as the backend
             chooses RGB).
         resolution: Working resolution in raster CRS units (default native).
-        tile_size: Tile side in pixels.
+        tile_size: Tile side in pixels, at most (a small raster gets smaller tiles,
+            :func:`~rs_reasoner_training.data.tiles.fit_tile_size`).
         val_fraction: Fraction of parcels held out (whole groups).
         label_budget: Fraction of the training parcels whose labels are used.
         seed: Seed of split, budget, initial weights, order and augmentation.
         weak_labels: Land-cover rasters ``PATH[:LEGEND][:MAPPING.csv]`` as extra weak
             labels (:mod:`.weak`); their agreement report goes to ``callback``.
-        callback: ``callback(stage, fraction, message)``.
+        threads: CPU threads (torch, LightGBM, GDAL); None: all cores.
+        callback: ``callback(stage, fraction, message)``; the plan (parcels and tiles
+            per role, the tile size, classes without validation) comes first, as
+            ``"preparing"`` messages.
         cancel: Stop event.
         **train_options: ``model``: ``"auto"`` (default: the candidates of
             :mod:`.auto`, the best on the validation parcels kept; ``candidates`` names
@@ -359,6 +367,104 @@ def train_on_parcels(
     """
     from rs_reasoner_training.data.tiles import parcel_training_data  # loads geopandas
 
+    name, candidates = _model_options(train_options)
+    report = callback or (lambda stage, fraction, message: None)
+    with limit_threads(threads):
+        report("preparing", 0.0, "reading parcels and planning tiles")
+        data = parcel_training_data(
+            raster,
+            labels,
+            class_field,
+            layer=layer,
+            aoi=aoi,
+            background=background,
+            bands=bands,
+            resolution=resolution,
+            tile_size=tile_size,
+            val_fraction=val_fraction,
+            label_budget=label_budget,
+            seed=seed,
+            all_bands=name != "rs-zeroseg",  # RS-ZeroSeg's CLIP reads 8-bit RGB
+        )
+        if weak_labels:
+            from rs_reasoner_training.weak.training import add_weak_labels
+
+            def note(line: str) -> None:
+                report("preparing", 0.0, line)
+
+            data = add_weak_labels(data, weak_labels, seed=seed, note=note, record=output_dir)
+        return train_prepared(
+            data, output_dir, name, candidates, seed=seed, threads=threads,
+            callback=callback, cancel=cancel, **train_options,
+        )  # fmt: skip
+
+
+def train_on_folders(
+    images: str | os.PathLike[str],
+    masks: str | os.PathLike[str],
+    classes: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    bands: list[int] | None = None,
+    tile_size: int = TRAIN_DEFAULTS["tile_size"],
+    val_fraction: float = TRAIN_DEFAULTS["val_fraction"],
+    label_budget: float = TRAIN_DEFAULTS["label_budget"],
+    seed: int = TRAIN_DEFAULTS["seed"],
+    threads: int | None = None,
+    callback: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+    **train_options: Any,
+) -> TrainResult:
+    """Fine-tune on an image folder and a mask folder: what ``rs-reasoner train --images
+    DIR --masks DIR --classes FILE`` runs.
+
+    Args:
+        images: Folder of images (every band is used unless ``bands`` are given).
+        masks: Folder of masks named like their images.
+        classes: Class table file (``VALUE,NAME`` or ``#RRGGBB,NAME`` lines; see
+            :mod:`.data.mask_folders`).
+        output_dir: The model's folder.
+        bands: 1-based bands of the images (default: all).
+        tile_size: Tile side, at most (images smaller than a tile get smaller tiles).
+        val_fraction: Fraction of masked images held out whole.
+        label_budget: Fraction of the other masked images whose masks are used.
+        seed: Seed of split, budget, initial weights, order and augmentation.
+        threads: CPU threads (torch, LightGBM, GDAL); None: all cores.
+        callback: ``callback(stage, fraction, message)``.
+        cancel: Stop event.
+        **train_options: As for :func:`train_on_parcels` (``model`` ``"rs-zeroseg"`` is
+            not offered: folders are read as normalised bands).
+
+    Returns:
+        The training result.
+    """
+    from rs_reasoner_training.data.mask_folders import mask_folder_training_data
+
+    name, candidates = _model_options(train_options)
+    if name == "rs-zeroseg":
+        raise InvalidRequestError(
+            "RS-ZeroSeg is trained on a raster and parcels, not on image + mask folders.",
+            "Leave the model option out (auto), or choose 'unet' or 'classical'.",
+        )
+    report = callback or (lambda stage, fraction, message: None)
+    with limit_threads(threads):
+        report("preparing", 0.0, "reading the images and masks")
+        data = mask_folder_training_data(
+            images, masks, classes, bands=bands, tile_size=tile_size,
+            val_fraction=val_fraction, label_budget=label_budget, seed=seed,
+        )  # fmt: skip
+        return train_prepared(
+            data, output_dir, name, candidates, seed=seed, threads=threads,
+            callback=callback, cancel=cancel, **train_options,
+        )  # fmt: skip
+
+
+def _model_options(train_options: dict[str, Any]) -> tuple[str, tuple[str, ...] | None]:
+    """Pop and check the ``model`` and ``candidates`` options.
+
+    Raises:
+        InvalidRequestError: An unknown model or candidate, or candidates without auto.
+    """
     name = str(train_options.pop("model", "auto")).strip().lower()
     if name not in PARCEL_MODEL_CHOICES:
         raise InvalidRequestError(
@@ -376,50 +482,49 @@ def train_on_parcels(
             [c.strip() for c in candidates.split(",")] if isinstance(candidates, str)
             else list(candidates)
         )  # fmt: skip
-    if callback is not None:
-        callback("preparing", 0.0, "reading parcels and planning tiles")
-    data = parcel_training_data(
-        raster,
-        labels,
-        class_field,
-        layer=layer,
-        aoi=aoi,
-        background=background,
-        bands=bands,
-        resolution=resolution,
-        tile_size=tile_size,
-        val_fraction=val_fraction,
-        label_budget=label_budget,
-        seed=seed,
-        all_bands=name != "rs-zeroseg",  # RS-ZeroSeg's CLIP reads 8-bit RGB
-    )
-    if weak_labels:
-        from rs_reasoner_training.weak.training import add_weak_labels
+    return name, candidates
 
-        def note(line: str) -> None:
-            if callback is not None:
-                callback("preparing", 0.0, line)
 
-        data = add_weak_labels(data, weak_labels, seed=seed, note=note, record=output_dir)
+def train_prepared(
+    data: TrainingData,
+    output_dir: str | os.PathLike[str],
+    name: str,
+    candidates: Sequence[str] | None = None,
+    *,
+    seed: int = TRAIN_DEFAULTS["seed"],
+    threads: int | None = None,
+    callback: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+    **train_options: Any,
+) -> TrainResult:
+    """Print the plan, then train the model ``name`` (``auto``, ``classical`` or a network)
+    on prepared data; the result's ``extra["plan"]`` is the plan's record."""
+    report = callback or (lambda stage, fraction, message: None)
+    for line in plan_lines(data.summary):
+        report("preparing", 0.0, line)
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     if name in ("auto", "classical"):
         train_options.pop("semi_supervised", None)  # each candidate sets its own
-        return train_auto(
+        result = train_auto(
             data,
             output_dir,
             train_network=functools.partial(train_model, seed=seed),
             candidates=("classical",) if name == "classical" else candidates or DEFAULT_CANDIDATES,
             time_budget_s=train_options.pop("time_budget_s", None),
+            classical=ClassicalConfig(threads=threads, seed=seed),
             verifier=train_options.pop("verifier", "auto"),
             device=train_options.pop("device", "auto"),
             callback=callback,
             cancel=cancel,
             **train_options,
         )
-    return train_model(
-        data, output_dir, model=name, seed=seed, callback=callback, cancel=cancel,
-        **train_options,
-    )  # fmt: skip
+    else:
+        result = train_model(
+            data, output_dir, model=name, seed=seed, callback=callback, cancel=cancel,
+            **train_options,
+        )  # fmt: skip
+    result.extra["plan"] = plan_record(data.summary)
+    return result
 
 
 class ParcelTrainer:
@@ -433,6 +538,10 @@ class ParcelTrainer:
     def train_on_parcels(self, *args: Any, **kwargs: Any) -> TrainResult:
         """:func:`train_on_parcels`."""
         return train_on_parcels(*args, **kwargs)
+
+    def train_on_folders(self, *args: Any, **kwargs: Any) -> TrainResult:
+        """:func:`train_on_folders`."""
+        return train_on_folders(*args, **kwargs)
 
 
 #: The entry point's object.

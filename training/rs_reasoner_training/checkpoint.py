@@ -32,9 +32,7 @@ from rs_reasoner.models.checkpoint import (
     load_model_state,
     load_trained_model,
 )
-from rs_reasoner.trained_models import BEST
-
-LAST = "last.pt"
+from rs_reasoner.trained_models import BEST, LAST
 
 __all__ = [
     "BEST",

@@ -72,13 +72,17 @@ async def submit_training(
     ``GET /jobs/{id}``; the result names the model, which ``GET /models`` then lists and
     ``POST /jobs`` can use. The same ``name`` again resumes from its last checkpoint.
 
-    * ``kind: segmenter`` (the default): a raster and labelled parcels → a segmenter.
+    * ``kind: segmenter`` (the default): a raster and labelled parcels, or ``images``,
+      ``masks`` and ``classes`` (an image folder, a mask folder, a class table file) → a
+      segmenter.
     * ``kind: reasoner``: examples answering questions (a polygon layer over a raster
       with ``query_field`` or one ``query``, or an EarthReason-style folder) → the
       reasoning prompter fine-tuned with GRPO (mask IoU reward), served as a reasoning
       model; one line per GRPO step in the job's messages."""
     if isinstance(req, ReasonerTrainRequest) and not req.has_raster:
         path = req.examples  # a folder of examples: the checks' subject, no raster
+    elif getattr(req, "images", None) is not None:
+        path = req.images  # image + mask folders: no raster
     else:
         path = raster_path(uploads, req.raster, req.upload_id)
     job = await jobs.submit_training_async(req, path)

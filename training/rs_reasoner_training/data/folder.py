@@ -31,7 +31,7 @@ from rs_reasoner_training.data.dataset import (
 )
 from rs_reasoner_training.errors import LabelLayerError
 
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 
 #: Dubai sample (Humans in the Loop / MBRSC) classes; ids in this order.
 DUBAI_COLOURS: dict[str, str] = {
@@ -67,6 +67,9 @@ class MaskTable:
     class_names: tuple[str, ...]
     colours: tuple[tuple[int, int, int], ...] | None = None
     values: tuple[int, ...] | None = None
+    #: Colours or values that mark "no label" (decoded as IGNORE_INDEX, like unlisted ones,
+    #: but known: :meth:`unknown_codes` does not report them).
+    ignored: tuple[tuple[int, int, int] | int, ...] = ()
 
     @classmethod
     def from_colours(cls, colours: Mapping[str, str | Sequence[int]]) -> MaskTable:
@@ -82,21 +85,43 @@ class MaskTable:
             raise LabelLayerError("Give at least two classes.", "Training needs two or more.")
         return cls(tuple(values.values()), values=tuple(int(v) for v in values))
 
+    @staticmethod
+    def _code(key: tuple[int, int, int] | int) -> int:
+        """A colour packed as 0xRRGGBB (values stay as they are)."""
+        if isinstance(key, tuple):
+            r, g, b = key
+            return (r << 16) | (g << 8) | b
+        return int(key)
+
+    @property
+    def codes(self) -> list[int]:
+        """Mask code of each class id (packed colours, or values)."""
+        return [self._code(k) for k in (self.colours or self.values or ())]
+
     def decode(self, mask: Image.Image) -> np.ndarray:
         """A mask image as (H, W) uint8 class ids (IGNORE_INDEX elsewhere)."""
         if self.colours is not None:
             rgb = np.asarray(mask.convert("RGB"), dtype=np.uint32)
             key = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-            codes = [(r << 16) | (g << 8) | b for r, g, b in self.colours]
         else:
             key = np.asarray(mask if mask.mode in ("P", "L", "I", "I;16") else mask.convert("L"))
             if key.ndim != 2:
                 raise LabelLayerError("Index masks must have one band.", "Give a class-id PNG.")
-            codes = list(self.values or ())
+        return self.decode_codes(key)
+
+    def decode_codes(self, key: np.ndarray) -> np.ndarray:
+        """(H, W) mask codes (packed colours or values) as uint8 class ids."""
         out = np.full(key.shape, IGNORE_INDEX, dtype=np.uint8)
-        for class_id, code in enumerate(codes):
+        for class_id, code in enumerate(self.codes):
             out[key == code] = class_id
         return out
+
+    def unknown_codes(self, key: np.ndarray) -> list[tuple[int, int]]:
+        """(code, pixel count) of the codes in ``key`` that are neither a class nor ignored."""
+        known = np.asarray(self.codes + [self._code(k) for k in self.ignored], dtype=np.int64)
+        codes, counts = np.unique(key, return_counts=True)
+        extra = ~np.isin(codes, known)
+        return [(int(c), int(n)) for c, n in zip(codes[extra], counts[extra], strict=True)]
 
 
 def pair_files(
@@ -115,11 +140,11 @@ def pair_files(
     for d, what in ((img_dir, "image"), (mask_dir, "mask")):
         if not d.is_dir():
             raise LabelLayerError(f"The {what} folder does not exist: {d}", "Check the path.")
-    mask_by_stem = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES}
+    mask_by_stem = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
     pairs = [
         (p, mask_by_stem.get(p.stem))
         for p in sorted(img_dir.iterdir())
-        if p.suffix.lower() in _IMAGE_SUFFIXES
+        if p.suffix.lower() in IMAGE_SUFFIXES
     ]
     if not pairs:
         raise LabelLayerError(f"No images in {img_dir}.", "Give a folder of JPEG/PNG/TIFF images.")
@@ -202,6 +227,50 @@ class FolderSource:
         return TileSample(tile, lab, valid)
 
 
+def split_images(
+    pairs: Sequence[tuple[Path, Path | None]],
+    val_fraction: float,
+    label_budget: float,
+    seed: int | None,
+) -> tuple[list[int], list[int], list[int]]:
+    """Indexes of the labelled, held-out and unlabelled images.
+
+    Args:
+        pairs: (image, mask or None) pairs.
+        val_fraction: Fraction of masked images held out whole (at least one when > 0,
+            never all).
+        label_budget: Fraction of the other masked images whose masks are used (at least
+            one); the rest join the mask-less images as unlabelled.
+        seed: Seed of the order images are taken in (None: the given order).
+
+    Raises:
+        LabelLayerError: Fractions out of range, or too few masked images.
+    """
+    if not 0 < label_budget <= 1:
+        raise LabelLayerError(
+            f"The label budget must be in (0, 1], not {label_budget}.", "E.g. 0.1."
+        )
+    if not 0 <= val_fraction < 1:
+        raise LabelLayerError(
+            f"The validation fraction must be in [0, 1), not {val_fraction}.", "E.g. 0.2."
+        )
+    order = list(range(len(pairs)))
+    if seed is not None:
+        order = [int(i) for i in np.random.default_rng(seed).permutation(len(pairs))]
+    masked = [i for i in order if pairs[i][1] is not None]
+    if len(masked) < (2 if val_fraction > 0 else 1):
+        raise LabelLayerError(
+            f"{len(masked)} image(s) with masks: too few for training and validation.",
+            "Add masks, or set the validation fraction to 0.",
+        )
+    n_val = math.ceil(val_fraction * len(masked) - 1e-9) if val_fraction > 0 else 0
+    n_val = min(n_val, len(masked) - 1)
+    val_imgs, rest = masked[:n_val], masked[n_val:]
+    n_lab = max(1, math.ceil(label_budget * len(rest) - 1e-9))
+    unlab_imgs = rest[n_lab:] + [i for i in order if pairs[i][1] is None]
+    return rest[:n_lab], val_imgs, unlab_imgs
+
+
 def folder_training_data(
     pairs: list[tuple[Path, Path | None]],
     table: MaskTable,
@@ -229,32 +298,14 @@ def folder_training_data(
     Returns:
         The datasets, class names and a summary.
     """
-    if not 0 < label_budget <= 1:
-        raise LabelLayerError(
-            f"The label budget must be in (0, 1], not {label_budget}.", "E.g. 0.1."
-        )
-    if not 0 <= val_fraction < 1:
-        raise LabelLayerError(
-            f"The validation fraction must be in [0, 1), not {val_fraction}.", "E.g. 0.2."
-        )
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(pairs))
     if max_images is not None:
         order = order[:max_images]
     chosen = [pairs[i] for i in order]
     source = FolderSource(chosen, table, downscale)
-    masked = [i for i, (_, m) in enumerate(chosen) if m is not None]
-    if len(masked) < (2 if val_fraction > 0 else 1):
-        raise LabelLayerError(
-            f"{len(masked)} image(s) with masks: too few for training and validation.",
-            "Add masks, or set the validation fraction to 0.",
-        )
-    n_val = math.ceil(val_fraction * len(masked) - 1e-9) if val_fraction > 0 else 0
-    n_val = min(n_val, len(masked) - 1)
-    val_imgs, rest = masked[:n_val], masked[n_val:]
-    n_lab = max(1, math.ceil(label_budget * len(rest) - 1e-9))
-    lab_imgs = rest[:n_lab]
-    unlab_imgs = rest[n_lab:] + [i for i, (_, m) in enumerate(chosen) if m is None]
+    # Already shuffled: the split takes the images in this order.
+    lab_imgs, val_imgs, unlab_imgs = split_images(chosen, val_fraction, label_budget, None)
 
     def refs(images: list[int]) -> list[TileRef]:
         return [r for i in images for r in grid_refs(i, *source.shape(i), tile_size)]

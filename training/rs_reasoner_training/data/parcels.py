@@ -205,7 +205,7 @@ def load_parcels(
         crs=frame.crs,
     ).reset_index(drop=True)
     for note in notes:
-        log.warning(note)
+        log.info(note)  # shown to the user in the training plan
     return ParcelLayer(
         frame=out,
         class_names=class_names,

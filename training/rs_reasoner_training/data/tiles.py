@@ -303,11 +303,41 @@ def plan_tiles(
         enough = valid_fraction is None or valid_fraction[i] >= min_valid
         if not r & {VAL, TRAIN} and in_aoi[i] and enough:
             unlabelled.append(ref)
-    missing = sorted(set(class_ids[is_val]) ^ set(class_ids)) if is_val.any() else []
-    if missing:
-        names = ", ".join(parcels.class_names[c] for c in missing)
-        notes.append(f"No validation parcel of class(es) {names}; their IoU is not measured.")
     return TilePlan(tile_size, train, val, unlabelled, role, groups, notes)
+
+
+#: Tiles a raster should hold across its shorter side: fewer, and parcels cannot be split
+#: between training and validation by tiles, nor an epoch fill more than a batch or two.
+MIN_TILES_ACROSS = 4
+#: Smallest adapted tile side; tiles stay multiples of this (the U-Net halves them 4 times).
+MIN_TILE_SIZE = 32
+
+
+def fit_tile_size(shape: tuple[int, int], tile_size: int) -> tuple[int, str | None]:
+    """The tile side for a raster of ``shape``: ``tile_size``, or less on a small raster.
+
+    Args:
+        shape: (rows, cols) of the working grid.
+        tile_size: The tile side asked for (an upper bound).
+
+    Returns:
+        The side (a multiple of :data:`MIN_TILE_SIZE` when adapted, never below it) and,
+        when it differs from ``tile_size``, one line saying what was chosen and why.
+    """
+    short = min(shape)
+    size = (short // MIN_TILES_ACROSS) // MIN_TILE_SIZE * MIN_TILE_SIZE
+    size = max(MIN_TILE_SIZE, size)
+    if size >= tile_size:
+        return tile_size, None
+
+    def grid(side: int) -> str:
+        return f"{math.ceil(shape[1] / side)}x{math.ceil(shape[0] / side)}"
+
+    return size, (
+        f"tiles of {size} px, not {tile_size}: the {shape[1]}x{shape[0]} px raster holds "
+        f"{grid(tile_size)} tiles of {tile_size} px and {grid(size)} of {size} px, enough to "
+        "split parcels between training and validation and to fill each epoch's batches"
+    )
 
 
 def tile_valid_fraction(ds: Any, refs: list[TileRef], scale: float = 1.0) -> np.ndarray:
@@ -528,6 +558,8 @@ def parcel_training_data(
             labels, class_field, ds.crs, bounds, layer=layer, aoi=aoi, background=background
         )
         check_parcels_have_data(ds, parcels)
+        asked = tile_size
+        tile_size, tile_note = fit_tile_size(shape, tile_size)
         refs = grid_refs(0, shape[0], shape[1], tile_size)
         fractions = tile_valid_fraction(ds, refs, reader.scale)
         plan = plan_tiles(
@@ -544,11 +576,18 @@ def parcel_training_data(
             path, parcels, plan, reader.bands, reader.scale, reader.lo, reader.hi, transform,
             shape, stats,
         )  # fmt: skip
-    notes = parcels.notes + plan.notes
+    notes = ([tile_note] if tile_note else []) + parcels.notes + plan.notes
+    val_ids = set(parcels.frame["class_id"].to_numpy()[plan.parcel_role == VAL].tolist())
     summary = {
         "source": "parcels",
         "raster": path,
         "tile_size": tile_size,
+        "tile_size_asked": asked,
+        "classes_without_validation": [
+            n
+            for i, n in enumerate(parcels.class_names)
+            if plan.val and i not in val_ids and i != parcels.background_id
+        ],
         "bands": list(reader.bands),
         "scale": float(reader.scale),  # working pixel / raster pixel (the resolution)
         "parcels": {
