@@ -41,9 +41,11 @@ def scene(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def seg(make_tiny) -> ClipOpenVocabSegmenter:
+    """The exact path (the CPU fast path has its own tests in test_cpu_fast_path.py)."""
     model, tokenizer = make_tiny(0)
     return ClipOpenVocabSegmenter(
-        model, tokenizer, window=64, stride=32, batch_size=4, templates=TEMPLATES[:4]
+        model, tokenizer, window=64, stride=32, batch_size=4, templates=TEMPLATES[:4],
+        cpu_fast=False,
     )
 
 
@@ -212,7 +214,7 @@ def test_guided_filter_leaves_smooth_inputs_and_flat_guides_alone() -> None:
 
 def test_upsampler_is_selectable(make_tiny) -> None:
     model, tokenizer = make_tiny(0)
-    common = {"window": 64, "stride": 32, "templates": TEMPLATES[:2]}
+    common = {"window": 64, "stride": 32, "templates": TEMPLATES[:2], "cpu_fast": False}
     guided = ClipOpenVocabSegmenter(model, tokenizer, upsampler="guided", **common)
     plain = ClipOpenVocabSegmenter(model, tokenizer, upsampler="bilinear", **common)
     image, valid = scene(80, 80), np.ones((80, 80), bool)

@@ -20,15 +20,22 @@ Pipeline for one tile:
    is 100). The background probability is the sum over the background names. Label =
    argmax over (background, classes), score = the probability of that label.
 
-NoData pixels get label 0 and score 0. The score threshold of the request is applied by
-the pipeline, not here.
+NoData pixels get label 0 and score 0; windows run only over the bounding box of the
+valid pixels (a tile's context margin past the raster edge is NoData). The score threshold
+of the request is applied by the pipeline, not here.
+
+On CPU the segmenter takes a fast path unless asked for the exact one (``cpu_fast``, or
+``exact`` for one call): half the working resolution, windows that do not overlap, and the
+image tower in bfloat16 where the CPU computes it natively (int8 elsewhere). The price
+of each shortcut, as agreement with the exact path, is in docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,6 +75,7 @@ from rs_reasoner.weights import WeightSpec, resolve
 log = logging.getLogger(__name__)
 
 Upsampler = Literal["bilinear", "guided"]
+Precision = Literal["float32", "bfloat16", "int8", "auto"]
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -171,6 +179,43 @@ def _quantize_linear_layers(module: nn.Module) -> None:
         quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
+def native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX).
+
+    Elsewhere oneDNN emulates bfloat16, which is slower than float32, so int8 is used.
+    """
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def resolve_precision(precision: Precision) -> Precision:
+    """``"auto"`` → bfloat16 where the CPU has it natively, else int8; others unchanged."""
+    if precision != "auto":
+        return precision
+    return "bfloat16" if native_bfloat16() else "int8"
+
+
+def reduced_precision_copy(visual: nn.Module, precision: Precision) -> nn.Module:
+    """A copy of an image tower for CPU inference at ``precision`` (the original is kept
+    in float32 for the exact path)."""
+    precision = resolve_precision(precision)
+    if precision == "float32":
+        return visual
+    fast = copy.deepcopy(visual)
+    if precision == "bfloat16":
+        return fast.to(torch.bfloat16)
+    _quantize_linear_layers(fast)
+    return fast
+
+
+def valid_box(valid: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(row0, col0, row1, col1) of the smallest box holding every valid pixel; None if none."""
+    rows, cols = np.flatnonzero(valid.any(1)), np.flatnonzero(valid.any(0))
+    if not rows.size:
+        return None
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
 # -------------------------------------------------------------------------- segmenter
 
 
@@ -189,10 +234,13 @@ class OpenVocabSettings:
             windows run; logits come back to full resolution before the guided filter,
             which restores edges from the full-resolution image. 0.5 encodes a quarter
             of the pixels (objects must stay a few patches wide at that scale).
-        quantize: On CPU, run the image tower's linear layers as int8 (dynamic
-            quantisation): twice as fast, log-probabilities correlate 0.9999 with float
-            (bench/bench_clip_settings.py). The model passed in is quantised in place.
-            Ignored on GPU.
+        cpu_precision: Arithmetic of the image tower on CPU: ``"float32"``,
+            ``"bfloat16"`` (fast only where the CPU has it natively), ``"int8"`` (dynamic
+            quantisation of the feed-forward layers) or ``"auto"`` (bfloat16 where
+            native, else int8). Ignored on GPU, which runs under autocast.
+        cpu_fast: On CPU, replace ``working_scale``, ``stride`` and ``cpu_precision`` by
+            :data:`CPU_FAST` (the fast path); False keeps the values given here (the
+            exact path with the defaults). Ignored on GPU.
         batch_size: Windows per forward pass.
         upsampler: ``"bilinear"`` or ``"guided"`` (bilinear + guided-filter refinement).
         guided_radius: Guided-filter radius; default: the patch size.
@@ -208,7 +256,8 @@ class OpenVocabSettings:
     window: int = 224
     stride: int = 112
     working_scale: float = 1.0
-    quantize: bool = True
+    cpu_precision: Precision = "float32"
+    cpu_fast: bool = True
     batch_size: int = 16
     upsampler: Upsampler = "guided"
     guided_radius: int | None = None
@@ -229,10 +278,30 @@ class OpenVocabSettings:
             raise ValueError("batch_size and guided_subsample must be at least 1")
         if self.logit_scale <= 0 or self.guided_eps <= 0:
             raise ValueError("logit_scale and guided_eps must be positive")
+        if self.cpu_precision not in ("float32", "bfloat16", "int8", "auto"):
+            raise ValueError(f"unknown cpu_precision {self.cpu_precision!r}")
         if self.upsampler not in ("bilinear", "guided"):
             raise ValueError(f"upsampler must be 'bilinear' or 'guided', not {self.upsampler!r}")
         if not self.templates or any("{}" not in t for t in self.templates):
             raise ValueError("every template needs a '{}' for the class name")
+
+
+#: The fast CPU path (``cpu_fast``): half the working resolution, windows side by side
+#: instead of overlapping by half, bfloat16 or int8 arithmetic. Together about 40 times
+#: less arithmetic than the exact path; agreement with it in docs/benchmarks.md.
+CPU_FAST = {"working_scale": 0.5, "overlap": False, "cpu_precision": "auto"}
+
+
+def fast_settings(settings: OpenVocabSettings) -> OpenVocabSettings:
+    """``settings`` with the :data:`CPU_FAST` shortcuts applied."""
+    stride = settings.window if not CPU_FAST["overlap"] else settings.stride
+    return replace(
+        settings,
+        working_scale=min(settings.working_scale, CPU_FAST["working_scale"]),
+        stride=stride,
+        cpu_precision=CPU_FAST["cpu_precision"],
+        cpu_fast=False,
+    )
 
 
 class ClipOpenVocabSegmenter(Segmenter):
@@ -361,9 +430,10 @@ class ClipOpenVocabSegmenter(Segmenter):
         self.tokenizer = tokenizer
         self.model_id = model_id
         self.settings = settings
-        if settings.quantize and self.device.type == "cpu":
-            _quantize_linear_layers(self.model.visual)
+        #: The float32 encoder (the exact path, and every path on GPU).
         self.encoder = DenseClipEncoder(self.model.visual, settings.cls_source).eval()
+        #: Reduced-precision copies for the CPU, built on first use.
+        self._cpu_encoders: dict[str, DenseClipEncoder] = {}
         patch = self.encoder.patch_size
         if settings.window % patch:
             raise ValueError(f"window {settings.window} is not a multiple of the patch {patch}")
@@ -389,8 +459,31 @@ class ClipOpenVocabSegmenter(Segmenter):
         """Cached, prompt-ensembled embeddings (len(classes), D) of classes."""
         return self.text_cache.embed(self.model_id, classes, self._encode_classes)
 
+    def run_settings(self, exact: bool = False) -> OpenVocabSettings:
+        """The settings a call runs with: :func:`fast_settings` on CPU unless ``exact`` or
+        ``cpu_fast=False``; the given settings otherwise."""
+        s = self.settings
+        if self.device.type == "cpu" and s.cpu_fast and not exact:
+            return fast_settings(s)
+        return s
+
+    def _encoder_for(self, settings: OpenVocabSettings) -> DenseClipEncoder:
+        if self.device.type != "cpu":
+            return self.encoder
+        precision = resolve_precision(settings.cpu_precision)
+        if precision == "float32":
+            return self.encoder
+        if precision not in self._cpu_encoders:
+            visual = reduced_precision_copy(self.model.visual, precision)
+            self._cpu_encoders[precision] = DenseClipEncoder(visual, settings.cls_source).eval()
+        return self._cpu_encoders[precision]
+
     def predict_probabilities(
-        self, image: np.ndarray, valid: np.ndarray, classes: Sequence[Sequence[str]]
+        self,
+        image: np.ndarray,
+        valid: np.ndarray,
+        classes: Sequence[Sequence[str]],
+        exact: bool = False,
     ) -> np.ndarray:
         """Per-pixel probabilities of background and each class.
 
@@ -398,10 +491,13 @@ class ClipOpenVocabSegmenter(Segmenter):
             image: (H, W, 3) uint8 RGB.
             valid: (H, W) bool.
             classes: The user's classes, each a sequence of synonyms.
+            exact: Take the exact path on CPU too (see :meth:`run_settings`).
 
         Returns:
             (1 + len(classes), H, W) float32; channel 0 is background (sum over the
             background names), channel k is ``classes[k - 1]``; channels sum to 1.
+            Pixels outside the valid pixels' bounding box are background with
+            probability 1 (the pipeline scores NoData 0 anyway).
         """
         if self.model is None:
             raise RuntimeError("the segmenter was closed")
@@ -409,20 +505,32 @@ class ClipOpenVocabSegmenter(Segmenter):
             raise ValueError(f"need an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
         if valid.shape != image.shape[:2]:
             raise ValueError(f"valid {valid.shape} does not match image {image.shape[:2]}")
-        s = self.settings
+        k = len(classes)
+        out = np.zeros((1 + k, *valid.shape), np.float32)
+        out[0] = 1.0
+        box = valid_box(valid)
+        if box is None:  # nothing to look at: no encoding at all
+            return out
+        r0, c0, r1, c1 = box
+        s = self.run_settings(exact)
         background = select_background(classes, s.background)
         text = self.text_embeddings([*classes, *((b,) for b in background)])
         with torch.inference_mode():
-            logits = self._tile_logits(image, valid, text)
+            logits = self._tile_logits(image[r0:r1, c0:c1], valid[r0:r1, c0:c1], text, s)
             probs = torch.softmax(s.logit_scale * logits, dim=0)
-            k = len(classes)
             bg = probs[k:].sum(0, keepdim=True)
-            return torch.cat([bg, probs[:k]]).cpu().numpy().astype(np.float32)
+            out[:, r0:r1, c0:c1] = torch.cat([bg, probs[:k]]).cpu().numpy()
+        return out
 
     def _tile_logits(
-        self, image: np.ndarray, valid: np.ndarray, text: torch.Tensor
+        self,
+        image: np.ndarray,
+        valid: np.ndarray,
+        text: torch.Tensor,
+        settings: OpenVocabSettings | None = None,
     ) -> torch.Tensor:
-        s = self.settings
+        s = settings or self.settings
+        encoder = self._encoder_for(s)
         h, w = valid.shape
         rgb = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
         rgb = rgb.permute(2, 0, 1).float() / 255.0
@@ -446,7 +554,7 @@ class ClipOpenVocabSegmenter(Segmenter):
             batch = spots[i : i + s.batch_size]
             crops = torch.stack([norm[:, y : y + s.window, x : x + s.window] for y, x in batch])
             with autocast(self.device):
-                patches, cls = self.encoder(crops)
+                patches, cls = encoder(crops)
             logits = global_bias_logits(patches, cls, text, s.lam)
             logits = F.interpolate(
                 logits, size=(s.window, s.window), mode="bilinear", align_corners=False
@@ -473,6 +581,7 @@ class ClipOpenVocabSegmenter(Segmenter):
         """Drop the model and cached embeddings and release GPU memory."""
         self.model = None
         self.encoder = None
+        self._cpu_encoders.clear()
         self.text_cache.clear()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
