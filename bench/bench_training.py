@@ -23,7 +23,9 @@ Methods (one run each, on the same labels):
 * ``rf``: the analyst's baseline, scikit-learn RandomForest (100 trees) on the raw bands
   of the training pixels (at most ``--rf-pixels`` of them, as a QGIS plugin samples);
 * ``classical``: the classical learner of ``train`` (LightGBM on normalised bands,
-  spectral indices, band summaries and local statistics; :mod:`rs_reasoner_training.classical`);
+  spectral indices, band summaries and local statistics; :mod:`rs_reasoner_training.classical`),
+  refitted on training + validation labels where those are too few to steer it (its
+  validation score is that of the model fitted without them, as in ``train``);
 * ``supervised``: the U-Net of ``train`` on every band (class-weighted loss, warm-up),
   ``--deep-seconds`` of training, the checkpoint best on the validation labels;
 * ``teacher_student``: the same with the EMA teacher's pseudo-labels on the unlabelled
@@ -37,7 +39,9 @@ Methods (one run each, on the same labels):
 
 Scores on the test labels: pixel mIoU (over the classes present in the truth) and parcel
 accuracy (a test parcel is right when the majority of its predicted pixels is its class;
-Dubai's parcels are the connected regions of each class in the test masks). Wall time
+Dubai's parcels are the connected regions of each class in the test masks). Validation
+parcel accuracy (printed, not used by ``auto``) counts the connected regions of each class
+in the validation labels (at least ``VAL_REGION_PIXELS``). Wall time
 includes feature computation and prediction of the test images.
 
     .venv/bin/python bench/bench_training.py --out bench_training.json
@@ -69,7 +73,11 @@ from rs_reasoner.raster.band_roles import band_roles
 from rs_reasoner.raster.band_stats import BandStats, read_bands
 from rs_reasoner_training.api import train_model
 from rs_reasoner_training.auto import ClassicalVerifier
-from rs_reasoner_training.classical import ClassicalConfig, LabelledImage, fit_classical
+from rs_reasoner_training.classical import (
+    ClassicalConfig,
+    LabelledImage,
+    fit_classical_to_serve,
+)
 from rs_reasoner_training.data.band_arrays import BandArraySource, normalised_tile_image
 from rs_reasoner_training.data.dataset import (
     IGNORE_INDEX,
@@ -409,20 +417,31 @@ def predict_rf(bench: BenchSet, args: argparse.Namespace, work: Path) -> list[np
     return out
 
 
-def fit_classical_model(bench: BenchSet, args: argparse.Namespace) -> ClassicalModel:
-    """The classical learner on the training labels, early-stopped on the validation ones."""
+def fit_classical_models(
+    bench: BenchSet, args: argparse.Namespace
+) -> tuple[ClassicalModel, ClassicalModel]:
+    """The classical learner as ``train`` fits it: (model served, model scored on the
+    validation labels); see :func:`fit_classical_to_serve`."""
     spec = FeatureSpec.for_bands(bench.stats.count, bench.roles)
     config = ClassicalConfig(threads=args.threads, seed=args.seed)
-    return fit_classical(bench.images("train"), bench.class_names, bench.stats, spec, config,
-                         val=bench.images("val"))  # fmt: skip
+    return fit_classical_to_serve(bench.images("train"), bench.class_names, bench.stats, spec,
+                                  config, val=bench.images("val"))  # fmt: skip
 
 
-def predict_classical(bench: BenchSet, args: argparse.Namespace, work: Path) -> list[np.ndarray]:
-    """Classical learner; (K, H, W) probabilities of each scene."""
-    model = fit_classical_model(bench, args)
-    bench.classical = model  # the verifier of the purified run
-    return [model.predict_proba(s.raw, s.valid) if _scored(s) else _empty(bench, s)
-            for s in bench.scenes]  # fmt: skip
+def predict_classical(
+    bench: BenchSet, args: argparse.Namespace, work: Path
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Classical learner; (K, H, W) probabilities of each scene from the model served
+    (test) and from the model scored on validation (the same one unless refitted)."""
+    served, scored = fit_classical_models(bench, args)
+    bench.classical = served  # the verifier of the purified run
+
+    def probs(model: ClassicalModel) -> list[np.ndarray]:
+        return [model.predict_proba(s.raw, s.valid) if _scored(s) else _empty(bench, s)
+                for s in bench.scenes]  # fmt: skip
+
+    test = probs(served)
+    return test, (test if scored is served else probs(scored))
 
 
 def deep_data(bench: BenchSet, tile: int) -> TrainingData:
@@ -487,7 +506,7 @@ def _deep(method: str) -> Callable[[BenchSet, argparse.Namespace, Path], list[np
             # The verifier, as train's auto uses it without VLM weights: the classical
             # learner fitted on the same labels (co-training).
             if bench.classical is None:
-                bench.classical = fit_classical_model(bench, args)
+                bench.classical = fit_classical_models(bench, args)[0]
             options["verifier"] = ClassicalVerifier(bench.classical)
         folder = work / method
         train_model(
@@ -517,6 +536,10 @@ DEEP_TILES = {"dubai": (96, 64), "slovenia": (32, 32), "spacenet": (128, 96)}
 # --- scores -----------------------------------------------------------------------------
 
 
+#: Smallest validation region counted as a parcel (pixels).
+VAL_REGION_PIXELS = 16
+
+
 def score(
     bench: BenchSet, probs: list[np.ndarray], role: str = "test", classes: str = "truth"
 ) -> dict[str, Any]:
@@ -536,9 +559,10 @@ def score(
         pred = p.argmax(axis=0)
         cm += np.bincount(truth[keep].astype(np.int64) * k + pred[keep],
                           minlength=k * k).reshape(k, k)  # fmt: skip
-        if role != "test":
-            continue
-        ids = s.parcels[keep]
+        # Test parcels are the set's own; validation ones, the connected regions of each
+        # class in the validation labels (what ``train`` can see of parcels).
+        parcels = s.parcels if role == "test" else _region_parcels(truth, VAL_REGION_PIXELS)
+        ids = parcels[keep]
         for pid in np.unique(ids[ids > 0]):
             inside = ids == pid
             label = np.bincount(truth[keep][inside], minlength=k).argmax()
@@ -572,8 +596,12 @@ def run_set(bench: BenchSet, args: argparse.Namespace, work: Path) -> dict[str, 
             continue
         started = time.monotonic()
         probs = PREDICTORS[method](bench, args, folder)
+        # A predictor may score validation with another model (one not refitted on it).
+        probs, val_probs = probs if isinstance(probs, tuple) else (probs, probs)
         result = score(bench, probs)
-        result["val_miou"] = score(bench, probs, "val", classes="truth or prediction")["miou"]
+        val = score(bench, val_probs, "val", classes="truth or prediction")
+        result["val_miou"] = val["miou"]
+        result["val_parcel_accuracy"] = val["parcel_accuracy"]
         result["seconds"] = round(time.monotonic() - started, 1)
         out["methods"][method] = result
         _print(method, result)
@@ -601,7 +629,8 @@ AUTO_CANDIDATES = ("classical", "supervised", "purified")
 def _print(method: str, r: dict[str, Any]) -> None:
     chosen = f" -> {r['chosen']}" if "chosen" in r else ""
     print(f"  {METHODS[method]:<28} mIoU {r['miou']:.3f}  parcel acc {r['parcel_accuracy']:.3f} "
-          f"({r['parcels']})  val mIoU {r['val_miou']:.3f}  {r['seconds']:.1f}s{chosen}  "
+          f"({r['parcels']})  val mIoU {r['val_miou']:.3f} parcels {r['val_parcel_accuracy']:.3f}  "
+          f"{r['seconds']:.1f}s{chosen}  "
           f"IoU {r['iou']}", flush=True)  # fmt: skip
 
 
