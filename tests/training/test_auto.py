@@ -100,3 +100,26 @@ def test_unknown_candidates_and_data_without_bands_are_refused(slovenia, tmp_pat
     rgb = type(slovenia)(slovenia.class_names, slovenia.labelled, summary={})
     with pytest.raises(InvalidRequestError, match="normalised bands"):
         train_auto(rgb, tmp_path, train_network=train_model)
+
+
+def test_classical_candidate_is_scored_by_the_model_that_never_saw_validation(
+    slovenia, tmp_path: Path
+) -> None:
+    from rs_reasoner.models.pixel_features import FeatureSpec
+    from rs_reasoner.raster.band_stats import BandStats
+    from rs_reasoner_training.auto import classical_scores, fit_classical_candidate
+    from rs_reasoner_training.classical import fit_classical
+
+    # A validation minimum no class reaches: validation cannot steer, the served model is refitted.
+    few = ClassicalConfig(rounds=30, rounds_without_validation=30, threads=1,
+                          max_pixels_per_class=2000, min_val_pixels=10**9)  # fmt: skip
+    model, cand = fit_classical_candidate(slovenia, tmp_path, few)
+    assert "refitted on training + validation labels" in model.info["validation"]
+    stats = BandStats.from_dict(slovenia.summary["band_stats"])
+    spec = FeatureSpec.for_bands(stats.count, slovenia.summary.get("band_roles") or {})
+    alone = fit_classical(TileImages(slovenia.labelled), slovenia.class_names, stats, spec,
+                          few, val=TileImages(slovenia.val))  # fmt: skip
+    assert cand.val_miou == pytest.approx(classical_scores(alone, slovenia.val)[0])
+    # The refitted model learnt more pixels than the one scored.
+    assert sum(model.info["train_pixels"].values()) > sum(alone.info["train_pixels"].values())
+    assert ClassicalModel.load(tmp_path).info["val_miou"] == pytest.approx(cand.val_miou)
