@@ -396,6 +396,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     from rs_reasoner import weights
     from rs_reasoner.segmenters import registry
+    from rs_reasoner.segmenters.hub_weights import TRAINING_WEIGHTS
 
     if args.models_command == "list":
         for spec in registry.specs():
@@ -427,12 +428,15 @@ def _models(args: argparse.Namespace) -> int:
     names = [args.name] if args.name else [s.name for s in registry.specs()]
     failed = 0
     for name in names:
-        spec = registry.get_spec(name)
+        # What `models pull NAME` fetched: a model's weights, or training's backbones
+        # (rs-zeroseg), which are checked for presence only: no model of that name loads.
+        needed = registry.weights_for(name)
+        is_model = name not in TRAINING_WEIGHTS or name in registry.registered_names()
         try:
-            for w in spec.weights:
-                weights.resolve(w, spec.name)
-            if args.name:  # loading every model at once could exhaust GPU memory
-                registry.create(spec, device="cpu").close()
+            for w in needed:
+                weights.resolve(w, name)
+            if args.name and is_model:  # loading every model at once could exhaust GPU memory
+                registry.create(registry.get_spec(name), device="cpu").close()
             print(f"{name}: ok")
         except RsReasonerError as exc:
             failed += 1

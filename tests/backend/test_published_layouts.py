@@ -322,11 +322,15 @@ def test_sam21_loads_metas_checkpoint_from_the_cache_and_from_a_clone(
 
 
 def test_rs_zeroseg_backbones_load_from_their_published_snapshots(
-    empty_hub_cache: Path, small_clips: None
+    empty_hub_cache: Path, small_clips: None, capsys: pytest.CaptureFixture
 ) -> None:
     from rs_reasoner.segmenters.open_vocab.rs_zeroseg.config import RSZeroSegConfig
     from rs_reasoner.segmenters.open_vocab.rs_zeroseg.model import build_clip, build_rs_stream
 
+    # `models pull rs-zeroseg` fetches training's backbones; verify takes the same name
+    # (it answered "Unknown model").
+    assert main(["models", "verify", "rs-zeroseg"]) == 1
+    assert "rs-zeroseg:" in capsys.readouterr().err
     reference = tiny_dinov2(seed=5)
     write_dinov2(snapshot_dir(empty_hub_cache, "facebook/dinov2-small"), reference)
     loaded = build_rs_stream(RSZeroSegConfig(), pretrained=True)
@@ -342,6 +346,8 @@ def test_rs_zeroseg_backbones_load_from_their_published_snapshots(
     )
     model, _ = build_clip(RSZeroSegConfig(image_size=224), pretrained=True)
     assert _same(model, clip) == len(clip.state_dict())
+    assert main(["models", "verify", "rs-zeroseg"]) == 0
+    assert capsys.readouterr().out.strip() == "rs-zeroseg: ok"
 
 
 # -- weights that are there but do not load ---------------------------------------------------
