@@ -49,7 +49,7 @@ ended keeps only the model it serves, unless --keep-checkpoints."""
 #: SegmentOptions fields that ``segment`` has flags for, in the order --help lists them.
 _SEGMENT_FLAGS = (
     "bands", "resolution", "score_threshold", "min_area", "simplify", "tile_size", "overlap",
-    "instance_mode", "fuse_land_cover",
+    "instance_mode", "fuse_land_cover", "exact",
 )  # fmt: skip
 
 

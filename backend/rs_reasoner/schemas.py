@@ -135,6 +135,12 @@ class SegmentOptions(BaseModel):
         "object ('the largest warehouse'), 'auto' keeps instances unless their masks overlap. "
         "Default: the model's setting ('auto').",
     )
+    exact: bool = Field(
+        False,
+        description="On CPU, run the exact path of models with a faster CPU default "
+        "(clip-openvocab: full resolution, overlapping windows, float32; several times "
+        "slower).",
+    )
     fuse_land_cover: list[str] | None = Field(
         None,
         min_length=1,

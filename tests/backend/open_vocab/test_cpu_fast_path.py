@@ -194,3 +194,23 @@ def test_fast_settings_keep_the_rest_and_a_smaller_working_scale() -> None:
     with pytest.raises(ValueError, match="cpu_precision"):
         OpenVocabSettings(cpu_precision="fp8")
 
+
+
+def test_the_request_option_exact_takes_the_exact_path(make_seg, monkeypatch) -> None:
+    from rs_reasoner.schemas import SegmentOptions
+
+    seg = make_seg()
+    image, valid = blocks(97, 150)
+    runs: list[OpenVocabSettings] = []
+    tile_logits = seg._tile_logits
+
+    def spy(image, valid, text, settings=None):
+        runs.append(settings)
+        return tile_logits(image, valid, text, settings)
+
+    monkeypatch.setattr(seg, "_tile_logits", spy)
+    for exact in (False, True):
+        options = SegmentOptions(exact=exact)
+        query = SegmentationQuery("q", Mode.open_vocabulary, classes=CLASSES, options=options)
+        seg.segment(image, valid, query)
+    assert runs == [seg.run_settings(), seg.settings]

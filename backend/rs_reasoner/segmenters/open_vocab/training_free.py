@@ -574,7 +574,7 @@ class ClipOpenVocabSegmenter(Segmenter):
     def segment(self, image: np.ndarray, valid: np.ndarray, query: SegmentationQuery) -> TileResult:
         """Label each pixel with the most probable class or background (see module doc)."""
         require_classes(query)
-        probs = self.predict_probabilities(image, valid, query.classes)
+        probs = self.predict_probabilities(image, valid, query.classes, query.options.exact)
         return argmax_result(probs, valid, query.classes)
 
     def close(self) -> None:
