@@ -187,3 +187,26 @@ def test_a_training_failure_fails_the_job_with_the_reason(client, data) -> None:
     assert "background" in info["error"]["hint"]
     assert not (data["tmp"] / "models" / "neon").exists()
     assert client.get(f"/jobs/{job_id}/result").status_code == 409
+
+
+def test_image_and_mask_folders_train_over_http(client: TestClient, data, shared_data) -> None:
+    from tests.support.mask_folders import DUBAI_CLASSES, write_dubai_crops
+
+    tmp_path = data["tmp"]  # its models folder
+    paths = write_dubai_crops(shared_data / "dubai", tmp_path / "crops")
+    request = {"images": str(paths["images"]), "masks": str(paths["masks"]),
+               "classes": str(paths["classes"]), "name": "crops", "tile_size": 128,
+               "epochs": 1, "threads": 1}  # fmt: skip
+    # Folder and parcel fields do not mix; a missing folder is refused at once.
+    r = client.post("/train", json={**request, "labels": "x.gpkg"})
+    assert r.status_code == 422 and "not used with image + mask folders" in r.text
+    r = client.post("/train", json={**request, "masks": str(tmp_path / "nope")})
+    assert r.status_code == 422 and "mask folder does not exist" in r.json()["detail"]
+    job_id = client.post("/train", json=request).json()["id"]
+    info = wait(client, job_id, finished, timeout=600)
+    assert info["status"] == "succeeded", info
+    assert "plan: images 4 training, 1 validation, 0 unlabelled" in info["messages"]
+    result = client.get(f"/jobs/{job_id}/result").json()
+    assert result["model"] == "crops" and result["classes"] == DUBAI_CLASSES
+    listed = {m["name"]: m for m in client.get("/models").json()["models"]}
+    assert "crops" in listed and "images in" in listed["crops"]["description"]
