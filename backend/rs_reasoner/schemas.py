@@ -260,9 +260,10 @@ class TrainRequest(BaseModel):
     )
     classes: str | None = Field(
         None,
-        description="Class table of the masks: a text file with one 'VALUE,NAME' line per "
-        "class for masks of class values, or '#RRGGBB,NAME' for colour masks; NAME '-' "
-        "marks a value to ignore (e.g. unlabelled). Every mask value must be listed.",
+        description="Class table: a text file with one 'VALUE,NAME' line per class for masks "
+        "of class values, or '#RRGGBB,NAME' for colour masks; NAME '-' marks a value to "
+        "ignore (e.g. unlabelled). Every mask value must be listed. With a raster: names of "
+        "the class field's values (e.g. '3,forest'), classes in the file's order.",
     )
     aoi: str | None = Field(
         None, description="Polygon file limiting where unlabelled tiles are taken from."
@@ -270,10 +271,13 @@ class TrainRequest(BaseModel):
     name: str = Field(
         ...,
         description="Name of the new model: 1-40 lowercase letters, digits, '-' or '_'. "
-        "The same name again resumes from its last checkpoint.",
+        "The same name again resumes an interrupted run from its last checkpoint.",
     )
     label_budget: float = Field(
-        1.0, gt=0.0, le=1.0, description="Fraction of training parcels whose labels are used."
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="Fraction of training parcels (or masked images) whose labels are used.",
     )
     epochs: int = Field(30, ge=1, le=10_000, description="Epochs to train.")
     time_budget_s: float | None = Field(
@@ -299,7 +303,10 @@ class TrainRequest(BaseModel):
         "every object there is drawn); needed when all parcels have one class.",
     )
     val_fraction: float = Field(
-        0.2, ge=0.0, lt=1.0, description="Fraction of parcels held out for validation (0: none)."
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="Fraction of parcels (or masked images) held out for validation (0: none).",
     )
     seed: int = Field(
         0, ge=0, le=2**32 - 1, description="Seed of the split, label budget and training."
@@ -355,7 +362,7 @@ class TrainRequest(BaseModel):
     @model_validator(mode="after")
     def _one_source(self) -> TrainRequest:
         folders = [self.images, self.masks, self.classes]
-        if any(v is not None for v in folders):
+        if self.images is not None or self.masks is not None:
             if any(v is None for v in folders):
                 raise ValueError("image + mask folders need all of 'images', 'masks' and "
                                  "'classes'")  # fmt: skip

@@ -73,7 +73,8 @@ class Trainer(Protocol):
         """Train (or resume from ``output_dir/last.pt``) on labelled parcels; writes
         ``best.pt`` (the training checkpoint format of :mod:`rs_reasoner.models.checkpoint`)
         or ``classical.json``, and ``history.json`` into ``output_dir``. The plan (parcels
-        and tiles per role) goes to ``callback`` as ``preparing`` messages first.
+        and tiles per role) goes to ``callback`` as ``preparing`` messages first. Options
+        include ``weak_labels`` and ``classes`` (a file naming the class field's values).
 
         Raises:
             JobCancelled: ``cancel`` was set (checkpoints are kept).

@@ -92,6 +92,12 @@ def check_train_request(
     if request.from_folders:
         check_folders(request)
         return
+    if request.classes is not None and not Path(request.classes).is_file():
+        raise InvalidRequestError(
+            f"The class table file does not exist: {request.classes}",
+            "Give a text file with one 'VALUE,NAME' line per value of the class field, or "
+            "leave it out (the values are the class names).",
+        )
     from rs_reasoner.raster import open_raster
 
     open_raster(raster_path).close()
@@ -372,6 +378,7 @@ def run_training(
                 background=request.background,
                 resolution=request.resolution,
                 weak_labels=request.weak_labels,
+                **({"classes": request.classes} if request.classes else {}),
                 **kwargs,
             )
     except CheckpointError as exc:

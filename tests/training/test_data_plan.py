@@ -117,3 +117,30 @@ def test_classes_said_absent_from_validation_have_no_validation_pixel(slovenia, 
     if absent:
         assert any(f"(their IoU is not measured): {', '.join(absent)}" in line
                    for line in plan_lines(data.summary))  # fmt: skip
+
+
+def test_a_class_table_names_a_numeric_class_field(slovenia, tmp_path) -> None:
+    frame = gpd.read_file(slovenia["labels"])
+    pairs = frame[["LULC_ID", "LULC_NAME"]].drop_duplicates().sort_values("LULC_ID")
+    table = tmp_path / "lulc.csv"
+    # Value 0 is "no label" in this register: '-' leaves those parcels out.
+    table.write_text("value,name\n" + "".join(
+        f"{i},{n.strip() or '-'}\n" for i, n in zip(pairs["LULC_ID"], pairs["LULC_NAME"],
+                                                    strict=True)))  # fmt: skip
+    data = parcel_training_data(slovenia["raster"], slovenia["labels"], "LULC_ID",
+                                all_bands=True, classes=table)  # fmt: skip
+    named = [n.strip() for n in pairs["LULC_NAME"] if n.strip()]
+    assert data.class_names == named  # the file's order (by id), not alphabetical
+    by_name = parcel_training_data(slovenia["raster"], slovenia["labels"], "LULC_NAME",
+                                   all_bands=True)  # fmt: skip
+    assert sorted(by_name.class_names) == sorted(named)
+    assert data.summary["parcels"] == by_name.summary["parcels"]  # the same parcels
+    assert any("named '-' were left out" in n for n in data.summary["notes"])
+    # A value the table does not name is one clear error.
+    table.write_text("1,cultivated land\n2,forest\n")
+    from rs_reasoner_training.errors import LabelLayerError
+
+    with pytest.raises(LabelLayerError, match=r"Value\(s\) '0', '3', '4', '8' of the class "
+                       "field 'LULC_ID' are not in the class table"):  # fmt: skip
+        parcel_training_data(slovenia["raster"], slovenia["labels"], "LULC_ID",
+                             all_bands=True, classes=table)  # fmt: skip

@@ -322,6 +322,7 @@ def train_on_parcels(
     label_budget: float = TRAIN_DEFAULTS["label_budget"],
     seed: int = TRAIN_DEFAULTS["seed"],
     weak_labels: Sequence[str] | None = None,
+    classes: str | os.PathLike[str] | None = None,
     threads: int | None = None,
     callback: ProgressFn | None = None,
     cancel: threading.Event | None = None,
@@ -347,6 +348,8 @@ def train_on_parcels(
         seed: Seed of split, budget, initial weights, order and augmentation.
         weak_labels: Land-cover rasters ``PATH[:LEGEND][:MAPPING.csv]`` as extra weak
             labels (:mod:`.weak`); their agreement report goes to ``callback``.
+        classes: Class table file naming the class field's values (``VALUE,NAME``
+            lines; classes follow its order), e.g. for a numeric class field.
         threads: CPU threads (torch, LightGBM, GDAL); None: all cores.
         callback: ``callback(stage, fraction, message)``; the plan (parcels and tiles
             per role, the tile size, classes without validation) comes first, as
@@ -385,6 +388,7 @@ def train_on_parcels(
             label_budget=label_budget,
             seed=seed,
             all_bands=name != "rs-zeroseg",  # RS-ZeroSeg's CLIP reads 8-bit RGB
+            classes=classes,
         )
         if weak_labels:
             from rs_reasoner_training.weak.training import add_weak_labels

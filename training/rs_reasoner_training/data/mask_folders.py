@@ -57,12 +57,12 @@ _STATS_SIDE = 256
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
-def read_class_table(path: str | os.PathLike[str]) -> MaskTable:
-    """The class table file (see the module docstring) as a :class:`MaskTable`.
+def _table_rows(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """(key, name) of each ``KEY,NAME`` line of a class table file, in file order.
 
     Raises:
-        LabelLayerError: Missing file, a line that is not ``KEY,NAME``, keys of both kinds,
-            a key or a name twice, fewer than two classes.
+        LabelLayerError: Unreadable file, a line that is not ``KEY,NAME``, a key or a
+            class name twice.
     """
     file = Path(path)
     try:
@@ -76,8 +76,7 @@ def read_class_table(path: str | os.PathLike[str]) -> MaskTable:
     rows = [(n, r) for n, r in lines if any(c.strip() for c in r)]
     if rows and rows[0][1][0].strip().lower() in ("value", "colour", "color", "key"):
         rows = rows[1:]  # a header line
-    keys: list[int | tuple[int, int, int]] = []
-    names: list[str] = []
+    out: list[tuple[str, str]] = []
     for number, row in rows:
         cells = [c.strip() for c in row]
         if len(cells) != 2 or not cells[0] or not cells[1]:
@@ -86,26 +85,46 @@ def read_class_table(path: str | os.PathLike[str]) -> MaskTable:
                 "Write one 'VALUE,NAME' (class-id masks) or '#RRGGBB,NAME' (colour masks) "
                 f"line per class; NAME '{IGNORE_NAME}' ignores the value.",
             )
-        key_text, name = cells
-        if _HEX.match(key_text):
-            key: int | tuple[int, int, int] = hex_rgb(key_text)
-        elif re.fullmatch(r"\d+", key_text):
-            key = int(key_text)
-        else:
-            raise LabelLayerError(
-                f"Line {number} of {file.name}: {key_text!r} is neither a mask value (a "
-                "whole number) nor a colour (#RRGGBB).",
-                "Write e.g. '3,water' or '#3C1098,building'.",
-            )
-        if key in keys:
-            raise LabelLayerError(f"{key_text} is listed twice in {file.name}.",
-                                  "List each mask value once.")  # fmt: skip
-        if name != IGNORE_NAME and name in names:
+        key, name = cells
+        if key.upper() in {k.upper() for k, _ in out}:
+            raise LabelLayerError(f"{key} is listed twice in {file.name}.",
+                                  "List each value once.")  # fmt: skip
+        if name != IGNORE_NAME and name in {n for _, n in out}:
             raise LabelLayerError(
                 f"Class {name!r} is listed twice in {file.name}.",
-                "Give each class one value (merge values into one class in the masks).",
+                "Give each class one line (merge its values into one in the labels).",
             )
-        keys.append(key)
+        out.append((key, name))
+    return out
+
+
+def read_class_names(path: str | os.PathLike[str]) -> dict[str, str]:
+    """A class table file as {value text: class name} (``-``: leave out), in file order:
+    the names of a class field's values (e.g. ``3,forest`` for a ``LULC_ID`` field)."""
+    return dict(_table_rows(path))
+
+
+def read_class_table(path: str | os.PathLike[str]) -> MaskTable:
+    """The class table file (see the module docstring) as a :class:`MaskTable`.
+
+    Raises:
+        LabelLayerError: Missing file, a line that is not ``KEY,NAME``, keys of both kinds,
+            a key or a name twice, fewer than two classes.
+    """
+    file = Path(path)
+    keys: list[int | tuple[int, int, int]] = []
+    names: list[str] = []
+    for key_text, name in _table_rows(file):
+        if _HEX.match(key_text):
+            keys.append(hex_rgb(key_text))
+        elif re.fullmatch(r"\d+", key_text):
+            keys.append(int(key_text))
+        else:
+            raise LabelLayerError(
+                f"{file.name}: {key_text!r} is neither a mask value (a whole number) nor a "
+                "colour (#RRGGBB).",
+                "Write e.g. '3,water' or '#3C1098,building'.",
+            )
         names.append(name)
     kinds = {isinstance(k, tuple) for k in keys}
     if len(kinds) > 1:

@@ -1,7 +1,9 @@
 """Labelled parcels (a polygon layer with a class field) as labels on a raster's grid.
 
 Class table: the distinct values of the class field, as text, sorted (numerically when
-they are all numbers), get ids ``0..K-1``; id = output channel of the model. Pixels in no
+they are all numbers), get ids ``0..K-1``; id = output channel of the model. With a class
+table file (``VALUE,NAME`` lines, e.g. ``3,forest`` for a numeric ``LULC_ID``), values are
+named and classes follow the file's order. Pixels in no
 parcel are :data:`IGNORE_INDEX` (unlabelled, not "background"): analysts label some
 parcels, not every pixel. When the parcels *are* complete inside the tiles they touch
 (e.g. every building in a chip), pass ``background="other"`` and the uncovered pixels
@@ -16,12 +18,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 from affine import Affine
 from rasterio import features
@@ -162,6 +166,7 @@ def load_parcels(
     layer: str | None = None,
     aoi: AoiInput | None = None,
     background: str | None = None,
+    class_names: Mapping[str, str] | None = None,
 ) -> ParcelLayer:
     """Read, check and reproject the labelled parcels.
 
@@ -175,6 +180,9 @@ def load_parcels(
             parcels are clipped to it.
         background: Name of a class for pixels in no parcel inside labelled tiles (only
             when the parcels are complete there), or None to ignore those pixels.
+        class_names: Name of each class field value (as text, e.g. ``{"3": "forest"}``;
+            ``"-"``: leave those parcels out); classes then follow its order. None: the
+            values are the names, sorted.
 
     Returns:
         The parcels and class table.
@@ -193,7 +201,10 @@ def load_parcels(
     area, aoi_geom = _training_area(raster_bounds, aoi, raster_crs, notes)
     frame = _keep_inside(frame, area, aoi_geom, notes)
     texts = frame[class_field].map(_class_text)
-    class_names = _class_table(set(texts), background)
+    order = None
+    if class_names is not None:
+        texts, frame, order = _named(texts, frame, class_field, class_names, notes)
+    class_names = _class_table(set(texts), background, order)
     ids = {n: i for i, n in enumerate(class_names)}
     out = gpd.GeoDataFrame(
         {
@@ -307,8 +318,41 @@ def _keep_inside(
     return frame
 
 
-def _class_table(names: set[str], background: str | None) -> list[str]:
-    """The class of each id: the parcels' classes and the background class, sorted.
+def _named(
+    texts: pd.Series,
+    frame: gpd.GeoDataFrame,
+    class_field: str,
+    names: Mapping[str, str],
+    notes: list[str],
+) -> tuple[pd.Series, gpd.GeoDataFrame, list[str]]:
+    """Class field values → the names a class table gives them; parcels named ``-`` left out.
+
+    Returns:
+        The parcels' class names, the parcels kept, the class order of the table.
+
+    Raises:
+        LabelLayerError: Values the table does not name.
+    """
+    table = {_class_text(k): v for k, v in names.items()}
+    unknown = sorted(set(texts) - set(table), key=str)
+    if unknown:
+        shown = ", ".join(repr(v) for v in unknown[:8]) + (" ..." if len(unknown) > 8 else "")
+        raise LabelLayerError(
+            f"Value(s) {shown} of the class field {class_field!r} are not in the class table.",
+            "Add a 'VALUE,NAME' line for each (NAME '-' leaves those parcels out).",
+        )
+    keep = texts.map(table) != "-"
+    if not keep.all():
+        notes.append(f"{int((~keep).sum())} parcel(s) of values named '-' were left out.")
+    order = list(dict.fromkeys(n for n in table.values() if n != "-"))
+    return texts[keep].map(table), frame.loc[keep], order
+
+
+def _class_table(
+    names: set[str], background: str | None, order: list[str] | None = None
+) -> list[str]:
+    """The class of each id: the parcels' classes and the background class, sorted (or in
+    ``order``, a class table's, the background last).
 
     Raises:
         LabelLayerError: Fewer than two classes (nothing to learn), or more than
@@ -323,7 +367,10 @@ def _class_table(names: set[str], background: str | None) -> list[str]:
             "Label parcels of another class too, or, if the parcels are complete where they "
             "are (every object drawn), set a background class (e.g. 'other') for the rest.",
         )
-    class_names = _sorted_names(names)
+    if order is None:
+        class_names = _sorted_names(names)
+    else:
+        class_names = [n for n in order if n in names] + sorted(names - set(order))
     if len(class_names) > MAX_CLASSES:
         raise LabelLayerError(
             f"The class field has {len(class_names)} distinct values; at most {MAX_CLASSES} "

@@ -520,6 +520,7 @@ def parcel_training_data(
     label_budget: float = TRAIN_DEFAULTS["label_budget"],
     seed: int = TRAIN_DEFAULTS["seed"],
     all_bands: bool = False,
+    classes: str | os.PathLike[str] | None = None,
 ) -> TrainingData:
     """Training data from a raster and its labelled parcels.
 
@@ -540,6 +541,8 @@ def parcel_training_data(
         all_bands: Tiles of raw bands normalised by robust statistics of the raster
             (``summary["band_stats"]``), instead of the 8-bit RGB the backend's open-
             vocabulary models see.
+        classes: Class table file naming the class field's values (``VALUE,NAME`` lines,
+            :func:`~rs_reasoner_training.data.mask_folders.read_class_names`).
 
     Returns:
         The datasets, class names and a summary.
@@ -554,9 +557,15 @@ def parcel_training_data(
         roles = band_roles(ds, reader.bands)
         transform, shape = reader.grid_transform, reader.grid_shape
         bounds = grid_bounds(transform, shape)
+        names = None
+        if classes is not None:
+            from rs_reasoner_training.data.mask_folders import read_class_names
+
+            names = read_class_names(classes)
         parcels = load_parcels(
-            labels, class_field, ds.crs, bounds, layer=layer, aoi=aoi, background=background
-        )
+            labels, class_field, ds.crs, bounds, layer=layer, aoi=aoi, background=background,
+            class_names=names,
+        )  # fmt: skip
         check_parcels_have_data(ds, parcels)
         asked = tile_size
         tile_size, tile_note = fit_tile_size(shape, tile_size)
