@@ -38,6 +38,7 @@ has its size; classes.csv has one line per mask value, 'VALUE,NAME' for class-id
 '#RRGGBB,NAME' for colour masks, NAME '-' for a value to ignore, e.g.:
   #3C1098,building
   #9B9B9B,-
+With a raster, --classes names the class field's values instead (e.g. '3,forest').
 Before training, the plan is printed: parcels (or images) and tiles per role, the tile
 size (smaller on small rasters) and classes absent from validation.
 The model is saved in the models folder ($RS_REASONER_MODELS_DIR, default
