@@ -698,6 +698,8 @@ class TrainDialog(TaskRunner, QDialog):
             if outcome.details:
                 messages.log(outcome.details, Qgis.Critical)
             messages.push_error(self.iface, outcome.error or "The training failed.")
+        if not self.trainer_choice.offered:  # the run may have started the backend
+            self.refresh_trainers()
         self.trainingFinished.emit(outcome)
 
     def shutdown(self) -> None:
