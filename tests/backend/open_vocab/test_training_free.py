@@ -362,3 +362,19 @@ def test_remoteclip_loads_its_plain_state_dict_from_a_clone_with_quick_gelu(
     acts = [m for m in seg.model.visual.modules() if isinstance(m, QuickGELU)]
     assert acts  # the blocks really run QuickGELU
     torch.testing.assert_close(seg.model.visual.proj, model.visual.proj, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("radius", [1, 4, 8, 9, 30])
+def test_box_mean_is_the_mean_over_the_clipped_window(radius: int) -> None:
+    """Both ways of computing it (pooling for small radii, cumulative sums for large)."""
+    from rs_reasoner.segmenters.open_vocab.training_free import box_mean
+
+    x = torch.randn(2, 3, 23, 31, generator=torch.Generator().manual_seed(radius))
+    out = box_mean(x, radius)
+    expected = torch.empty_like(x)
+    for i in range(23):
+        for j in range(31):
+            rows = slice(max(0, i - radius), i + radius + 1)
+            cols = slice(max(0, j - radius), j + radius + 1)
+            expected[..., i, j] = x[..., rows, cols].mean(dim=(-2, -1))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
