@@ -35,7 +35,9 @@ Methods (one run each, on the same labels):
   (co-training, what ``train`` does without vision-language weights);
 * ``auto``: what ``train`` serves by default: among classical, supervised and purified,
   the best on the validation labels (mIoU over the classes in the truth or the
-  prediction, ``train``'s rule); its time is the sum of the three.
+  prediction), but the classical learner where validation holds fewer than three regions
+  of a class (``train``'s rule, :func:`rs_reasoner_training.auto.choose`); its time is
+  the sum of the three.
 
 Scores on the test labels: pixel mIoU (over the classes present in the truth) and parcel
 accuracy (a test parcel is right when the majority of its predicted pixels is its class;
@@ -72,7 +74,7 @@ from rs_reasoner.models.pixel_features import FeatureSpec
 from rs_reasoner.raster.band_roles import band_roles
 from rs_reasoner.raster.band_stats import BandStats, read_bands
 from rs_reasoner_training.api import train_model
-from rs_reasoner_training.auto import ClassicalVerifier
+from rs_reasoner_training.auto import ClassicalVerifier, choose
 from rs_reasoner_training.classical import (
     ClassicalConfig,
     LabelledImage,
@@ -86,6 +88,7 @@ from rs_reasoner_training.data.dataset import (
     TrainingData,
     grid_refs,
 )
+from rs_reasoner_training.metrics import region_counts
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -606,19 +609,24 @@ def run_set(bench: BenchSet, args: argparse.Namespace, work: Path) -> dict[str, 
         out["methods"][method] = result
         _print(method, result)
     if "auto" in args.methods:
-        out["methods"]["auto"] = auto_choice(out["methods"])
+        regions = np.zeros(len(bench.class_names), np.int64)
+        for s in bench.scenes:
+            regions += region_counts(np.where(s.valid, s.val, IGNORE_INDEX), len(regions))
+        out["validation_regions"] = dict(zip(bench.class_names, regions.tolist(), strict=True))
+        out["methods"]["auto"] = auto_choice(out["methods"], out["validation_regions"])
         _print("auto", out["methods"]["auto"])
     return out
 
 
-def auto_choice(methods: dict[str, Any]) -> dict[str, Any]:
+def auto_choice(methods: dict[str, Any], regions: dict[str, int]) -> dict[str, Any]:
     """What ``train`` (model auto) serves: of its candidates (classical learner, U-Net,
-    teacher-student + purification), the one with the best validation mIoU; its time is
-    that of every candidate (auto trains them all)."""
+    teacher-student + purification), the one ``train``'s rule chooses (the best validation
+    mIoU, but the classical learner when validation holds too few regions of a class:
+    :func:`rs_reasoner_training.auto.choose`); its time is that of every candidate (auto
+    trains them all)."""
     candidates = {m: r for m, r in methods.items() if m in AUTO_CANDIDATES}
-    best = max(candidates, key=lambda m: -1.0 if math.isnan(candidates[m]["val_miou"])
-               else candidates[m]["val_miou"])  # fmt: skip
-    return {**candidates[best], "chosen": best,
+    best, reason = choose({m: r["val_miou"] for m, r in candidates.items()}, regions)
+    return {**candidates[best], "chosen": best, "reason": reason,
             "seconds": round(sum(r["seconds"] for r in candidates.values()), 1)}  # fmt: skip
 
 

@@ -16,10 +16,13 @@ from rs_reasoner.models.classical import ClassicalModel
 from rs_reasoner_training.api import train_model
 from rs_reasoner_training.auto import (
     AUTO_FILE,
+    MIN_VAL_REGIONS,
     ClassicalVerifier,
     TileImages,
     check_candidates,
+    choose,
     train_auto,
+    validation_regions,
 )
 from rs_reasoner_training.classical import ClassicalConfig
 from rs_reasoner_training.data.tiles import parcel_training_data
@@ -55,7 +58,15 @@ def test_the_best_candidate_on_validation_is_served(slovenia, tmp_path: Path) ->
         "error"]  # fmt: skip
     scored = {n: c["val_miou"] for n, c in rows.items() if c["val_miou"] is not None}
     assert set(scored) == {"classical", "unet"}
-    assert record["chosen"] == max(scored, key=scored.get) == result.extra["chosen"]
+    # The best validation score, unless validation is too thin to prefer a network.
+    regions = record["validation_regions"]
+    assert regions == validation_regions(slovenia)
+    thin = min(regions.values()) < MIN_VAL_REGIONS
+    best = max(scored, key=scored.get)
+    expected = "classical" if thin else best
+    assert record["chosen"] == expected == result.extra["chosen"]
+    assert record["reason"] == ("best validation mIoU" if expected == best
+                                else result.extra["reason"])  # fmt: skip
     assert result.best_miou == pytest.approx(scored[record["chosen"]])
     served = tmp_path / record["checkpoint"]
     assert served == result.best_path
@@ -63,7 +74,8 @@ def test_the_best_candidate_on_validation_is_served(slovenia, tmp_path: Path) ->
     other = {"classical.json", "best.pt"} - {served.name}
     assert not (tmp_path / other.pop()).exists()  # one model per folder
     table = result.extra["comparison_table"]
-    assert len(table) == 4 and table[0].startswith("candidate")
+    assert len(table) == 5 and table[0].startswith("candidate")
+    assert table[-1] == f"chosen: {record['reason']}"
     assert sum("<- chosen" in line for line in table) == 1
     assert stages[-1] == "done"
     # The classical candidate's file loads as a model on the 68 bands.
@@ -123,3 +135,52 @@ def test_classical_candidate_is_scored_by_the_model_that_never_saw_validation(
     # The refitted model learnt more pixels than the one scored.
     assert sum(model.info["train_pixels"].values()) > sum(alone.info["train_pixels"].values())
     assert ClassicalModel.load(tmp_path).info["val_miou"] == pytest.approx(cand.val_miou)
+
+
+def test_thin_validation_keeps_the_classical_learner(slovenia) -> None:
+    from rs_reasoner_training.data.dataset import IGNORE_INDEX
+    from rs_reasoner_training.metrics import region_counts
+
+    regions = validation_regions(slovenia)
+    assert set(regions) == set(slovenia.class_names)
+    # Counted per tile: each validation tile's regions of each class.
+    k = len(slovenia.class_names)
+    by_tile = sum(region_counts(np.where(i.valid, i.labels, IGNORE_INDEX), k)
+                  for i in TileImages(slovenia.val))  # fmt: skip
+    assert list(regions.values()) == list(by_tile)
+    thin = {n: 1 for n in slovenia.class_names}
+    ample = {n: MIN_VAL_REGIONS for n in slovenia.class_names}
+    scores = {"classical": 0.14, "unet": 0.24, "unet-ts-purified": math.nan}
+    name, reason = choose(scores, thin)
+    assert name == "classical" and "fewer than" in reason and "unet" in reason
+    assert choose(scores, ample) == ("unet", "best validation mIoU")
+    # Without the classical learner among the candidates the best score stands.
+    assert choose({"unet": 0.24, "unet-ts": 0.2}, thin)[0] == "unet"
+    assert choose({"classical": 0.3, "unet": 0.24}, thin) == ("classical", "best validation mIoU")
+
+
+def test_region_counts_on_real_footprints(shared_data: Path) -> None:
+    import rasterio
+    from rasterio import features
+
+    from rs_reasoner_training.metrics import region_counts
+
+    with rasterio.open(shared_data / "spacenet_atlanta_pan_utm16n.tif") as ds:
+        import geopandas as gpd
+
+        frame = gpd.read_file(shared_data / "spacenet_atlanta_buildings.geojson").to_crs(ds.crs)
+        ids = features.rasterize([(g, i + 1) for i, g in enumerate(frame.geometry)],
+                                 out_shape=(ds.height, ds.width), transform=ds.transform,
+                                 dtype="int32")  # fmt: skip
+    label = (ids > 0).astype(np.uint8)
+    counts = region_counts(label, 2, min_pixels=1)
+    # Most footprints are separate regions (touching ones merge, a thin one may split).
+    footprints = len(np.unique(ids[ids > 0]))
+    assert footprints // 2 < counts[1] <= footprints + 5
+    # A gap of unlabelled pixels between two copies doubles every count.
+    gap = np.full((label.shape[0], 3), 255, np.uint8)
+    twice = np.concatenate([label, gap, label], axis=1)
+    np.testing.assert_array_equal(region_counts(twice, 2, min_pixels=1), 2 * counts)
+    # Regions under the minimum are left out.
+    big = region_counts(label, 2, min_pixels=10**6)
+    assert big[1] == 0

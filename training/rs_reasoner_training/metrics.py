@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from scipy import ndimage
 
 from rs_reasoner_training.data.dataset import IGNORE_INDEX
 
@@ -56,3 +58,24 @@ def pixel_accuracy(confusion: torch.Tensor) -> float:
     """Fraction of labelled pixels predicted right; NaN with no labelled pixel."""
     total = confusion.sum()
     return float(confusion.diag().sum() / total) if total > 0 else float("nan")
+
+
+def region_counts(labels: np.ndarray, num_classes: int, min_pixels: int = 16) -> np.ndarray:
+    """Connected regions of each class in a label map (regions under ``min_pixels`` left
+    out): how many parcels a validation set really holds.
+
+    Args:
+        labels: (H, W) class ids, :data:`IGNORE_INDEX` where unlabelled.
+        num_classes: Number of classes.
+        min_pixels: Smallest region counted.
+
+    Returns:
+        (num_classes,) int64 counts.
+    """
+    counts = np.zeros(num_classes, np.int64)
+    for c in range(num_classes):
+        regions, n = ndimage.label(labels == c)
+        if n:
+            sizes = np.bincount(regions.ravel(), minlength=n + 1)[1:]
+            counts[c] = int((sizes >= min_pixels).sum())
+    return counts
