@@ -393,3 +393,22 @@ def test_classical_learner_weighs_labels_by_confidence(slovenia) -> None:
     # Ignoring the zero-confidence labels, the learner is surer the forest is forest.
     with_weights, without = forest_probability(weight), forest_probability(None)
     assert with_weights > without + 0.15, (with_weights, without)
+
+
+def test_a_product_that_cannot_tell_the_classes_apart_changes_nothing() -> None:
+    """Every product class mapped to one class of a two-class model: the product says
+    nothing about that class against the other. The never-given class used to get
+    likelihood 1 against the given class's reliability (0.7), so the given class shrank
+    wherever the product covered it."""
+    rng = np.random.default_rng(0)
+    probs = rng.random((2, 40, 40)).astype(np.float32)
+    probs /= probs.sum(0, keepdims=True)
+    product = np.zeros((40, 40), np.uint8)  # everything "class 0"
+    product[:5] = NO_LABEL
+    given = [np.array([True, False])]
+    fused = fuse_with_products(probs, [product], [np.array([0.7, 0.7])], [10.0], given)
+    np.testing.assert_allclose(fused, probs, rtol=1e-5)
+    # A product that gives both classes still moves the model towards its labels.
+    product[20:] = 1
+    both = fuse_with_products(probs, [product], [np.array([0.7, 0.7])], [1.0])
+    assert (both.argmax(0)[6:] == product[6:]).mean() > (probs.argmax(0)[6:] == product[6:]).mean()

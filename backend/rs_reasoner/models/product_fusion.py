@@ -10,10 +10,13 @@ class ``c`` at ``x`` is
 
     L_p,c(x) = a_p,c * s_p,c(x) + (1 - a_p,c) * (1 - s_p,c(x)) / (K - 1)
 
-with ``a_p,c = r_p,c`` for a class the product gives and 0 for one it never gives (its
-legend merges or omits it: roads inside built-up), so such a class is neither supported
-nor ruled out by it and the model decides it. The fused scores are the model's posterior
-times the products' likelihoods (naive Bayes, the products' errors taken as independent):
+with ``a_p,c = r_p,c``, for each class ``c`` the product gives. A class it never gives (its
+legend merges or omits it: roads inside built-up) is neither supported nor ruled out by
+it: its likelihood is the mean of the given classes' at that pixel, so the product only
+ever shifts the model between the classes it can tell apart (a product mapping
+everything to one class of a two-class model carries no evidence and changes nothing).
+The fused scores are the model's posterior times the products' likelihoods (naive Bayes,
+the products' errors taken as independent):
 
     F_c(x) ∝ P_c(x) * prod_p L_p,c(x)
 
@@ -89,16 +92,21 @@ def product_likelihood(
         pixel_ratio: Its pixel side over the grid's.
     """
     k = len(reliability)
-    a = np.where(np.asarray(given, bool), np.clip(np.asarray(reliability, np.float32), 0, 1), 0)
+    given = np.asarray(given, bool)
+    a = np.clip(np.asarray(reliability, np.float32), 0, 1)
     labelled = labels != NO_LABEL
     size = share_window(pixel_ratio)
     covered = ndimage.uniform_filter(labelled.astype(np.float32), size=size, mode="nearest")
     out = np.ones((k, *labels.shape), np.float32)
-    for c in range(k):
+    for c in np.flatnonzero(given):
         share = ndimage.uniform_filter((labels == c).astype(np.float32), size=size, mode="nearest")
         # Shares among the labelled pixels of the window: the product's NoData is silence.
         share = np.where(covered > 0, share / np.maximum(covered, 1e-6), 0.0)
         out[c] = a[c] * share + (1 - a[c]) * (1 - share) / max(k - 1, 1)
+    if given.any() and not given.all():
+        # A fixed value here (1 / (K - 1)) outweighed the product's own class when K is
+        # small: mapping everything to one class of a two-class model made it *less* likely.
+        out[~given] = out[given].mean(axis=0)
     out[:, ~labelled] = 1.0
     return out
 
