@@ -162,6 +162,11 @@ def test_spec_parsing() -> None:
     assert ProductSpec.parse("wc.tif") == ProductSpec("wc.tif")
     assert ProductSpec.parse("wc.tif:map.csv") == ProductSpec("wc.tif", None, "map.csv")
     assert ProductSpec.parse("wc.tif:worldcover") == ProductSpec("wc.tif", "worldcover")
+    # Windows paths with a legend or mapping file after them (the plugin writes these).
+    assert ProductSpec.parse("C:\\d\\wc.tif:corine:C:\\tmp\\m.csv") == ProductSpec(
+        "C:\\d\\wc.tif", "corine", "C:\\tmp\\m.csv"
+    )
+    assert ProductSpec.parse("D:/d/wc.tif:D:/m.csv") == ProductSpec("D:/d/wc.tif", None, "D:/m.csv")
     assert ProductSpec.parse("C:\\d\\wc.tif:corine:m.csv") == ProductSpec(
         "C:\\d\\wc.tif", "corine", "m.csv"
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,9 @@ class ProductSpec:
             LandCoverError: An empty path, or a suffix that is neither a legend name nor
                 a mapping file.
         """
-        parts = str(text).strip().split(":")
+        # A colon followed by a slash is a Windows drive's ("C:\\data\\wc.tif"), in the
+        # raster's path or the mapping file's: not a separator.
+        parts = re.split(r":(?![\\/])", str(text).strip())
         legend = mapping = None
         while len(parts) > 1:
             tail = parts[-1]
