@@ -99,7 +99,7 @@ METHODS = {
     "supervised": "U-Net supervised",
     "teacher_student": "teacher-student",
     "purified": "+ purification",
-    "auto": "auto (best on validation)",
+    "auto": "auto (what train serves)",
 }
 
 
