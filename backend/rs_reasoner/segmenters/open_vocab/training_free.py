@@ -251,9 +251,11 @@ class OpenVocabSettings:
             ``"bfloat16"`` (fast only where the CPU has it natively), ``"int8"`` (dynamic
             quantisation of the feed-forward layers) or ``"auto"`` (bfloat16 where
             native, else int8). Ignored on GPU, which runs under autocast.
-        cpu_fast: On CPU, replace ``working_scale``, ``stride`` and ``cpu_precision`` by
-            :data:`CPU_FAST` (the fast path); False keeps the values given here (the
-            exact path with the defaults). Ignored on GPU.
+        cpu_fast: On CPU, run :func:`fast_settings` of these (``working_scale`` and
+            ``cpu_precision`` from :data:`CPU_FAST`, stride = window); False keeps the
+            values given here (the exact path with the defaults). The float32 model is
+            kept for the exact path (``exact=True`` per call); the fast path's copy
+            costs half its memory more in bfloat16. Ignored on GPU.
         batch_size: Windows per forward pass.
         upsampler: ``"bilinear"`` or ``"guided"`` (bilinear + guided-filter refinement).
         guided_radius: Guided-filter radius; default: the patch size.
