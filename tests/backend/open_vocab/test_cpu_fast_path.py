@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
-from rs_reasoner.schemas import Mode
+from rs_reasoner.schemas import Mode, SegmentOptions
 from rs_reasoner.segmenters.base import SegmentationQuery
 from rs_reasoner.segmenters.open_vocab import training_free
 from rs_reasoner.segmenters.open_vocab.prompts import TEMPLATES
@@ -195,10 +195,7 @@ def test_fast_settings_keep_the_rest_and_a_smaller_working_scale() -> None:
         OpenVocabSettings(cpu_precision="fp8")
 
 
-
 def test_the_request_option_exact_takes_the_exact_path(make_seg, monkeypatch) -> None:
-    from rs_reasoner.schemas import SegmentOptions
-
     seg = make_seg()
     image, valid = blocks(97, 150)
     runs: list[OpenVocabSettings] = []
