@@ -145,6 +145,7 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     add_field(trn, TrainRequest, "aoi")
     add_field(trn, TrainRequest, "name", extra_help="default: from --labels or --images")
     add_field(trn, TrainRequest, "background")
+    add_field(trn, TrainRequest, "model")
     add_field(trn, TrainRequest, "label_budget")
     add_field(trn, TrainRequest, "val_fraction")
     add_field(trn, TrainRequest, "epochs")
@@ -175,7 +176,7 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="advanced training option, repeatable, e.g. model=unet, base_channels=16, "
+        help="advanced training option, repeatable, e.g. base_channels=16, "
         "batch_size=4, lr=0.0005 (values are JSON, else text)",
     )
     trn.add_argument("--quiet", action="store_true", help="no progress bar")

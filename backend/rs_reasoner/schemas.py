@@ -226,6 +226,11 @@ def _model_name(v: str) -> str:
     return v
 
 
+#: What ``rs-reasoner train --model`` and ``POST /train`` train (the training package's
+#: choices; the backend never imports it).
+TRAINERS = ("auto", "classical", "unet", "rs-zeroseg")
+
+
 class TrainRequest(BaseModel):
     """One training job: a raster and labelled parcels, or image + mask folders, and the
     model to make of them.
@@ -272,6 +277,15 @@ class TrainRequest(BaseModel):
         ...,
         description="Name of the new model: 1-40 lowercase letters, digits, '-' or '_'. "
         "The same name again resumes an interrupted run from its last checkpoint.",
+    )
+    model: Literal[TRAINERS] = Field(  # type: ignore[valid-type]
+        "auto",
+        description="What to train. 'auto': the classical learner and U-Net candidates "
+        "(supervised, and teacher-student with purification), the one scoring best on the "
+        "validation parcels kept, with the comparison printed and stored; 'classical': a "
+        "LightGBM pixel classifier (seconds, no GPU); 'unet': one U-Net; 'rs-zeroseg': the "
+        "open-vocabulary network fine-tuned (its backbones: rs-reasoner models pull "
+        "rs-zeroseg).",
     )
     label_budget: float = Field(
         1.0,

@@ -345,8 +345,12 @@ def run_training(
             write(line)
         report(shown, fraction, _short(message) if stage == "training" else None)
 
+    extra = dict(options or {})
     kwargs = {
-        **dict(options or {}),
+        **extra,
+        # A server's options (serve --train-option) are defaults for what a request leaves out.
+        "model": request.model if "model" in request.model_fields_set
+        else extra.get("model", request.model),
         "epochs": request.epochs,
         "time_budget_s": request.time_budget_s,
         "semi_supervised": request.semi_supervised,

@@ -121,6 +121,7 @@ def test_train_option_and_name_errors(run, capsys) -> None:
     cases = [
         (["--train-option", "nope=1"], "Unknown training option 'nope'"),
         (["--train-option", "epochs=3"], "Use --epochs"),
+        (["--train-option", "model=unet"], "Use --model"),
         (["--name", "index-baseline"], "built-in model"),
         (["--name", "Bad Name"], "not allowed"),
         (["--label-budget", "0"], "label_budget"),

@@ -281,7 +281,7 @@ def classical_lulc(tmp_path_factory):
             code = main([
                 "train", "--raster", str(raster), "--labels", str(root / "slovenia_lulc.gpkg"),
                 "--class-field", "LULC_NAME", "--name", "lulc", "--tile-size", "32", "--quiet",
-                "--train-option", "model=classical",
+                "--model", "classical",
             ])  # fmt: skip
         assert code == 0
         yield {"tmp": tmp, "raster": raster, "out": out.getvalue()}

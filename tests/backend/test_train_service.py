@@ -154,7 +154,8 @@ def test_cancel_keeps_checkpoints_and_resubmitting_resumes(client: TestClient, d
         ({"raster": None, "upload_id": "0" * 32}, 404, "Unknown upload_id"),
         ({"label_budget": 0}, 422, "label_budget"),
         ({"epochs": 0}, 422, "epochs"),
-        ({"model": "unet"}, 422, "model"),  # extra fields are refused
+        ({"model": "resnet"}, 422, "model"),  # a trainer the backend does not offer
+        ({"trainer": "unet"}, 422, "trainer"),  # extra fields are refused
         ({"aoi": "/no/such/aoi.gpkg"}, 422, "area of interest does not exist"),
     ],
 )

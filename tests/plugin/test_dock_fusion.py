@@ -35,7 +35,7 @@ def trained(backend, shared_data: Path, tmp_path_factory) -> str:
     subprocess.run(
         [BACKEND_PYTHON, "-m", "rs_reasoner.cli", "train", "--raster", str(shared_data / NEON),
          "--labels", str(gpkg), "--layer", "parcels", "--class-field", "kind", "--name", name,
-         "--tile-size", "64", "--no-semi-supervised", "--train-option", "model=classical",
+         "--tile-size", "64", "--no-semi-supervised", "--model", "classical",
          "--quiet"],
         cwd=REPO, env=backend_env(), capture_output=True, text=True, timeout=600, check=True)
     return name

@@ -6,7 +6,9 @@ import pytest
 
 #: A small U-Net trained on 64-px tiles: a 2-epoch run on the NEON parcels takes seconds.
 SMALL_UNET = {"model": "unet", "base_channels": 8, "depth": 2, "batch_size": 4}
-CLI_SMALL_UNET = [f"--train-option={k}={v}" for k, v in SMALL_UNET.items()]
+CLI_SMALL_UNET = ["--model", "unet"] + [
+    f"--train-option={k}={v}" for k, v in SMALL_UNET.items() if k != "model"
+]
 NEON = "neon_osbs_rgb_10cm_utm17n.tif"
 
 

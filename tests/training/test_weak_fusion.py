@@ -59,7 +59,7 @@ def trained(tmp_path_factory) -> dict[str, Any]:
         code, out, err = _cli(
             "train", "--raster", str(raster), "--labels", str(root / "slovenia_lulc.gpkg"),
             "--class-field", "LULC_NAME", "--name", "lulc", "--tile-size", "32", "--quiet",
-            "--train-option", "model=classical", "--weak-labels", f"{product}:{mapping}",
+            "--model", "classical", "--weak-labels", f"{product}:{mapping}",
         )  # fmt: skip
         assert code == 0, err
         yield {

@@ -32,7 +32,7 @@ from torch import nn
 
 from rs_reasoner.errors import InvalidRequestError
 from rs_reasoner.models.unet import UNet
-from rs_reasoner.schemas import TRAIN_DEFAULTS
+from rs_reasoner.schemas import TRAIN_DEFAULTS, TRAINERS
 from rs_reasoner_training.auto import DEFAULT_CANDIDATES, check_candidates, train_auto
 from rs_reasoner_training.classical import ClassicalConfig
 from rs_reasoner_training.data.dataset import TrainingData
@@ -44,7 +44,7 @@ from rs_reasoner_training.verifiers import VerifierChoice, VerifierPlan, plan_ve
 MODEL_CHOICES = ("auto", "rs-zeroseg", "unet")
 #: Models :func:`train_on_parcels` trains: the networks, the classical learner, or
 #: ``auto``: several candidates, the best on validation kept (:mod:`.auto`).
-PARCEL_MODEL_CHOICES = ("auto", "classical", "unet", "rs-zeroseg")
+PARCEL_MODEL_CHOICES = TRAINERS
 #: Options of :func:`train_model` besides :class:`TrainConfig` fields (what
 #: ``rs-reasoner train --train-option`` and the service's training options may set).
 MODEL_OPTIONS = frozenset(

@@ -48,7 +48,7 @@ SAM3_WEIGHTS = WeightSpec(
 )
 #: Weights training builds on that no registered model serves, under the name
 #: ``rs-reasoner models pull NAME`` takes: the pretrained backbones of an RS-ZeroSeg
-#: fine-tuned on the user's classes (``--train-option model=rs-zeroseg``).
+#: fine-tuned on the user's classes (``rs-reasoner train --model rs-zeroseg``).
 TRAINING_WEIGHTS: dict[str, tuple[WeightSpec, ...]] = {
     "rs-zeroseg": (OPENAI_VIT_B16_WEIGHTS, DINOV2_SMALL_WEIGHTS),
 }

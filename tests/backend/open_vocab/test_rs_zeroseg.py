@@ -364,8 +364,8 @@ def test_head_overfits_a_tiny_real_sample(shared_data: Path, tmp_path: Path) -> 
 
 def test_serving_only_names_are_not_registered() -> None:
     """The network is served only fine-tuned on the user's classes, so the registry
-    offers no model that would need a separate checkpoint (a model trained with ``--train-option
-    model=rs-zeroseg`` is listed under its own name)."""
+    offers no model that would need a separate checkpoint (a model trained with
+    ``rs-reasoner train --model rs-zeroseg`` is listed under its own name)."""
     from rs_reasoner.segmenters import registry
 
     names = {s.name for s in registry.specs()}

@@ -1,7 +1,7 @@
 """Which state-dict keys a checkpoint of the RS-ZeroSeg network keeps.
 
-A model fine-tuned on the user's classes (``rs-reasoner train --train-option
-model=rs-zeroseg``) is stored and served as a trained model
+A model fine-tuned on the user's classes (``rs-reasoner train --model
+rs-zeroseg``) is stored and served as a trained model
 (:mod:`rs_reasoner.models.checkpoint`, :class:`rs_reasoner.models.rs_zeroseg_classes.
 RSZeroSegModel`). Built on pretrained backbones, it stores only what training changed —
 every new RS-ZeroSeg module plus the backbone parameters its freezing policy trains (CLIP
