@@ -214,7 +214,8 @@ class TrainParams:
     """How to fine-tune (the ``POST /train`` body without raster and labels).
 
     Attributes:
-        name: Name of the new model (re-using a trained model's name resumes it).
+        name: Name of the new model (a trained model's name again resumes an interrupted
+            run, or trains a finished model again).
         class_field: Field holding each parcel's class.
         label_budget: Fraction (0, 1] of the training parcels whose labels are used.
         epochs: Epochs to train.

@@ -213,7 +213,8 @@ class TrainDialog(TaskRunner, QDialog):
         self.name_edit = QLineEdit(self)
         self.name_edit.setMaxLength(40)
         self.name_edit.setToolTip("Lowercase letters, digits, '-' and '_'. The same name "
-                                  "again resumes that model's training.")
+                                  "again resumes an interrupted run, or trains a finished "
+                                  "model again from the start.")
         self.name_edit.textEdited.connect(self._name_typed)
         self.name_edit.textChanged.connect(self._update_name_note)
         form.addRow("Model name", self.name_edit)
@@ -475,7 +476,8 @@ class TrainDialog(TaskRunner, QDialog):
         name = self.name_edit.text().strip()
         trained = {str(m.get("name")) for m in self._models() if m.get("trained")}
         self.name_note.setText(
-            f"A trained model '{name}' exists: training resumes from its last checkpoint."
+            f"A trained model '{name}' exists: an interrupted run resumes from its last "
+            "checkpoint; a finished one is trained again from the start and replaced."
             if name in trained else "")
         self.name_note.setVisible(bool(self.name_note.text()))
 

@@ -261,7 +261,7 @@ def test_missing_or_wrong_inputs_are_refused_with_what_to_fix(
     dialog.name_edit.setText("test-colour")
     assert "built-in model" in refused()
     dialog.name_edit.setText("old-run")
-    assert "resumes from its last checkpoint" in dialog.name_note.text()
+    assert "an interrupted run resumes from its last checkpoint" in dialog.name_note.text()
     # One class only: a warning, not a refusal.
     memory.selectByExpression("\"kind\" = 'dark'")
     dialog.selected_check.setChecked(True)
