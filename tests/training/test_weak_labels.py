@@ -167,6 +167,9 @@ def test_spec_parsing() -> None:
         "C:\\d\\wc.tif", "corine", "C:\\tmp\\m.csv"
     )
     assert ProductSpec.parse("D:/d/wc.tif:D:/m.csv") == ProductSpec("D:/d/wc.tif", None, "D:/m.csv")
+    assert ProductSpec.parse("/d/wc.tif:worldcover:/tmp/m.csv") == ProductSpec(
+        "/d/wc.tif", "worldcover", "/tmp/m.csv"
+    )
     assert ProductSpec.parse("C:\\d\\wc.tif:corine:m.csv") == ProductSpec(
         "C:\\d\\wc.tif", "corine", "m.csv"
     )

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,19 @@ _CODE_HEADERS = {"code", "value", "class_value", "id", "pixel_value", "raster_va
 _NAME_HEADERS = {"name", "label", "class", "class_name", "description", "classname"}
 
 
+def _split_entry(text: str) -> list[str]:
+    """``text`` split at its colons, except a Windows drive's (``C:\\data\\wc.tif``, in
+    the raster's path or the mapping file's: one letter, then a slash)."""
+    parts: list[str] = []
+    for part in text.split(":"):
+        drive = parts and len(parts[-1]) == 1 and parts[-1].isalpha()
+        if drive and part[:1] in ("\\", "/"):
+            parts[-1] += ":" + part
+        else:
+            parts.append(part)
+    return parts
+
+
 @dataclass(frozen=True)
 class ProductSpec:
     """One ``--weak-labels`` / ``--fuse-land-cover`` entry: ``PATH[:LEGEND][:MAPPING.csv]``.
@@ -68,9 +80,7 @@ class ProductSpec:
             LandCoverError: An empty path, or a suffix that is neither a legend name nor
                 a mapping file.
         """
-        # A colon followed by a slash is a Windows drive's ("C:\\data\\wc.tif"), in the
-        # raster's path or the mapping file's: not a separator.
-        parts = re.split(r":(?![\\/])", str(text).strip())
+        parts = _split_entry(str(text).strip())
         legend = mapping = None
         while len(parts) > 1:
             tail = parts[-1]
