@@ -184,3 +184,13 @@ def test_region_counts_on_real_footprints(shared_data: Path) -> None:
     # Regions under the minimum are left out.
     big = region_counts(label, 2, min_pixels=10**6)
     assert big[1] == 0
+
+
+def test_comparison_table_lists_classes_in_the_models_order() -> None:
+    """Per-class IoU was sorted by name, not in the model's class order (which a class
+    table chooses)."""
+    from rs_reasoner_training.auto import Candidate, comparison_table
+
+    iou = {"water": 0.9, "building": None, "road": 0.25}
+    [_, row] = comparison_table([Candidate("classical", "LightGBM", 0.6, iou, 3.0)], "classical")
+    assert row.endswith("water 0.90, building -, road 0.25  <- chosen")

@@ -232,14 +232,15 @@ def choose(scores: Mapping[str, float], regions: Mapping[str, int]) -> tuple[str
 
 def comparison_table(candidates: Sequence[Candidate], chosen: str | None) -> list[str]:
     """Text lines: one per candidate, validation mIoU, per-class IoU, time, the choice."""
-    lines = [f"{'candidate':<18} {'val mIoU':>8} {'time':>7}  per-class IoU"]
+    lines = [f"{'candidate':<18} {'val mIoU':>8} {'time':>7}  "
+             "per-class IoU in class order ('-': no validation pixels of the class)"]
     for c in candidates:
         if c.error:
             score = c.stopped if c.stopped == "skipped" else "failed"
         else:
             score = "-" if math.isnan(c.val_miou) else f"{c.val_miou:.3f}"
         per_class = ", ".join(
-            f"{n} {'-' if v is None else f'{v:.2f}'}" for n, v in sorted(c.iou.items())
+            f"{n} {'-' if v is None else f'{v:.2f}'}" for n, v in c.iou.items()
         )
         mark = "  <- chosen" if c.name == chosen else ""
         tail = c.error if c.error else per_class
