@@ -72,7 +72,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def run(d: TrainDialog, timeout: float = 120.0) -> TrainOutcome:
+def run(d: TrainDialog, timeout: float = 300.0) -> TrainOutcome:
     outcomes: list[TrainOutcome] = []
     d.trainingFinished.connect(outcomes.append)
     task = d.start_training()

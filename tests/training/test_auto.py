@@ -194,3 +194,19 @@ def test_comparison_table_lists_classes_in_the_models_order() -> None:
     iou = {"water": 0.9, "building": None, "road": 0.25}
     [_, row] = comparison_table([Candidate("classical", "LightGBM", 0.6, iou, 3.0)], "classical")
     assert row.endswith("water 0.90, building -, road 0.25  <- chosen")
+
+
+def test_the_switches_decide_which_default_candidates_run(slovenia, tmp_path: Path) -> None:
+    """--no-semi-supervised still trained the teacher-student candidate, and --no-verifier
+    its purified variant."""
+    from rs_reasoner_training.api import train_prepared
+    from rs_reasoner_training.auto import default_candidates
+
+    assert default_candidates() == ("classical", "unet", "unet-ts-purified")
+    assert default_candidates(verifier=False) == ("classical", "unet", "unet-ts")
+    assert default_candidates(semi_supervised=False, verifier=False) == ("classical", "unet")
+    result = train_prepared(slovenia, tmp_path, "auto", semi_supervised=False, verifier=False,
+                            device="cpu", **QUICK_NET)  # fmt: skip
+    record = json.loads((tmp_path / AUTO_FILE).read_text())
+    assert [c["name"] for c in record["comparison"]] == ["classical", "unet"]
+    assert result.extra["chosen"] in ("classical", "unet")

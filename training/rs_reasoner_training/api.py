@@ -33,7 +33,7 @@ from torch import nn
 from rs_reasoner.errors import InvalidRequestError
 from rs_reasoner.models.unet import UNet
 from rs_reasoner.schemas import TRAIN_DEFAULTS, TRAINERS
-from rs_reasoner_training.auto import DEFAULT_CANDIDATES, check_candidates, train_auto
+from rs_reasoner_training.auto import check_candidates, default_candidates, train_auto
 from rs_reasoner_training.classical import ClassicalConfig
 from rs_reasoner_training.data.dataset import TrainingData
 from rs_reasoner_training.loop import ProgressFn, TrainConfig, TrainResult, train
@@ -508,15 +508,19 @@ def train_prepared(
         report("preparing", 0.0, line)
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     if name in ("auto", "classical"):
-        train_options.pop("semi_supervised", None)  # each candidate sets its own
+        # Each candidate sets its own semi-supervision; the switches say which may run.
+        semi = train_options.pop("semi_supervised", TRAIN_DEFAULTS["semi_supervised"])
+        verifier = train_options.pop("verifier", "auto")
+        if name == "classical":
+            candidates = ("classical",)
         result = train_auto(
             data,
             output_dir,
             train_network=functools.partial(train_model, seed=seed),
-            candidates=("classical",) if name == "classical" else candidates or DEFAULT_CANDIDATES,
+            candidates=candidates or default_candidates(semi, verifier),
             time_budget_s=train_options.pop("time_budget_s", None),
             classical=ClassicalConfig(threads=threads, seed=seed),
-            verifier=train_options.pop("verifier", "auto"),
+            verifier=verifier,
             device=train_options.pop("device", "auto"),
             callback=callback,
             cancel=cancel,

@@ -69,6 +69,18 @@ from rs_reasoner_training.metrics import (
 CANDIDATES = ("classical", "unet", "unet-ts", "unet-ts-purified")
 DEFAULT_CANDIDATES = ("classical", "unet", "unet-ts-purified")
 
+
+def default_candidates(
+    semi_supervised: bool = True, verifier: bool | str = True
+) -> tuple[str, ...]:
+    """The candidates ``auto`` trains when none are named, as the run's switches allow:
+    ``--no-semi-supervised`` drops teacher-student, ``--no-verifier`` its purification."""
+    if not semi_supervised:
+        return tuple(c for c in DEFAULT_CANDIDATES if not c.startswith("unet-ts"))
+    if verifier is False or verifier == "none":
+        return tuple("unet-ts" if c == "unet-ts-purified" else c for c in DEFAULT_CANDIDATES)
+    return DEFAULT_CANDIDATES
+
 #: Validation regions each class needs before validation scores may prefer a network
 #: over the classical learner (see the module docstring).
 MIN_VAL_REGIONS = 3
@@ -448,6 +460,7 @@ __all__ = [
     "AUTO_FILE",
     "CANDIDATES",
     "DEFAULT_CANDIDATES",
+    "default_candidates",
     "Candidate",
     "ClassicalVerifier",
     "TileImages",
