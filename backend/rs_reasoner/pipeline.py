@@ -94,6 +94,8 @@ class SegmentationPipeline:
         self._max_resident = max(1, max_resident)
         self._device: str | None = None
         self._models: dict[str, Segmenter] = {}
+        #: Where each loaded model came from (ModelSpec.source).
+        self._sources: dict[str, str | None] = {}
         self._lock = threading.Lock()
 
     @property
@@ -209,12 +211,15 @@ class SegmentationPipeline:
         with self._lock:
             model = self._models.get(spec.name)
             stale = getattr(model, "is_stale", None)
-            if model is not None and stale is not None and stale():
-                # A trained model whose checkpoint was replaced (training resumed): reload.
+            moved = model is not None and self._sources.get(spec.name) != spec.source
+            if model is not None and (moved or (stale is not None and stale())):
+                # A trained model whose checkpoint was replaced (training resumed), or
+                # another model of that name (another models folder): reload.
                 self._models.pop(spec.name).close()
                 model = None
             if model is None:
                 model = registry.create(spec, device=self.device)
+                self._sources[spec.name] = spec.source
             self._models.pop(spec.name, None)
             self._models[spec.name] = model  # most recently used last
             while len(self._models) > self._max_resident:

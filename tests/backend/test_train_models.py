@@ -245,6 +245,25 @@ def test_segmenter_notices_a_replaced_checkpoint(tmp_path: Path, checkpoint: Pat
     assert model.is_stale()
 
 
+def test_a_model_of_the_same_name_in_another_folder_is_loaded_not_reused(
+    tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipeline (a batch worker's lives as long as its process) reused the model it had
+    loaded under a name when that name came to mean another model (another models folder):
+    two tests' models named 'lulc' gave one batch the other's polygons."""
+    pipeline = SegmentationPipeline(device="cpu")
+    loaded = []
+    for folder in ("a", "b", "b"):
+        root = tmp_path / folder
+        if not (root / "m").exists():
+            install(root, "m", checkpoint, ["other", "sand", "tree"])
+        monkeypatch.setenv(trained_models.ENV_MODELS_DIR, str(root))
+        loaded.append(pipeline._model(registry.get_spec("m")))
+    assert loaded[0].checkpoint == tmp_path / "a" / "m" / "best.pt"
+    assert loaded[1].checkpoint == tmp_path / "b" / "m" / "best.pt"
+    assert loaded[2] is loaded[1]  # the same model again: reused
+
+
 def test_pipeline_refuses_unknown_classes_at_submit(models_dir: Path, checkpoint: Path) -> None:
     from tests.conftest import SHARED_DATA
 

@@ -51,6 +51,8 @@ class ModelSpec:
         default_devices: Device kinds (``"cuda"``) on which it may be a default; empty:
             any. A model too slow elsewhere is then the default only there, and only
             when its weights are present.
+        source: Where its files are, when that can change under the same name (a trained
+            model's checkpoint): a loaded model from another source is not reused.
     """
 
     name: str
@@ -69,3 +71,4 @@ class ModelSpec:
     raw_bands: tuple[int, ...] | None = None
     check_raster: Callable[[Any], list[str]] | None = None
     default_devices: tuple[str, ...] = ()
+    source: str | None = None

@@ -455,4 +455,5 @@ def trained_model_spec(model: TrainedModel) -> ModelSpec:
         raw_bands=bands.bands if bands else None,
         check_raster=functools.partial(bands.check_raster, model_name=f"Model '{model.name}'")
         if bands else None,
+        source=str(model.checkpoint),
     )  # fmt: skip
