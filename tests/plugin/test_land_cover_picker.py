@@ -52,7 +52,6 @@ def write_product(neon_path: Path, out: Path, factor: int = 10, shift_m: float =
     ds.SetGeoTransform((x0 + shift_m, px * factor, 0.0, y0, 0.0, py * factor))
     ds.SetProjection(src.GetProjection())
     band = ds.GetRasterBand(1)
-    band.WriteArray(codes)
     band.SetNoDataValue(0)
     if colours:
         table = gdal.ColorTable()
@@ -61,6 +60,9 @@ def write_product(neon_path: Path, out: Path, factor: int = 10, shift_m: float =
         band.SetRasterColorTable(table)
     if names:
         band.SetCategoryNames(names)
+    # Pixels after the colour table: GDAL 3.10+ cannot set a TIFF's photometric tag (palette)
+    # once data is written.
+    band.WriteArray(codes)
     band = ds = None  # closing writes the category names (GDAL keeps them in .aux.xml)
     return out
 
