@@ -9,20 +9,21 @@ import csv
 import subprocess
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
-from qgis.core import QgsApplication, QgsGeometry, QgsRasterLayer, QgsVectorLayer
-from qgis.PyQt.QtCore import QEvent
+from qgis.core import QgsGeometry, QgsRasterLayer, QgsVectorLayer
 
-from rs_reasoner_plugin.dock import SegmentDock
 from rs_reasoner_plugin.errors import InputError
 from rs_reasoner_plugin.tasks import RunOutcome
+from tests.plugin import test_dock_run
 from tests.plugin.conftest import BACKEND_PYTHON, REPO, backend_env
 from tests.plugin.helpers import message_texts, parcels_memory_layer, wait_until, write_vector
 from tests.plugin.test_land_cover_picker import BARE, NEON, TREE, write_product
 
 pytestmark = pytest.mark.usefixtures("backend")
+#: The dock and its run, as the dock's own tests make them.
+dock = test_dock_run.dock
+run = test_dock_run.run
 
 
 @pytest.fixture
@@ -39,27 +40,6 @@ def trained(backend, shared_data: Path, tmp_path_factory) -> str:
          "--quiet"],
         cwd=REPO, env=backend_env(), capture_output=True, text=True, timeout=600, check=True)
     return name
-
-
-@pytest.fixture
-def dock(iface, clean_project, plugin_settings) -> Any:
-    d = SegmentDock(iface, None, iface.mainWindow())
-    yield d
-    if d.task is not None:
-        d.task.cancel()
-        wait_until(lambda: d.task is None, 30, "the task to stop")
-    d.shutdown()
-    d.deleteLater()
-    QgsApplication.sendPostedEvents(None, QEvent.DeferredDelete)
-
-
-def run(dock: SegmentDock) -> RunOutcome:
-    outcomes: list[RunOutcome] = []
-    dock.runFinished.connect(outcomes.append)
-    assert dock.start_run() is not None, message_texts(dock.iface)
-    wait_until(lambda: bool(outcomes), 180, "the run to finish")
-    dock.runFinished.disconnect(outcomes.append)
-    return outcomes[0]
 
 
 def product_zones(path: Path) -> dict[int, QgsGeometry]:
@@ -108,7 +88,7 @@ def test_a_fine_tuned_model_is_fused_with_a_land_cover_map(
     assert dock.select_model(trained)
     assert dock.fusion_offered and box.user_classes == ["bright", "dark"]
     assert dock.query_combo.currentText() == "bright, dark"
-    plain = run(dock)
+    plain = run(dock, 180)
     assert plain.status == "succeeded", plain.error
 
     # The product's trees are the dark class, its bare ground the bright one.
@@ -122,7 +102,7 @@ def test_a_fine_tuned_model_is_fused_with_a_land_cover_map(
     with open(mapping, newline="", encoding="utf-8") as fh:
         assert list(csv.reader(fh))[1:] == [["Tree cover", "dark"],
                                             ["Bare / sparse vegetation", "bright"]]
-    fused = run(dock)
+    fused = run(dock, 180)
     assert fused.status == "succeeded", (fused.error, message_texts(dock.iface))
     # Fusion pulls the map towards the product where the model is unsure.
     codes = product_zones(tmp_path / "wc.tif")
