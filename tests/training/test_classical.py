@@ -113,13 +113,27 @@ def test_block_wise_prediction_equals_whole_image(slovenia, monkeypatch) -> None
     np.testing.assert_allclose(model.predict_proba(raw, valid), whole, atol=1e-6)
 
 
-def test_buildings_on_a_panchromatic_chip(shared_data: Path) -> None:
-    raw, valid, label, names, stats, roles = _scene(
+def _spacenet(shared_data: Path):
+    """The SpaceNet chip with its buildings (background 'other')."""
+    return _scene(
         shared_data / "spacenet_atlanta_pan_utm16n.tif",
         shared_data / "spacenet_atlanta_buildings.geojson",
         "building",
         background="other",
     )
+
+
+def _north_south(raw, valid, label) -> tuple[LabelledImage, LabelledImage]:
+    """Training labels north of row 450, validation labels south of it."""
+    north = np.zeros(valid.shape, bool)
+    north[:450] = True
+    train = LabelledImage(raw, valid, np.where(north, label, IGNORE_INDEX).astype(np.uint8))
+    val = LabelledImage(raw, valid, np.where(~north, label, IGNORE_INDEX).astype(np.uint8))
+    return train, val
+
+
+def test_buildings_on_a_panchromatic_chip(shared_data: Path) -> None:
+    raw, valid, label, names, stats, roles = _spacenet(shared_data)
     assert names == ["other", "yes"]
     spec = FeatureSpec.for_bands(stats.count, roles)
     model = fit_classical([LabelledImage(raw, valid, label)], names, stats, spec, QUICK)
@@ -158,17 +172,9 @@ def test_bad_inputs_get_one_clear_error(slovenia, tmp_path: Path) -> None:
 
 
 def test_enough_validation_pixels_steer_rounds_and_prior(shared_data: Path, tmp_path) -> None:
-    raw, valid, label, names, stats, roles = _scene(
-        shared_data / "spacenet_atlanta_pan_utm16n.tif",
-        shared_data / "spacenet_atlanta_buildings.geojson",
-        "building",
-        background="other",
-    )
+    raw, valid, label, names, stats, roles = _spacenet(shared_data)
     spec = FeatureSpec.for_bands(stats.count, roles)
-    north = np.zeros(valid.shape, bool)
-    north[:450] = True
-    train = LabelledImage(raw, valid, np.where(north, label, IGNORE_INDEX).astype(np.uint8))
-    val = LabelledImage(raw, valid, np.where(~north, label, IGNORE_INDEX).astype(np.uint8))
+    train, val = _north_south(raw, valid, label)
     config = ClassicalConfig(rounds=60, early_stopping_rounds=5, threads=1,
                              max_pixels_per_class=3000)  # fmt: skip
     model = fit_classical([train], names, stats, spec, config, val=[val])
@@ -244,16 +250,8 @@ def test_validation_too_small_to_steer_is_learnt_from(slovenia) -> None:
 
 
 def test_validation_that_steers_is_not_trained_on(shared_data: Path) -> None:
-    raw, valid, label, names, stats, roles = _scene(
-        shared_data / "spacenet_atlanta_pan_utm16n.tif",
-        shared_data / "spacenet_atlanta_buildings.geojson",
-        "building",
-        background="other",
-    )
-    north = np.zeros(valid.shape, bool)
-    north[:450] = True
-    train = LabelledImage(raw, valid, np.where(north, label, IGNORE_INDEX).astype(np.uint8))
-    val = LabelledImage(raw, valid, np.where(~north, label, IGNORE_INDEX).astype(np.uint8))
+    raw, valid, label, names, stats, roles = _spacenet(shared_data)
+    train, val = _north_south(raw, valid, label)
     config = ClassicalConfig(rounds=20, early_stopping_rounds=5, threads=1,
                              max_pixels_per_class=2000)  # fmt: skip
     spec = FeatureSpec.for_bands(stats.count, roles)
