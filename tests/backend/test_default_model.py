@@ -5,14 +5,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import rasterio
-from rasterio.windows import Window
 
 from rs_reasoner.pipeline import SegmentationPipeline
 from rs_reasoner.schemas import Mode, SegmentRequest
 from rs_reasoner.segmenters import registry
 from rs_reasoner.segmenters.spec import ModelSpec
 from rs_reasoner.weights import WeightSpec, is_available
+from tests.support.rasters import neon_crop
 
 #: Weights no cache holds (the repository does not exist).
 _ABSENT = WeightSpec(repo_id="rs-reasoner-tests/absent-weights", filename="model.bin")
@@ -84,14 +83,7 @@ def test_a_cpu_run_never_gets_a_cuda_only_default(
     assert registry.default_for(Mode.open_vocabulary).name == cuda_only_top_model.name
     assert registry.default_for(Mode.open_vocabulary, "cpu").name == "test-colour"
     # ...but a job asked to run on the CPU plans with that device, so it gets a CPU model.
-    raster = tmp_path / "crop.tif"
-    with rasterio.open(shared_data / "neon_osbs_rgb_10cm_utm17n.tif") as src:
-        window = Window(300, 200, 64, 48)
-        profile = src.profile | {"width": 64, "height": 48, "count": 3,
-                                 "transform": src.window_transform(window)}
-        profile.pop("photometric", None)
-        with rasterio.open(raster, "w", **profile) as dst:
-            dst.write(src.read([1, 2, 3], window=window))
+    raster = neon_crop(shared_data, tmp_path / "crop.tif", 64, 48)
     request = SegmentRequest(raster=str(raster), query="bright")
     pipeline = SegmentationPipeline(device="cpu")
     pipeline.validate(request, str(raster))

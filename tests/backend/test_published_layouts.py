@@ -12,9 +12,7 @@ from typing import Any
 
 import geopandas as gpd
 import pytest
-import rasterio
 import torch
-from rasterio.windows import Window
 
 from rs_reasoner import weight_files
 from rs_reasoner.cli import main
@@ -42,6 +40,7 @@ from tests.backend.published_layouts import (
     write_think2seg,
 )
 from tests.backend.reasoning.helpers import random_image
+from tests.support.rasters import neon_crop
 
 
 class _TokenCounter:
@@ -196,15 +195,7 @@ def test_every_listed_model_is_present_and_verified_in_its_published_layouts(
 @pytest.fixture
 def raster(shared_data: Path, tmp_path: Path) -> Path:
     """A 96 x 80 crop of the NEON 10 cm orthophoto."""
-    out = tmp_path / "crop.tif"
-    with rasterio.open(shared_data / "neon_osbs_rgb_10cm_utm17n.tif") as src:
-        window = Window(300, 200, 96, 80)
-        profile = src.profile | {"width": 96, "height": 80, "count": 3,
-                                 "transform": src.window_transform(window)}
-        profile.pop("photometric", None)
-        with rasterio.open(out, "w", **profile) as dst:
-            dst.write(src.read([1, 2, 3], window=window))
-    return out
+    return neon_crop(shared_data, tmp_path / "crop.tif", 96, 80)
 
 
 @pytest.mark.parametrize(
