@@ -162,10 +162,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--block", type=int, default=64, help="Dubai validation squares, px")
     p.add_argument("--slovenia-block", type=int, default=25)
     p.add_argument("--spacenet-block", type=int, default=150)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the first split")
+    p.add_argument("--splits", type=int, default=5,
+                   help="splits per set, seeds --seed, --seed + 1, ... (a draw of two labelled "
+                        "images decides nothing alone: the table gives the mean and each split)")
     p.add_argument("--rf-pixels", type=int, default=100_000)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--deep-seconds", type=float, default=20.0, help="time cap per deep run")
+    p.add_argument("--deep-seconds", type=float, default=None,
+                   help="time cap per deep run (default none: --epochs x --steps-per-epoch "
+                        "optimizer steps, so scores do not move with the machine's load)")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--steps-per-epoch", type=int, default=25)
     p.add_argument("--base-channels", type=int, default=16, help="U-Net width")
@@ -642,43 +647,94 @@ def _print(method: str, r: dict[str, Any]) -> None:
           f"IoU {r['iou']}", flush=True)  # fmt: skip
 
 
-def markdown(results: dict[str, Any], methods: list[str]) -> str:
-    """A table: one row per set, mIoU / parcel accuracy / seconds per method."""
-    head = "| set | " + " | ".join(METHODS[m] for m in methods) + " |"
-    lines = [head, "|---" * (len(methods) + 1) + "|"]
-    for name, r in results.items():
-        cells = []
-        for m in methods:
-            x = r["methods"].get(m)
-            cells.append(
-                "-"
-                if x is None
-                else f"{x['miou']:.3f} / {x['parcel_accuracy']:.3f} / {x['seconds']:.0f}s"
+#: Measures averaged over splits.
+MEASURES = ("miou", "parcel_accuracy", "seconds")
+
+
+def summarise(splits: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
+    """Mean of each measure per method over a set's splits, and how many splits each
+    method beats the RandomForest on both mIoU and parcel accuracy."""
+    out: dict[str, Any] = {}
+    for m in methods:
+        runs = [r["methods"][m] for r in splits if m in r["methods"]]
+        if not runs:
+            continue
+        mean = {k: float(np.mean([r[k] for r in runs])) for k in MEASURES}
+        rf = [r["methods"].get("rf") for r in splits if m in r["methods"]]
+        if m != "rf" and all(rf):
+            mean["beats_rf"] = sum(
+                int(r["miou"] > b["miou"] and r["parcel_accuracy"] > b["parcel_accuracy"])
+                for r, b in zip(runs, rf, strict=True)
             )
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        if m == "auto":
+            mean["chosen"] = [r["chosen"] for r in runs]
+        out[m] = mean
+    return out
+
+
+def _cell(x: dict[str, Any] | None, splits: int | None = None) -> str:
+    if x is None:
+        return "-"
+    cell = f"{x['miou']:.3f} / {x['parcel_accuracy']:.3f} / {x['seconds']:.0f}s"
+    if splits is not None and "beats_rf" in x:
+        cell += f" ({x['beats_rf']}/{splits})"
+    return cell
+
+
+def markdown(results: dict[str, Any], methods: list[str]) -> str:
+    """Two tables: the mean over splits per set (with, after each method, the splits
+    where it beats the RandomForest on both measures), then every split."""
+    head = "| set | " + " | ".join(METHODS[m] for m in methods) + " |"
+    rule = "|---" * (len(methods) + 1) + "|"
+    lines = ["Mean over splits (splits beating the RandomForest on both measures):", "",
+             head, rule]  # fmt: skip
+    for name, r in results.items():
+        n = len(r["splits"])
+        cells = [_cell(r["mean"].get(m), n) for m in methods]
+        lines.append(f"| {name} ({n} splits) | " + " | ".join(cells) + " |")
+    lines += ["", "Each split (seed):", "", head, rule]
+    for name, r in results.items():
+        for split in r["splits"]:
+            cells = [_cell(split["methods"].get(m)) for m in methods]
+            lines.append(f"| {name} #{split['seed']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def load_sets(args: argparse.Namespace):
+    """Every benchmark set of ``args.sets`` for one split (``args.seed``)."""
+    for name in args.sets:
+        if name == "dubai":
+            for budget in args.budgets:
+                yield load_dubai(args, budget)
+        elif name == "slovenia":
+            yield load_slovenia(args)
+        else:
+            yield load_spacenet(args)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run every set and method, print the table, write JSON."""
+    """Run every set, split and method, print the tables, write JSON."""
     args = parse_args(argv)
     if not args.data.is_dir():
         print(f"shared data not found at {args.data}; pass --data.", file=sys.stderr)
+        return 2
+    if args.splits < 1:
+        print("--splits must be at least 1.", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     started = time.monotonic()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
-        work = args.workdir or Path(tmp)
-        for name in args.sets:
-            if name == "dubai":
-                for budget in args.budgets:
-                    bench = load_dubai(args, budget)
-                    results[bench.name] = run_set(bench, args, work)
-            elif name == "slovenia":
-                results["slovenia"] = run_set(load_slovenia(args), args, work)
-            else:
-                results["spacenet"] = run_set(load_spacenet(args), args, work)
+        for split in range(args.splits):
+            split_args = argparse.Namespace(**{**vars(args), "seed": args.seed + split})
+            work = (args.workdir or Path(tmp)) / f"split-{split_args.seed}"
+            print(f"\n=== split {split + 1}/{args.splits} (seed {split_args.seed})", flush=True)
+            for bench in load_sets(split_args):
+                out = run_set(bench, split_args, work)
+                out["seed"] = split_args.seed
+                results.setdefault(bench.name, {"splits": []})["splits"].append(out)
+    for r in results.values():
+        r["mean"] = summarise(r["splits"], args.methods)
     elapsed = time.monotonic() - started
     print("\nmIoU / parcel accuracy / seconds on the test labels:")
     print(markdown(results, args.methods))
