@@ -26,18 +26,22 @@ Methods (one run each, on the same labels):
   spectral indices, band summaries and local statistics; :mod:`rs_reasoner_training.classical`),
   refitted on training + validation labels where those are too few to steer it (its
   validation score is that of the model fitted without them, as in ``train``);
+* ``random-forest``: ``auto``'s random-forest candidate (LightGBM in forest mode on the
+  bands, classes at their true proportions; :mod:`rs_reasoner_training.forest`), served
+  refitted on training + validation labels, scored by the one fitted without them;
 * ``supervised``: the U-Net of ``train`` on every band (class-weighted loss, warm-up),
-  ``--deep-seconds`` of training, the checkpoint best on the validation labels;
+  ``--epochs`` x ``--steps-per-epoch`` optimizer steps (or ``--deep-seconds``), the
+  checkpoint best on the validation labels;
 * ``teacher_student``: the same with the EMA teacher's pseudo-labels on the unlabelled
   tiles (tiles without training or validation labels, test areas included: the part of
   the user's raster nobody labelled);
 * ``purified``: teacher-student whose pseudo-labels the classical learner verifies
   (co-training, what ``train`` does without vision-language weights);
-* ``auto``: what ``train`` serves by default: among classical, supervised and purified,
-  the best on the validation labels (mIoU over the classes in the truth or the
-  prediction), but the classical learner where validation holds fewer than three regions
-  of a class (``train``'s rule, :func:`rs_reasoner_training.auto.choose`); its time is
-  the sum of the three.
+* ``auto``: what ``train`` serves by default: among classical, random-forest, supervised
+  and purified, the best on the validation labels (mIoU over the classes in the truth or
+  the prediction), but the classical learner where a network scores best and validation
+  holds fewer than three regions of a class (``train``'s rule,
+  :func:`rs_reasoner_training.auto.choose`); its time is the sum of the four.
 
 Scores on the test labels: pixel mIoU (over the classes present in the truth) and parcel
 accuracy (a test parcel is right when the majority of its predicted pixels is its class;
@@ -46,7 +50,16 @@ parcel accuracy (printed, not used by ``auto``) counts the connected regions of 
 in the validation labels (at least ``VAL_REGION_PIXELS``). Wall time
 includes feature computation and prediction of the test images.
 
+**Splits.** Each set is run ``--splits`` times (seeds ``--seed``, ``--seed + 1``, ...):
+the seed draws Dubai's test and labelled images, the validation squares and parcels, and
+the learners' sampling. Two labelled images are a draw, not a benchmark: the table gives
+the mean over splits, how many splits each method beats the RandomForest on both
+measures, then every split. ``--merge`` combines runs (a method added later is run alone
+and merged; ``auto`` is chosen again).
+
     .venv/bin/python bench/bench_training.py --out bench_training.json
+    .venv/bin/python bench/bench_training.py --methods random-forest --out forest.json
+    .venv/bin/python bench/bench_training.py --merge bench_training.json forest.json
 """
 
 from __future__ import annotations
@@ -88,6 +101,7 @@ from rs_reasoner_training.data.dataset import (
     TrainingData,
     grid_refs,
 )
+from rs_reasoner_training.forest import ForestConfig, fit_forest_to_serve
 from rs_reasoner_training.metrics import region_counts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,6 +110,7 @@ SETS = ("dubai", "slovenia", "spacenet")
 METHODS = {
     "rf": "RandomForest (raw bands)",
     "classical": "classical (LightGBM)",
+    "random-forest": "random forest (auto's)",
     "supervised": "U-Net supervised",
     "teacher_student": "teacher-student",
     "purified": "+ purification",
@@ -176,6 +191,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--base-channels", type=int, default=16, help="U-Net width")
     p.add_argument("--workdir", type=Path, default=None, help="checkpoints (default: temp)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                   help="train nothing: combine these runs' results (the same sets and "
+                        "splits; a later file adds or replaces methods), choose auto again "
+                        "and average (a method added later needs no rerun of the others)")
     return p.parse_args(argv)
 
 
@@ -452,6 +471,22 @@ def predict_classical(
     return test, (test if scored is served else probs(scored))
 
 
+def predict_forest(
+    bench: BenchSet, args: argparse.Namespace, work: Path
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``auto``'s random forest (LightGBM in forest mode on the bands), refitted on every
+    label to serve; (test, validation) probabilities as :func:`predict_classical`."""
+    config = ForestConfig(threads=args.threads, seed=args.seed)
+    served, scored = fit_forest_to_serve(bench.images("train"), bench.class_names, bench.stats,
+                                         config, val=bench.images("val"))  # fmt: skip
+
+    def probs(model: ClassicalModel) -> list[np.ndarray]:
+        return [model.predict_proba(s.raw, s.valid) if _scored(s) else _empty(bench, s)
+                for s in bench.scenes]  # fmt: skip
+
+    return probs(served), probs(scored)
+
+
 def deep_data(bench: BenchSet, tile: int) -> TrainingData:
     """The set as training tiles of normalised bands (train / val / unlabelled roles)."""
     source = BandArraySource(
@@ -532,6 +567,7 @@ def _deep(method: str) -> Callable[[BenchSet, argparse.Namespace, Path], list[np
 PREDICTORS = {
     "rf": predict_rf,
     "classical": predict_classical,
+    "random-forest": predict_forest,
     "supervised": _deep("supervised"),
     "teacher_student": _deep("teacher_student"),
     "purified": _deep("purified"),
@@ -636,7 +672,7 @@ def auto_choice(methods: dict[str, Any], regions: dict[str, int]) -> dict[str, A
 
 
 #: What ``auto`` chooses among (the baseline is not one of them).
-AUTO_CANDIDATES = ("classical", "supervised", "purified")
+AUTO_CANDIDATES = ("classical", "random-forest", "supervised", "purified")
 
 
 def _print(method: str, r: dict[str, Any]) -> None:
@@ -700,6 +736,30 @@ def markdown(results: dict[str, Any], methods: list[str]) -> str:
     return "\n".join(lines)
 
 
+def merge_runs(paths: list[Path]) -> dict[str, Any]:
+    """Results of several ``--out`` files as one: per set and split (seed), the methods of
+    every file (later files win); ``auto`` chosen again among every candidate."""
+    results: dict[str, Any] = {}
+    for path in paths:
+        for name, r in json.loads(path.read_text(encoding="utf-8"))["results"].items():
+            splits = results.setdefault(name, {"splits": []})["splits"]
+            for split in r["splits"]:
+                known = next((x for x in splits if x["seed"] == split["seed"]), None)
+                if known is None:
+                    splits.append(split)
+                    continue
+                known["methods"].update(split["methods"])
+                for key in ("validation_regions", "notes", "pixels"):
+                    known.setdefault(key, split.get(key))
+    for r in results.values():
+        for split in r["splits"]:
+            split["methods"].pop("auto", None)
+            if split.get("validation_regions") is not None:
+                split["methods"]["auto"] = auto_choice(split["methods"],
+                                                       split["validation_regions"])  # fmt: skip
+    return results
+
+
 def load_sets(args: argparse.Namespace):
     """Every benchmark set of ``args.sets`` for one split (``args.seed``)."""
     for name in args.sets:
@@ -723,9 +783,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(args.threads)
     started = time.monotonic()
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = merge_runs(args.merge) if args.merge else {}
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
-        for split in range(args.splits):
+        for split in range(0 if args.merge else args.splits):
             split_args = argparse.Namespace(**{**vars(args), "seed": args.seed + split})
             work = (args.workdir or Path(tmp)) / f"split-{split_args.seed}"
             print(f"\n=== split {split + 1}/{args.splits} (seed {split_args.seed})", flush=True)
@@ -733,14 +793,18 @@ def main(argv: list[str] | None = None) -> int:
                 out = run_set(bench, split_args, work)
                 out["seed"] = split_args.seed
                 results.setdefault(bench.name, {"splits": []})["splits"].append(out)
+    methods = args.methods
+    if args.merge:  # every method of the merged runs, in the table's order
+        found = {m for r in results.values() for x in r["splits"] for m in x["methods"]}
+        methods = [m for m in METHODS if m in found]
     for r in results.values():
-        r["mean"] = summarise(r["splits"], args.methods)
+        r["mean"] = summarise(r["splits"], methods)
     elapsed = time.monotonic() - started
     print("\nmIoU / parcel accuracy / seconds on the test labels:")
-    print(markdown(results, args.methods))
+    print(markdown(results, methods))
     print(f"total {elapsed / 60:.1f} min on {platform.processor() or platform.machine()}")
     if args.out:
-        options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        options = json.loads(json.dumps(vars(args), default=str))  # paths as text
         summary = {"options": options, "results": results, "seconds": round(elapsed, 1)}
         write_text_atomic(args.out, json.dumps(summary, indent=1))
         print(f"wrote {args.out}")

@@ -228,7 +228,7 @@ def _model_name(v: str) -> str:
 
 #: What ``rs-reasoner train --model`` and ``POST /train`` train (the training package's
 #: choices; the backend never imports it).
-TRAINERS = ("auto", "classical", "unet", "rs-zeroseg")
+TRAINERS = ("auto", "classical", "random-forest", "unet", "rs-zeroseg")
 
 
 class TrainRequest(BaseModel):
@@ -280,10 +280,12 @@ class TrainRequest(BaseModel):
     )
     model: Literal[TRAINERS] = Field(  # type: ignore[valid-type]
         "auto",
-        description="What to train. 'auto': the classical learner and U-Net candidates "
-        "(supervised, and teacher-student with purification), the one scoring best on the "
-        "validation parcels kept, with the comparison printed and stored; 'classical': a "
-        "LightGBM pixel classifier (seconds, no GPU); 'unet': one U-Net; 'rs-zeroseg': the "
+        description="What to train. 'auto': the classical learner, a random forest on the "
+        "bands (the usual baseline) and U-Net candidates (supervised, and teacher-student "
+        "with purification), the one scoring best on the validation parcels kept, with the "
+        "comparison printed and stored; 'classical': a LightGBM pixel classifier over "
+        "bands, indices and local statistics (seconds, no GPU); 'random-forest': the "
+        "random forest alone; 'unet': one U-Net; 'rs-zeroseg': the "
         "open-vocabulary network fine-tuned (its backbones: rs-reasoner models pull "
         "rs-zeroseg).",
     )

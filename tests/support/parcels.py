@@ -80,3 +80,19 @@ def write_neon_parcels(raster: Path, path: Path, field: str = "cover") -> gpd.Ge
     frame = neon_parcels(raster, field)
     frame.to_file(path)
     return frame
+
+
+def labelled_scene(raster: Path, labels: Path, field: str, background: str | None = None):
+    """Every band of ``raster`` with its parcels rasterised: (raw, valid, label,
+    class names, band statistics, band roles)."""
+    from rs_reasoner.raster import open_raster
+    from rs_reasoner.raster.band_roles import band_roles
+    from rs_reasoner.raster.band_stats import BandStats, read_bands
+    from rs_reasoner_training.data.parcels import label_raster
+
+    label, parcels = label_raster(raster, labels, field, background=background)
+    with open_raster(raster) as ds:
+        bands = list(range(1, ds.count + 1))
+        raw, valid = read_bands(ds, bands)
+        stats, roles = BandStats.from_raster(ds), band_roles(ds, bands)
+    return raw, valid, label, parcels.class_names, stats, roles

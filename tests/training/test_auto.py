@@ -157,6 +157,40 @@ def test_thin_validation_keeps_the_classical_learner(slovenia) -> None:
     # Without the classical learner among the candidates the best score stands.
     assert choose({"unet": 0.24, "unet-ts": 0.2}, thin)[0] == "unet"
     assert choose({"classical": 0.3, "unet": 0.24}, thin) == ("classical", "best validation mIoU")
+    # The random forest is fitted once like the classical learner: its score stands.
+    forest = {"classical": 0.14, "random-forest": 0.2, "unet": 0.18}
+    assert choose(forest, thin) == ("random-forest", "best validation mIoU")
+
+
+def test_the_random_forest_is_measured_beside_the_classical_learner_and_served_if_better(
+    slovenia, tmp_path: Path
+) -> None:
+    """The analyst's baseline in the user's own run: a row of the comparison, scored on
+    the same validation tiles, and the served model when it scores best."""
+    from rs_reasoner_training.auto import classical_scores
+    from rs_reasoner_training.forest import ForestConfig, fit_forest
+
+    result = train_auto(slovenia, tmp_path, train_network=train_model,
+                        candidates=("classical", "random-forest"), classical=QUICK_TREES,
+                        device="cpu")  # fmt: skip
+    record = json.loads((tmp_path / AUTO_FILE).read_text())
+    rows = {c["name"]: c for c in record["comparison"]}
+    assert list(rows) == ["classical", "random-forest"]
+    assert all(r["error"] is None for r in rows.values())
+    # The forest's score is that of a forest fitted on the training tiles alone.
+    alone = fit_forest(TileImages(slovenia.labelled), slovenia.class_names,
+                       ClassicalModel.load(rows["random-forest"]["artefact"]).stats,
+                       ForestConfig(threads=1, seed=0))  # fmt: skip
+    assert rows["random-forest"]["val_miou"] == pytest.approx(
+        classical_scores(alone, slovenia.val)[0]
+    )
+    best = max(rows, key=lambda n: rows[n]["val_miou"])
+    assert record["chosen"] == best == result.extra["chosen"]
+    served = ClassicalModel.load(tmp_path)  # either way a classical.json is served
+    assert served.info["learner"] == ("lightgbm random forest" if best == "random-forest"
+                                      else "lightgbm")  # fmt: skip
+    assert not (tmp_path / "best.pt").exists()
+    assert any(line.startswith("random-forest") for line in result.extra["comparison_table"])
 
 
 def test_region_counts_on_real_footprints(shared_data: Path) -> None:
@@ -202,11 +236,12 @@ def test_the_switches_decide_which_default_candidates_run(slovenia, tmp_path: Pa
     from rs_reasoner_training.api import train_prepared
     from rs_reasoner_training.auto import default_candidates
 
-    assert default_candidates() == ("classical", "unet", "unet-ts-purified")
-    assert default_candidates(verifier=False) == ("classical", "unet", "unet-ts")
-    assert default_candidates(semi_supervised=False, verifier=False) == ("classical", "unet")
+    trees = ("classical", "random-forest")
+    assert default_candidates() == (*trees, "unet", "unet-ts-purified")
+    assert default_candidates(verifier=False) == (*trees, "unet", "unet-ts")
+    assert default_candidates(semi_supervised=False, verifier=False) == (*trees, "unet")
     result = train_prepared(slovenia, tmp_path, "auto", semi_supervised=False, verifier=False,
                             device="cpu", **QUICK_NET)  # fmt: skip
     record = json.loads((tmp_path / AUTO_FILE).read_text())
-    assert [c["name"] for c in record["comparison"]] == ["classical", "unet"]
-    assert result.extra["chosen"] in ("classical", "unet")
+    assert [c["name"] for c in record["comparison"]] == [*trees, "unet"]
+    assert result.extra["chosen"] in (*trees, "unet")

@@ -12,9 +12,7 @@ import pytest
 from rs_reasoner.models import classical as classical_model
 from rs_reasoner.models.classical import FILE_NAME, FORMAT, ClassicalModel
 from rs_reasoner.models.pixel_features import FeatureSpec
-from rs_reasoner.raster import open_raster
-from rs_reasoner.raster.band_roles import band_roles
-from rs_reasoner.raster.band_stats import BandStats, read_bands
+from rs_reasoner.raster.band_stats import BandStats
 from rs_reasoner_training.classical import (
     ClassicalConfig,
     LabelledImage,
@@ -23,20 +21,11 @@ from rs_reasoner_training.classical import (
     fit_classical_to_serve,
 )
 from rs_reasoner_training.data.dataset import IGNORE_INDEX
-from rs_reasoner_training.data.parcels import label_raster
 from rs_reasoner_training.errors import LabelLayerError
+from tests.support.parcels import labelled_scene
 
 QUICK = ClassicalConfig(rounds=40, rounds_without_validation=40, threads=1,
                         max_pixels_per_class=3000)  # fmt: skip
-
-
-def _scene(raster: Path, labels, field: str, background: str | None = None):
-    label, parcels = label_raster(raster, labels, field, background=background)
-    with open_raster(raster) as ds:
-        bands = list(range(1, ds.count + 1))
-        raw, valid = read_bands(ds, bands)
-        stats, roles = BandStats.from_raster(ds), band_roles(ds, bands)
-    return raw, valid, label, parcels.class_names, stats, roles
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +33,7 @@ def slovenia():
     root = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "slovenia"
     if not root.is_dir():
         pytest.skip("shared Slovenia sample missing")
-    return _scene(root / "slovenia_ndvi_68dates_utm33n.tif", root / "slovenia_lulc.gpkg",
+    return labelled_scene(root / "slovenia_ndvi_68dates_utm33n.tif", root / "slovenia_lulc.gpkg",
                   "LULC_NAME")  # fmt: skip
 
 
@@ -115,7 +104,7 @@ def test_block_wise_prediction_equals_whole_image(slovenia, monkeypatch) -> None
 
 def _spacenet(shared_data: Path):
     """The SpaceNet chip with its buildings (background 'other')."""
-    return _scene(
+    return labelled_scene(
         shared_data / "spacenet_atlanta_pan_utm16n.tif",
         shared_data / "spacenet_atlanta_buildings.geojson",
         "building",

@@ -5,8 +5,9 @@ open-vocabulary RS-ZeroSeg with the user's class names, :mod:`.models.rs_zeroseg
 ``"unet"`` (from scratch), or ``"auto"`` (default): RS-ZeroSeg when its pretrained CLIP and
 DINOv2 backbone files are on this machine, else the U-Net. The choice is reported in the
 first progress message. :func:`train_on_parcels` (``rs-reasoner train``) also trains
-``"classical"`` and, by default, ``"auto"``: the candidates of :mod:`.auto` (classical
-learner and U-Net variants on every band), keeping the best on the validation parcels.
+``"classical"``, ``"random-forest"`` and, by default, ``"auto"``: the candidates of
+:mod:`.auto` (classical learner, random forest and U-Net variants on every band), keeping
+the best on the validation parcels.
 
 **Verifier** (``verifier=``, see :mod:`.verifiers`): ``"auto"`` (default) uses
 ``clip-openvocab`` when its weights are on this machine and no verifier otherwise;
@@ -33,7 +34,12 @@ from torch import nn
 from rs_reasoner.errors import InvalidRequestError
 from rs_reasoner.models.unet import UNet
 from rs_reasoner.schemas import TRAIN_DEFAULTS, TRAINERS
-from rs_reasoner_training.auto import check_candidates, default_candidates, train_auto
+from rs_reasoner_training.auto import (
+    TREE_CANDIDATES,
+    check_candidates,
+    default_candidates,
+    train_auto,
+)
 from rs_reasoner_training.classical import ClassicalConfig
 from rs_reasoner_training.data.dataset import TrainingData
 from rs_reasoner_training.loop import ProgressFn, TrainConfig, TrainResult, train
@@ -357,7 +363,8 @@ def train_on_parcels(
         cancel: Stop event.
         **train_options: ``model``: ``"auto"`` (default: the candidates of
             :mod:`.auto`, the best on the validation parcels kept; ``candidates`` names
-            them), ``"classical"``, ``"unet"`` (every band, normalised) or
+            them), ``"classical"``, ``"random-forest"``, ``"unet"`` (every band,
+            normalised) or
             ``"rs-zeroseg"`` (RGB); then :func:`train_model` options: ``pretrained``,
             ``verifier`` (bool: True = default verifier, False = none; or a name, see
             :mod:`.verifiers`), ``epochs``, ``time_budget_s``, ``batch_size``, ``lr``,
@@ -507,12 +514,12 @@ def train_prepared(
     for line in plan_lines(data.summary):
         report("preparing", 0.0, line)
     Path(output_dir).mkdir(parents=True, exist_ok=True)
-    if name in ("auto", "classical"):
+    if name in ("auto", *TREE_CANDIDATES):
         # Each candidate sets its own semi-supervision; the switches say which may run.
         semi = train_options.pop("semi_supervised", TRAIN_DEFAULTS["semi_supervised"])
         verifier = train_options.pop("verifier", "auto")
-        if name == "classical":
-            candidates = ("classical",)
+        if name in TREE_CANDIDATES:
+            candidates = (name,)
         result = train_auto(
             data,
             output_dir,

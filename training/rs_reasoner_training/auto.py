@@ -5,6 +5,8 @@ Candidates (:data:`CANDIDATES`, default :data:`DEFAULT_CANDIDATES`):
 
 * ``classical`` - LightGBM over per-pixel features (:mod:`rs_reasoner_training.classical`);
   seconds on a CPU;
+* ``random-forest`` - a random forest on the bands (:mod:`rs_reasoner_training.forest`):
+  the analyst's usual baseline, measured in the same run, served where it scores best;
 * ``unet`` - the U-Net, supervised only, on every band;
 * ``unet-ts`` - the U-Net, teacher-student on the unlabelled tiles too;
 * ``unet-ts-purified`` - teacher-student whose pseudo-labels are purified by an
@@ -21,10 +23,12 @@ validation parcels per class the difference is noise (on the benchmark's Sloveni
 that scored 0.30). So unless every class has :data:`MIN_VAL_REGIONS` validation regions
 (connected areas of one class, :func:`rs_reasoner_training.metrics.region_counts`), a
 network is served only where the classical learner is not available (:func:`choose`).
-The chosen one is copied into the output folder as the model to serve (``best.pt``, or
-``classical.json`` for the classical learner) and :data:`AUTO_FILE` records the comparison.
+The tree candidates (:data:`TREE_CANDIDATES`) are each fitted once, so their scores compare
+as they are. The chosen one is copied into the output folder as the model to serve
+(``best.pt``, or ``classical.json`` for a tree candidate) and :data:`AUTO_FILE` records
+the comparison.
 
-**Time budget.** The classical learner runs first, then the network candidates share what
+**Time budget.** The tree candidates run first, then the network candidates share what
 is left equally (a candidate that finishes early leaves its rest to the next). Without a
 budget every candidate runs its full schedule. Candidates keep their own folders under
 ``candidates/``, so running the same command again resumes each network.
@@ -58,6 +62,7 @@ from rs_reasoner_training.classical import (
     fit_classical_to_serve,
 )
 from rs_reasoner_training.data.dataset import IGNORE_INDEX, TileDataset, TrainingData
+from rs_reasoner_training.forest import ForestConfig, fit_forest_to_serve
 from rs_reasoner_training.loop import ProgressFn, TrainResult
 from rs_reasoner_training.metrics import (
     confusion_matrix,
@@ -66,8 +71,11 @@ from rs_reasoner_training.metrics import (
     region_counts,
 )
 
-CANDIDATES = ("classical", "unet", "unet-ts", "unet-ts-purified")
-DEFAULT_CANDIDATES = ("classical", "unet", "unet-ts-purified")
+CANDIDATES = ("classical", "random-forest", "unet", "unet-ts", "unet-ts-purified")
+DEFAULT_CANDIDATES = ("classical", "random-forest", "unet", "unet-ts-purified")
+
+#: Candidates fitted once in seconds (served as ``classical.json``); the others are networks.
+TREE_CANDIDATES = ("classical", "random-forest")
 
 
 def default_candidates(
@@ -87,6 +95,7 @@ MIN_VAL_REGIONS = 3
 
 DESCRIPTIONS = {
     "classical": "classical learner (LightGBM on bands, indices, local statistics)",
+    "random-forest": "random forest on the bands (the usual baseline)",
     "unet": "U-Net, supervised",
     "unet-ts": "U-Net, teacher-student",
     "unet-ts-purified": "U-Net, teacher-student + purification",
@@ -210,6 +219,22 @@ def fit_classical_candidate(
     return model, cand
 
 
+def fit_forest_candidate(
+    data: TrainingData, folder: Path, config: ForestConfig | None = None
+) -> Candidate:
+    """Fit the random forest on the training tiles, score it on the validation tiles,
+    save the model to serve (refitted on every label) in ``folder``."""
+    started = time.monotonic()
+    stats = BandStats.from_dict(data.summary["band_stats"])
+    model, scored = fit_forest_to_serve(TileImages(data.labelled), data.class_names, stats,
+                                        config, val=TileImages(data.val))  # fmt: skip
+    miou, iou = classical_scores(scored, data.val)
+    model.info["val_miou"] = miou
+    path = model.save(folder)
+    return Candidate("random-forest", DESCRIPTIONS["random-forest"], miou, iou,
+                     time.monotonic() - started, str(path))  # fmt: skip
+
+
 def validation_regions(data: TrainingData) -> dict[str, int]:
     """Connected validation regions of each class, summed over the validation tiles."""
     k = len(data.class_names)
@@ -229,12 +254,12 @@ def choose(scores: Mapping[str, float], regions: Mapping[str, int]) -> tuple[str
 
     Returns:
         (candidate name, reason): the best score, except that the classical learner is
-        kept when a network scores best but some class has fewer than
-        :data:`MIN_VAL_REGIONS` validation regions.
+        kept when a network (not one of :data:`TREE_CANDIDATES`) scores best but some
+        class has fewer than :data:`MIN_VAL_REGIONS` validation regions.
     """
     best = max(scores, key=lambda n: -math.inf if math.isnan(scores[n]) else scores[n])
     short = [n for n, c in regions.items() if c < MIN_VAL_REGIONS]
-    if best != "classical" and "classical" in scores and short:
+    if best not in TREE_CANDIDATES and "classical" in scores and short:
         return "classical", (
             f"classical learner kept: validation holds fewer than {MIN_VAL_REGIONS} regions "
             f"of {', '.join(short)}, too few for {best}'s better score to count"
@@ -327,6 +352,9 @@ def train_auto(
                 classical_model, cand = fit_classical_candidate(data, folder, classical)
                 results.append(cand)
                 continue
+            if name == "random-forest":
+                results.append(fit_forest_candidate(data, folder, _forest_config(classical)))
+                continue
             if name != "unet" and not (data.unlabelled is not None and len(data.unlabelled)):
                 # Teacher-student without unlabelled tiles is the supervised run again.
                 results.append(Candidate(name, DESCRIPTIONS[name], stopped="skipped",
@@ -335,7 +363,7 @@ def train_auto(
             budget = None
             if time_budget_s is not None:
                 left = time_budget_s - (time.monotonic() - started)
-                networks_left = sum(1 for n in names[i:] if n != "classical")
+                networks_left = sum(1 for n in names[i:] if n not in TREE_CANDIDATES)
                 if not (data.unlabelled is not None and len(data.unlabelled)):
                     networks_left = min(networks_left, 1)  # the others are skipped
                 budget = max(1.0, left / max(networks_left, 1))
@@ -425,6 +453,13 @@ def _purifier(
     return ClassicalVerifier(classical_model), f"{description} (classical learner as verifier)"
 
 
+def _forest_config(classical: ClassicalConfig | None) -> ForestConfig:
+    """The forest's settings, with the run's threads and seed."""
+    if classical is None:
+        return ForestConfig()
+    return ForestConfig(threads=classical.threads, seed=classical.seed)
+
+
 def _scaled(report: ProgressFn, start: float, share: float, label: str) -> ProgressFn:
     def callback(stage: str, fraction: float, message: str | None) -> None:
         if stage == "done":
@@ -438,10 +473,11 @@ def _install(chosen: Candidate, out: Path) -> Path:
     """Copy the winner's file into the model folder (atomically) and remove the other
     kind, so the folder serves exactly one model."""
     source = Path(str(chosen.artefact))
-    target = out / (CLASSICAL_FILE if chosen.name == "classical" else BEST)
+    tree = chosen.name in TREE_CANDIDATES
+    target = out / (CLASSICAL_FILE if tree else BEST)
     with source.open("rb") as f:
         write_atomic(target, lambda dst: shutil.copyfileobj(f, dst))
-    other = out / (BEST if chosen.name == "classical" else CLASSICAL_FILE)
+    other = out / (BEST if tree else CLASSICAL_FILE)
     other.unlink(missing_ok=True)
     return target
 
@@ -465,10 +501,12 @@ __all__ = [
     "ClassicalVerifier",
     "TileImages",
     "MIN_VAL_REGIONS",
+    "TREE_CANDIDATES",
     "check_candidates",
     "choose",
     "comparison_table",
     "fit_classical_candidate",
+    "fit_forest_candidate",
     "train_auto",
     "validation_regions",
 ]

@@ -321,7 +321,7 @@ def _usable_validation(
     return sample, "used for early stopping and the prior shift"
 
 
-class _Chained(Sequence[LabelledImage]):
+class ChainedImages(Sequence[LabelledImage]):
     """Two sequences of images read as one (tiles stay read on demand)."""
 
     def __init__(self, first: Sequence[LabelledImage], second: Sequence[LabelledImage]):
@@ -358,7 +358,7 @@ def fit_classical_to_serve(
     scored = fit_classical(train, class_names, stats, spec, config, val=val)
     if scored.info["validation_steered"] or not val:
         return scored, scored
-    served = fit_classical(_Chained(train, val), class_names, stats, spec, config)
+    served = fit_classical(ChainedImages(train, val), class_names, stats, spec, config)
     served.info["validation"] = (
         f"{scored.info['validation']}; refitted on training + validation labels"
     )
@@ -410,6 +410,7 @@ def choose_prior_shift(
 
 
 __all__ = [
+    "ChainedImages",
     "ClassicalConfig",
     "LabelledImage",
     "PixelSample",
