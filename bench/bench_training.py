@@ -26,9 +26,10 @@ Methods (one run each, on the same labels):
   spectral indices, band summaries and local statistics; :mod:`rs_reasoner_training.classical`),
   refitted on training + validation labels where those are too few to steer it (its
   validation score is that of the model fitted without them, as in ``train``);
-* ``random-forest``: ``auto``'s random-forest candidate (LightGBM in forest mode on the
-  bands, classes at their true proportions; :mod:`rs_reasoner_training.forest`), served
-  refitted on training + validation labels, scored by the one fitted without them;
+* ``random-forest`` (only when named in ``--methods``): ``train --model random-forest``
+  (LightGBM in forest mode on the bands, classes at their true proportions;
+  :mod:`rs_reasoner_training.forest`), served refitted on training + validation labels,
+  scored by the one fitted without them; not an ``auto`` candidate by default;
 * ``supervised``: the U-Net of ``train`` on every band (class-weighted loss, warm-up),
   ``--epochs`` x ``--steps-per-epoch`` optimizer steps (or ``--deep-seconds``), the
   checkpoint best on the validation labels;
@@ -37,11 +38,11 @@ Methods (one run each, on the same labels):
   the user's raster nobody labelled);
 * ``purified``: teacher-student whose pseudo-labels the classical learner verifies
   (co-training, what ``train`` does without vision-language weights);
-* ``auto``: what ``train`` serves by default: among classical, random-forest, supervised
-  and purified, the best on the validation labels (mIoU over the classes in the truth or
-  the prediction), but the classical learner where a network scores best and validation
+* ``auto``: what ``train`` serves by default: among classical, supervised and purified,
+  the best on the validation labels (mIoU over the classes in the truth or the
+  prediction), but the classical learner where a network scores best and validation
   holds fewer than three regions of a class (``train``'s rule,
-  :func:`rs_reasoner_training.auto.choose`); its time is the sum of the four.
+  :func:`rs_reasoner_training.auto.choose`); its time is the sum of the three.
 
 Scores on the test labels: pixel mIoU (over the classes present in the truth) and parcel
 accuracy (a test parcel is right when the majority of its predicted pixels is its class;
@@ -110,7 +111,7 @@ SETS = ("dubai", "slovenia", "spacenet")
 METHODS = {
     "rf": "RandomForest (raw bands)",
     "classical": "classical (LightGBM)",
-    "random-forest": "random forest (auto's)",
+    "random-forest": "random forest (train's)",
     "supervised": "U-Net supervised",
     "teacher_student": "teacher-student",
     "purified": "+ purification",
@@ -171,7 +172,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--methods", nargs="+", choices=list(METHODS),
+                   default=[m for m in METHODS if m != "random-forest"])
     p.add_argument("--budgets", type=float, nargs="+", default=[0.05, 0.10, 0.25])
     p.add_argument("--downscale", type=int, default=4, help="shrink Dubai images by this")
     p.add_argument("--block", type=int, default=64, help="Dubai validation squares, px")
@@ -672,7 +674,7 @@ def auto_choice(methods: dict[str, Any], regions: dict[str, int]) -> dict[str, A
 
 
 #: What ``auto`` chooses among (the baseline is not one of them).
-AUTO_CANDIDATES = ("classical", "random-forest", "supervised", "purified")
+AUTO_CANDIDATES = ("classical", "supervised", "purified")
 
 
 def _print(method: str, r: dict[str, Any]) -> None:

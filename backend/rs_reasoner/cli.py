@@ -130,8 +130,7 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         description="Train a segmentation model on a raster and polygons labelled with a "
         "class field (--raster, --labels, --class-field), or on a folder of images and a "
         "folder of masks (--images, --masks, --classes); by default several candidates "
-        "(a classical learner, a random forest, U-Net variants) compete on the validation "
-        "data and the "
+        "(a classical learner, U-Net variants) compete on the validation data and the "
         "best is registered under a name for 'rs-reasoner segment --model NAME'.",
         epilog=EPILOG_TRAIN,
         formatter_class=argparse.RawDescriptionHelpFormatter,

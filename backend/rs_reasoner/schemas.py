@@ -280,12 +280,13 @@ class TrainRequest(BaseModel):
     )
     model: Literal[TRAINERS] = Field(  # type: ignore[valid-type]
         "auto",
-        description="What to train. 'auto': the classical learner, a random forest on the "
-        "bands (the usual baseline) and U-Net candidates (supervised, and teacher-student "
-        "with purification), the one scoring best on the validation parcels kept, with the "
-        "comparison printed and stored; 'classical': a LightGBM pixel classifier over "
-        "bands, indices and local statistics (seconds, no GPU); 'random-forest': the "
-        "random forest alone; 'unet': one U-Net; 'rs-zeroseg': the "
+        description="What to train. 'auto': the classical learner and U-Net candidates "
+        "(supervised, and teacher-student with purification), the one scoring best on the "
+        "validation parcels kept, with the comparison printed and stored; 'classical': a "
+        "LightGBM pixel classifier over bands, indices and local statistics (seconds, no "
+        "GPU); 'random-forest': a random forest on the bands, the usual baseline (also an "
+        "'auto' candidate when named: candidates=classical,random-forest); 'unet': one "
+        "U-Net; 'rs-zeroseg': the "
         "open-vocabulary network fine-tuned (its backbones: rs-reasoner models pull "
         "rs-zeroseg).",
     )

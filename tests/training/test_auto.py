@@ -236,12 +236,11 @@ def test_the_switches_decide_which_default_candidates_run(slovenia, tmp_path: Pa
     from rs_reasoner_training.api import train_prepared
     from rs_reasoner_training.auto import default_candidates
 
-    trees = ("classical", "random-forest")
-    assert default_candidates() == (*trees, "unet", "unet-ts-purified")
-    assert default_candidates(verifier=False) == (*trees, "unet", "unet-ts")
-    assert default_candidates(semi_supervised=False, verifier=False) == (*trees, "unet")
+    assert default_candidates() == ("classical", "unet", "unet-ts-purified")
+    assert default_candidates(verifier=False) == ("classical", "unet", "unet-ts")
+    assert default_candidates(semi_supervised=False, verifier=False) == ("classical", "unet")
     result = train_prepared(slovenia, tmp_path, "auto", semi_supervised=False, verifier=False,
                             device="cpu", **QUICK_NET)  # fmt: skip
     record = json.loads((tmp_path / AUTO_FILE).read_text())
-    assert [c["name"] for c in record["comparison"]] == [*trees, "unet"]
-    assert result.extra["chosen"] in (*trees, "unet")
+    assert [c["name"] for c in record["comparison"]] == ["classical", "unet"]
+    assert result.extra["chosen"] in ("classical", "unet")

@@ -6,8 +6,8 @@ open-vocabulary RS-ZeroSeg with the user's class names, :mod:`.models.rs_zeroseg
 DINOv2 backbone files are on this machine, else the U-Net. The choice is reported in the
 first progress message. :func:`train_on_parcels` (``rs-reasoner train``) also trains
 ``"classical"``, ``"random-forest"`` and, by default, ``"auto"``: the candidates of
-:mod:`.auto` (classical learner, random forest and U-Net variants on every band), keeping
-the best on the validation parcels.
+:mod:`.auto` (classical learner and U-Net variants on every band), keeping the best on
+the validation parcels.
 
 **Verifier** (``verifier=``, see :mod:`.verifiers`): ``"auto"`` (default) uses
 ``clip-openvocab`` when its weights are on this machine and no verifier otherwise;
