@@ -23,7 +23,7 @@ TRAINER_HELP = {
     "classical": "A per-pixel learner (LightGBM) on every band, spectral indices and local "
                  "texture: trains in seconds, no GPU needed.",
     "random-forest": "A random forest on the bands, as dzetsaka or SCP would train it: "
-                     "the usual baseline, which 'auto' measures beside the others.",
+                     "the usual baseline, to compare with what 'auto' serves.",
     "unet": "A U-Net trained from scratch on every band (a GPU helps).",
     "rs-zeroseg": "The open-vocabulary RS-ZeroSeg fine-tuned on your classes (on its "
                   "pretrained backbones when they are on the backend's computer).",
