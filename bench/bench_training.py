@@ -119,6 +119,10 @@ METHODS = {
 }
 
 
+class SplitSkipped(Exception):
+    """A split whose labels ``train`` would refuse (a class without training labels)."""
+
+
 @dataclass
 class Scene:
     """One image of a benchmark set with its three label maps.
@@ -272,6 +276,11 @@ def load_dubai(args: argparse.Namespace, budget: float) -> BenchSet:
     stats = BandStats.from_samples(train, [1, 2, 3], ["red", "green", "blue"], "uint8")
     roles = {"red": 0, "green": 1, "blue": 2}
     notes = [f"{n_test} test images, {n_lab} labelled, {len(rest) - n_lab} unlabelled"]
+    drawn = {int(c) for s in scenes for c in np.unique(s.train) if c != IGNORE_INDEX}
+    missing = [n for c, n in enumerate(DUBAI_COLOURS) if c not in drawn]
+    if missing:
+        # train refuses labels without a class (an analyst labels one parcel of each).
+        raise SplitSkipped(f"dubai {budget:.0%}: no {', '.join(missing)} in the labelled images")
     return BenchSet(f"dubai {budget:.0%}", list(DUBAI_COLOURS), scenes, stats, roles, notes)
 
 
@@ -755,8 +764,7 @@ def merge_runs(paths: list[Path]) -> dict[str, Any]:
                     known.setdefault(key, split.get(key))
     for r in results.values():
         for split in r["splits"]:
-            split["methods"].pop("auto", None)
-            if split.get("validation_regions") is not None:
+            if split.get("validation_regions") is not None:  # else keep the run's choice
                 split["methods"]["auto"] = auto_choice(split["methods"],
                                                        split["validation_regions"])  # fmt: skip
     return results
@@ -767,7 +775,10 @@ def load_sets(args: argparse.Namespace):
     for name in args.sets:
         if name == "dubai":
             for budget in args.budgets:
-                yield load_dubai(args, budget)
+                try:
+                    yield load_dubai(args, budget)
+                except SplitSkipped as why:
+                    yield why
         elif name == "slovenia":
             yield load_slovenia(args)
         else:
@@ -786,12 +797,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     started = time.monotonic()
     results: dict[str, Any] = merge_runs(args.merge) if args.merge else {}
+    skipped: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
         for split in range(0 if args.merge else args.splits):
             split_args = argparse.Namespace(**{**vars(args), "seed": args.seed + split})
             work = (args.workdir or Path(tmp)) / f"split-{split_args.seed}"
             print(f"\n=== split {split + 1}/{args.splits} (seed {split_args.seed})", flush=True)
             for bench in load_sets(split_args):
+                if isinstance(bench, SplitSkipped):
+                    print(f"\nskipped split {split_args.seed}: {bench}", flush=True)
+                    skipped.append({"seed": split_args.seed, "reason": str(bench)})
+                    continue
                 out = run_set(bench, split_args, work)
                 out["seed"] = split_args.seed
                 results.setdefault(bench.name, {"splits": []})["splits"].append(out)
@@ -804,10 +820,13 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     print("\nmIoU / parcel accuracy / seconds on the test labels:")
     print(markdown(results, methods))
+    for skip in skipped:
+        print(f"skipped, seed {skip['seed']}: {skip['reason']}")
     print(f"total {elapsed / 60:.1f} min on {platform.processor() or platform.machine()}")
     if args.out:
         options = json.loads(json.dumps(vars(args), default=str))  # paths as text
-        summary = {"options": options, "results": results, "seconds": round(elapsed, 1)}
+        summary = {"options": options, "results": results, "skipped": skipped,
+                   "seconds": round(elapsed, 1)}  # fmt: skip
         write_text_atomic(args.out, json.dumps(summary, indent=1))
         print(f"wrote {args.out}")
     return 0
