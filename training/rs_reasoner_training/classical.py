@@ -203,17 +203,35 @@ def _params(config: ClassicalConfig, num_classes: int, num_features: int) -> dic
         "bagging_freq": 1,
         "lambda_l2": config.lambda_l2,
         "extra_trees": config.extra_trees,
-        "seed": config.seed,
-        "deterministic": True,
-        "verbose": -1,
     }
-    if config.threads is not None:
-        params["num_threads"] = int(config.threads)
+    return params | run_params(num_classes, config.threads, config.seed)
+
+
+def run_params(num_classes: int, threads: int | None, seed: int) -> dict[str, Any]:
+    """LightGBM parameters every tree learner here shares: the objective for the number
+    of classes, threads, seed, determinism, silence."""
+    params: dict[str, Any] = {"seed": seed, "deterministic": True, "verbose": -1}
+    if threads is not None:
+        params["num_threads"] = int(threads)
     if num_classes == 2:
         params["objective"] = "binary"
     else:
         params.update(objective="multiclass", num_class=num_classes)
     return params
+
+
+def check_every_class(totals: np.ndarray, class_names: Sequence[str]) -> None:
+    """Every class has a training pixel with data.
+
+    Raises:
+        LabelLayerError: Which classes have none.
+    """
+    empty = [class_names[c] for c in range(len(class_names)) if totals[c] == 0]
+    if empty:
+        raise LabelLayerError(
+            f"No training pixel with data for class(es) {', '.join(empty)}.",
+            "Label parcels of every class over pixels that hold data, or remove the class.",
+        )
 
 
 def fit_classical(
@@ -247,12 +265,7 @@ def fit_classical(
     started = time.monotonic()
     sample = sample_pixels(train, stats, spec, k, config.max_pixels_per_class, config.seed)
     counts = sample.totals
-    empty = [class_names[c] for c in range(k) if counts[c] == 0]
-    if empty:
-        raise LabelLayerError(
-            f"No training pixel with data for class(es) {', '.join(empty)}.",
-            "Label parcels of every class over pixels that hold data, or remove the class.",
-        )
+    check_every_class(counts, class_names)
     power = config.class_weight_power
     dtrain = lightgbm.Dataset(sample.x, sample.y, weight=sample.weights(power))
     validation, note = _usable_validation(val, stats, spec, class_names, counts, config)

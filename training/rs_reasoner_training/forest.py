@@ -23,8 +23,13 @@ from typing import Any
 from rs_reasoner.models.classical import ClassicalModel
 from rs_reasoner.models.pixel_features import FeatureSpec
 from rs_reasoner.raster.band_stats import BandStats
-from rs_reasoner_training.classical import ChainedImages, LabelledImage, sample_pixels
-from rs_reasoner_training.errors import LabelLayerError
+from rs_reasoner_training.classical import (
+    ChainedImages,
+    LabelledImage,
+    check_every_class,
+    run_params,
+    sample_pixels,
+)
 
 
 @dataclass(frozen=True)
@@ -66,17 +71,8 @@ def _params(config: ForestConfig, num_classes: int, num_features: int) -> dict[s
         "bagging_fraction": config.bagging_fraction,
         "bagging_freq": 1,
         "feature_fraction_bynode": min(1.0, per_split),
-        "seed": config.seed,
-        "deterministic": True,
-        "verbose": -1,
     }
-    if config.threads is not None:
-        params["num_threads"] = int(config.threads)
-    if num_classes == 2:
-        params["objective"] = "binary"
-    else:
-        params.update(objective="multiclass", num_class=num_classes)
-    return params
+    return params | run_params(num_classes, config.threads, config.seed)
 
 
 def fit_forest(
@@ -97,12 +93,7 @@ def fit_forest(
     started = time.monotonic()
     spec = forest_spec()
     sample = sample_pixels(train, stats, spec, k, config.max_pixels_per_class, config.seed)
-    empty = [class_names[c] for c in range(k) if sample.totals[c] == 0]
-    if empty:
-        raise LabelLayerError(
-            f"No training pixel with data for class(es) {', '.join(empty)}.",
-            "Label parcels of every class over pixels that hold data, or remove the class.",
-        )
+    check_every_class(sample.totals, class_names)
     # Weights undo the per-class cap: the classes count at their true proportions.
     data = lightgbm.Dataset(sample.x, sample.y, weight=sample.weights(0.0))
     params = _params(config, k, sample.x.shape[1])
